@@ -1,0 +1,4 @@
+//! Operator control: signals, stats.
+
+pub mod signals;
+pub mod stats;

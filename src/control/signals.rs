@@ -1,0 +1,73 @@
+//! Signal flags: SIGUSR1 toggles suspend, SIGUSR2 asks for stats, SIGTERM/SIGINT stop gracefully
+//! (a second one exits at once). Handlers only touch atomics; the dispatcher polls one flag a packet.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+
+/// Flags set by signal handlers.
+#[derive(Clone)]
+pub struct Signals {
+    /// Set by any handled signal: the hot loop checks only this.
+    pub attention: Arc<AtomicBool>,
+    /// A stop was asked for.
+    pub stop: Arc<AtomicBool>,
+    /// Count of SIGUSR1 received (odd: suspended).
+    pub toggles: Arc<AtomicUsize>,
+    /// Stats were asked for.
+    pub stats: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Installs the handlers.
+    pub fn install() -> std::io::Result<Self> {
+        let s = Signals {
+            attention: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+            toggles: Arc::new(AtomicUsize::new(0)),
+            stats: Arc::new(AtomicBool::new(false)),
+        };
+        for sig in [SIGTERM, SIGINT] {
+            let (stop, attention) = (s.stop.clone(), s.attention.clone());
+            // SAFETY: the handler only uses atomics, write(2) and _exit(2), all async-signal-safe.
+            unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    if stop.swap(true, Ordering::SeqCst) {
+                        let msg =
+                            b"shardcap: second stop signal, exiting now without saving state\n";
+                        libc::write(2, msg.as_ptr().cast(), msg.len());
+                        libc::_exit(130);
+                    }
+                    attention.store(true, Ordering::SeqCst);
+                })?;
+            }
+        }
+        let (toggles, attention) = (s.toggles.clone(), s.attention.clone());
+        // SAFETY: atomics only.
+        unsafe {
+            signal_hook::low_level::register(SIGUSR1, move || {
+                toggles.fetch_add(1, Ordering::SeqCst);
+                attention.store(true, Ordering::SeqCst);
+            })?;
+        }
+        signal_hook::flag::register(SIGUSR2, s.stats.clone())?;
+        signal_hook::flag::register(SIGUSR2, s.attention.clone())?;
+        Ok(s)
+    }
+
+    /// Flags not connected to any signal (tests, library use).
+    pub fn detached() -> Self {
+        Signals {
+            attention: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+            toggles: Arc::new(AtomicUsize::new(0)),
+            stats: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// True when suspended (an odd number of SIGUSR1).
+    pub fn suspended(&self) -> bool {
+        self.toggles.load(Ordering::SeqCst) % 2 == 1
+    }
+}

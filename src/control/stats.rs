@@ -1,0 +1,207 @@
+//! Run statistics, printed as pcapdj-compatible `[STATS] Key:Value` lines.
+
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::flow::FlowStats;
+use crate::merge::MergeStats;
+use crate::sink::writer::ShardCounters;
+
+/// The dispatcher's state, as stats show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum State {
+    Starting,
+    Running,
+    Suspended,
+    Waiting,
+    Stopping,
+    Done,
+}
+
+impl State {
+    /// pcapdj's wording.
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Starting => "Starting",
+            State::Running => "Running",
+            State::Suspended => "Suspended",
+            State::Waiting => "Waiting for authorization",
+            State::Stopping => "Stopping",
+            State::Done => "Done",
+        }
+    }
+}
+
+/// One shard's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardStats {
+    pub shard: usize,
+    pub output: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub blocked_ms: u64,
+}
+
+/// A snapshot of the run's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub start_time: u64,
+    pub uptime_s: f64,
+    pub state: State,
+    pub suspensions: u64,
+    pub files_done: u64,
+    pub files_total: u64,
+    pub files_skipped: u64,
+    pub current_file: Option<String>,
+    pub packets: u64,
+    pub cap_lengths: u64,
+    pub lengths: u64,
+    pub input_bytes_done: u64,
+    pub input_bytes_total: u64,
+    pub packets_per_s: f64,
+    pub mbytes_per_s: f64,
+    pub eta_s: Option<f64>,
+    pub out_of_order: u64,
+    pub dropped_linktype: u64,
+    pub merge: MergeStats,
+    pub flow: FlowStats,
+    pub shards: Vec<ShardStats>,
+}
+
+/// Run-wide counters kept by the dispatcher.
+#[derive(Debug)]
+pub struct RunStats {
+    pub started: Instant,
+    pub start_wall: SystemTime,
+    pub state: State,
+    pub suspensions: u64,
+    pub files_done: u64,
+    pub files_total: u64,
+    pub files_skipped: u64,
+    pub input_bytes_done: u64,
+    pub input_bytes_total: u64,
+    pub dropped_linktype: u64,
+}
+
+impl RunStats {
+    /// Counters at the start of a run.
+    pub fn new() -> Self {
+        RunStats {
+            started: Instant::now(),
+            start_wall: SystemTime::now(),
+            state: State::Starting,
+            suspensions: 0,
+            files_done: 0,
+            files_total: 0,
+            files_skipped: 0,
+            input_bytes_done: 0,
+            input_bytes_total: 0,
+            dropped_linktype: 0,
+        }
+    }
+
+    /// Combines the run's counters with the stages' into one snapshot.
+    pub fn snapshot(
+        &self,
+        current_file: Option<String>,
+        merge: MergeStats,
+        flow: FlowStats,
+        shards: &[(String, ShardCounters)],
+    ) -> Snapshot {
+        let uptime = self.started.elapsed().as_secs_f64().max(1e-9);
+        let packets: u64 = shards.iter().map(|s| s.1.packets).sum();
+        let bytes: u64 = shards.iter().map(|s| s.1.bytes).sum();
+        let wire: u64 = shards.iter().map(|s| s.1.wire_bytes).sum();
+        let rate = self.input_bytes_done as f64 / uptime;
+        let left = self.input_bytes_total.saturating_sub(self.input_bytes_done) as f64;
+        Snapshot {
+            start_time: self
+                .start_wall
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO)
+                .as_secs(),
+            uptime_s: uptime,
+            state: self.state,
+            suspensions: self.suspensions,
+            files_done: self.files_done,
+            files_total: self.files_total,
+            files_skipped: self.files_skipped,
+            current_file,
+            packets,
+            cap_lengths: bytes,
+            lengths: wire,
+            input_bytes_done: self.input_bytes_done,
+            input_bytes_total: self.input_bytes_total,
+            packets_per_s: packets as f64 / uptime,
+            mbytes_per_s: rate / 1e6,
+            eta_s: (rate > 0.0).then(|| left / rate),
+            out_of_order: merge.out_of_order,
+            dropped_linktype: self.dropped_linktype,
+            merge,
+            flow,
+            shards: shards
+                .iter()
+                .enumerate()
+                .map(|(k, (name, c))| ShardStats {
+                    shard: k,
+                    output: name.clone(),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                    blocked_ms: c.blocked.as_millis() as u64,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Default for RunStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Snapshot {
+    /// Writes `[STATS] Key:Value` lines: pcapdj's fields first, in its wording, then shardcap's.
+    pub fn write_lines(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut l = |k: &str, v: String| writeln!(out, "[STATS] {k}:{v}");
+        l("Start time", self.start_time.to_string())?;
+        l("Uptime", format!("{:.0} (seconds)", self.uptime_s))?;
+        l("Internal state", self.state.label().to_string())?;
+        l("Number of suspensions", self.suspensions.to_string())?;
+        l("Number of files", self.files_done.to_string())?;
+        l("Number of packets", self.packets.to_string())?;
+        l("Number of cap_lengths", self.cap_lengths.to_string())?;
+        l("Number of lengths", self.lengths.to_string())?;
+        l(
+            "Current file",
+            self.current_file.clone().unwrap_or_default(),
+        )?;
+        l(
+            "Files left",
+            (self.files_total.saturating_sub(self.files_done)).to_string(),
+        )?;
+        l("Files skipped", self.files_skipped.to_string())?;
+        l("Bytes done", self.input_bytes_done.to_string())?;
+        l("Bytes total", self.input_bytes_total.to_string())?;
+        l("Packets per second", format!("{:.0}", self.packets_per_s))?;
+        l("MB per second", format!("{:.1}", self.mbytes_per_s))?;
+        l(
+            "ETA",
+            self.eta_s
+                .map_or("unknown".into(), |s| format!("{s:.0} (seconds)")),
+        )?;
+        l("Out of order", self.out_of_order.to_string())?;
+        l("Dropped (link type)", self.dropped_linktype.to_string())?;
+        for s in &self.shards {
+            l(&format!("Shard {} packets", s.shard), s.packets.to_string())?;
+            l(&format!("Shard {} bytes", s.shard), s.bytes.to_string())?;
+            l(
+                &format!("Shard {} blocked", s.shard),
+                format!("{} (ms)", s.blocked_ms),
+            )?;
+        }
+        Ok(())
+    }
+}

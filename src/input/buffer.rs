@@ -1,0 +1,115 @@
+//! A large sequential read buffer that parsers look into in place.
+//!
+//! Records are parsed as slices of this buffer; bytes are only moved when a record straddles the end
+//! of the buffer (the tail is moved to the front before the next read), so a packet is copied once,
+//! into its shard's output.
+
+use std::io::{self, Read};
+
+/// Default size of one input buffer.
+pub const DEFAULT_CAPACITY: usize = 1 << 20;
+
+/// Sequential reader with an in-place view of the next unconsumed bytes.
+pub struct ReadBuffer {
+    src: Box<dyn Read + Send>,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    /// Stream offset of `buf[start]`.
+    offset: u64,
+    eof: bool,
+}
+
+impl ReadBuffer {
+    /// Wraps a byte stream with a buffer of `capacity` bytes (grown only for larger records).
+    pub fn new(src: Box<dyn Read + Send>, capacity: usize) -> Self {
+        ReadBuffer {
+            src,
+            buf: vec![0u8; capacity].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            offset: 0,
+            eof: false,
+        }
+    }
+
+    /// The unconsumed bytes currently buffered.
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Number of unconsumed bytes currently buffered.
+    #[inline(always)]
+    pub fn available(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Stream offset of the first unconsumed byte.
+    #[inline(always)]
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Marks `n` buffered bytes as consumed.
+    #[inline(always)]
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.available());
+        self.start += n;
+        self.offset += n as u64;
+    }
+
+    /// Makes at least `need` bytes available unless the stream ends first.
+    /// Returns whether `need` bytes are available.
+    #[inline(always)]
+    pub fn ensure(&mut self, need: usize) -> io::Result<bool> {
+        if self.available() >= need {
+            return Ok(true);
+        }
+        self.refill(need)
+    }
+
+    #[cold]
+    fn refill(&mut self, need: usize) -> io::Result<bool> {
+        if need > self.buf.len() {
+            let mut bigger = vec![0u8; need.next_power_of_two()].into_boxed_slice();
+            bigger[..self.available()].copy_from_slice(self.data());
+            self.end -= self.start;
+            self.start = 0;
+            self.buf = bigger;
+        } else if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        while self.available() < need && !self.eof {
+            match self.src.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.available() >= need)
+    }
+
+    /// Skips `n` bytes, reading through them if they are not buffered. Returns false on early end.
+    pub fn skip(&mut self, mut n: u64) -> io::Result<bool> {
+        loop {
+            let here = (self.available() as u64).min(n);
+            self.consume(here as usize);
+            n -= here;
+            if n == 0 {
+                return Ok(true);
+            }
+            if !self.ensure(1)? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// True when the stream is exhausted and nothing is buffered.
+    pub fn at_end(&mut self) -> io::Result<bool> {
+        Ok(!self.ensure(1)?)
+    }
+}

@@ -1,0 +1,63 @@
+//! The catalog: each input probed once for its format and first packet time, so the merge can open
+//! files only when packet time reaches them.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::capture::{Capture, CaptureInfo};
+use super::discover::Candidate;
+use super::ReadError;
+
+/// A capture known to the catalog.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Position in the order the inputs were given (or arrived).
+    pub seq: u64,
+    pub path: PathBuf,
+    pub size: u64,
+    pub info: CaptureInfo,
+    /// Timestamp of the first packet; `None` for a capture without packets.
+    pub first_ts: Option<u64>,
+}
+
+/// Why an input was not cataloged.
+#[derive(Debug, Clone)]
+pub enum Rejected {
+    /// Not a capture (by content). Quietly ignored when found by a directory walk.
+    NotCapture { path: PathBuf, explicit: bool },
+    /// Unreadable, or damaged before its first packet.
+    Unreadable { path: PathBuf, error: ReadError },
+}
+
+/// Probes one candidate: format, link types, precision and first timestamp.
+pub fn probe(seq: u64, cand: &Candidate) -> Result<Entry, Rejected> {
+    probe_path(seq, &cand.path).map_err(|e| match e {
+        None => Rejected::NotCapture {
+            path: cand.path.clone(),
+            explicit: cand.explicit,
+        },
+        Some(error) => Rejected::Unreadable {
+            path: cand.path.clone(),
+            error,
+        },
+    })
+}
+
+fn probe_path(seq: u64, path: &Path) -> Result<Entry, Option<ReadError>> {
+    let md =
+        fs::metadata(path).map_err(|e| Some(ReadError::new(0, format!("cannot stat: {e}"))))?;
+    let (mut cap, format, compression) = Capture::open_with(path, 64 << 10)?.ok_or(None)?;
+    let first_ts = match cap.advance() {
+        Ok(true) => Some(cap.ts()),
+        Ok(false) => None,
+        Err(e) => return Err(Some(e)),
+    };
+    Ok(Entry {
+        seq,
+        path: path.to_path_buf(),
+        size: md.size(),
+        info: cap.info(format, compression),
+        first_ts,
+    })
+}

@@ -1,0 +1,145 @@
+//! Expands the command line's INPUTs (files, directories, globs, @LIST files) into capture paths.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A path to read, and whether the user named it (rather than a directory walk finding it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub path: PathBuf,
+    /// Named directly (file, glob match or list entry): a non-capture there is reported and counted.
+    pub explicit: bool,
+}
+
+/// Expands inputs in the order given. Missing paths and empty globs are usage errors (exit 2).
+/// The same file reached twice (by any name) is kept once.
+pub fn expand(inputs: &[String]) -> Result<Vec<Candidate>> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for input in inputs {
+        expand_one(input, true, &mut out, &mut seen)?;
+    }
+    Ok(out)
+}
+
+fn expand_one(
+    input: &str,
+    allow_list: bool,
+    out: &mut Vec<Candidate>,
+    seen: &mut HashSet<(u64, u64)>,
+) -> Result<()> {
+    if let Some(list) = input.strip_prefix('@').filter(|_| allow_list) {
+        let text = fs::read_to_string(list)
+            .map_err(|e| Error::usage(format!("{list}: cannot read list file: {e}")))?;
+        let base = Path::new(list).parent().unwrap_or(Path::new(""));
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let p = base.join(line);
+            expand_one(&p.to_string_lossy(), false, out, seen)?;
+        }
+        return Ok(());
+    }
+    let path = Path::new(input);
+    match fs::metadata(path) {
+        Ok(md) if md.is_dir() => walk(path, out, seen),
+        Ok(md) => {
+            push(path.to_path_buf(), &md, true, out, seen);
+            Ok(())
+        }
+        Err(_) if has_glob_chars(input) => {
+            let paths =
+                glob::glob(input).map_err(|e| Error::usage(format!("{input}: bad glob: {e}")))?;
+            let mut matched = 0;
+            for p in paths.flatten() {
+                matched += 1;
+                expand_one(&p.to_string_lossy(), false, out, seen)?;
+            }
+            if matched == 0 {
+                return Err(Error::usage(format!("{input}: the glob matches no file")));
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::usage(format!(
+            "{input}: {e}; name an existing file, directory, glob or @LIST"
+        ))),
+    }
+}
+
+fn has_glob_chars(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn push(
+    path: PathBuf,
+    md: &fs::Metadata,
+    explicit: bool,
+    out: &mut Vec<Candidate>,
+    seen: &mut HashSet<(u64, u64)>,
+) {
+    if seen.insert((md.dev(), md.ino())) {
+        out.push(Candidate { path, explicit });
+    } else {
+        log::warn!(
+            "{}: the same file was named twice; reading it once",
+            path.display()
+        );
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<Candidate>, seen: &mut HashSet<(u64, u64)>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| Error::usage(format!("{}: cannot list directory: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let Ok(md) = fs::metadata(&path) else {
+            continue;
+        };
+        if md.is_dir() {
+            walk(&path, out, seen)?;
+        } else if md.is_file() {
+            push(path, &md, false, out, seen);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_dirs_globs_lists_and_dedupes() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("sub")).unwrap();
+        for f in ["a.pcap", "sub/b.bin", "c.pcap"] {
+            fs::write(d.join(f), b"x").unwrap();
+        }
+        fs::write(d.join("list.txt"), "a.pcap\n# comment\n\nsub/b.bin\n").unwrap();
+        let s = |p: &Path| p.to_string_lossy().into_owned();
+        let got = expand(&[
+            format!("@{}", s(&d.join("list.txt"))),
+            s(&d.join("*.pcap")),
+            s(d),
+        ])
+        .unwrap();
+        let names: Vec<_> = got
+            .iter()
+            .map(|c| c.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.pcap", "b.bin", "c.pcap", "list.txt"]);
+        assert!(got[0].explicit && !got[3].explicit);
+        let err = expand(&[s(&d.join("missing.pcap"))]).unwrap_err();
+        assert_eq!(err.kind, crate::error::Kind::Usage);
+        assert!(expand(&[s(&d.join("*.none"))]).is_err());
+    }
+}

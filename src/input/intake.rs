@@ -1,0 +1,63 @@
+//! Where files come from while a run goes on, and who decides when each may be read: the command
+//! line (all known at start), a Redis queue, a watched spool directory.
+
+use std::time::Duration;
+
+use super::catalog::Entry;
+use super::discover::Candidate;
+use crate::control::signals::Signals;
+use crate::error::Result;
+use crate::merge::FileEnd;
+
+/// What an intake has for the dispatcher.
+#[derive(Debug)]
+pub enum Arrivals {
+    /// New files to catalog and merge.
+    Files(Vec<Candidate>),
+    /// Nothing new yet; more may come.
+    Nothing,
+    /// No file will ever come again.
+    Closed,
+}
+
+/// A source of input files with an optional authorization gate.
+pub trait Intake {
+    /// New files, waiting up to `wait` for some (`None`: do not wait).
+    fn poll(&mut self, wait: Option<Duration>, signals: &Signals) -> Result<Arrivals>;
+
+    /// Called before `entry` is opened; blocks until it may be read. `Ok(false)` skips it.
+    fn authorize(&mut self, _entry: &Entry, _signals: &Signals) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// `entry` was read to its end, damaged, or skipped.
+    fn finished(&mut self, _entry: &Entry, _end: &FileEnd) -> Result<()> {
+        Ok(())
+    }
+
+    /// The run ends (normally or by a stop signal).
+    fn close(&mut self, _stopped: bool) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The files named on the command line: all known at start.
+pub struct StaticIntake {
+    files: Option<Vec<Candidate>>,
+}
+
+impl StaticIntake {
+    /// Hands out `files` once.
+    pub fn new(files: Vec<Candidate>) -> Self {
+        StaticIntake { files: Some(files) }
+    }
+}
+
+impl Intake for StaticIntake {
+    fn poll(&mut self, _wait: Option<Duration>, _signals: &Signals) -> Result<Arrivals> {
+        Ok(match self.files.take() {
+            Some(f) => Arrivals::Files(f),
+            None => Arrivals::Closed,
+        })
+    }
+}

@@ -1,0 +1,58 @@
+//! Inputs: discovery, format detection, zero-copy readers and the first-packet catalog.
+
+pub mod buffer;
+pub mod capture;
+pub mod catalog;
+pub mod detect;
+pub mod discover;
+pub mod intake;
+pub mod pcap;
+pub mod pcapng;
+pub mod stream;
+
+use std::fmt;
+use std::io;
+
+/// Largest record accepted unless the file's snapshot length announces more (libpcap's limit).
+pub const MAX_CAPLEN: usize = 262_144;
+
+/// One packet, as a view into its reader's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// Capture time, nanoseconds since the epoch.
+    pub ts_ns: u64,
+    /// Original length on the wire.
+    pub len: u32,
+    /// Link type of the interface it was captured on.
+    pub linktype: u32,
+    /// Captured bytes (caplen = `data.len()`).
+    pub data: &'a [u8],
+}
+
+/// Damage or an I/O failure inside a capture, at a byte offset of its (decompressed) stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadError {
+    pub offset: u64,
+    pub message: String,
+}
+
+impl ReadError {
+    /// A problem found at `offset`.
+    pub fn new(offset: u64, message: impl Into<String>) -> Self {
+        ReadError {
+            offset,
+            message: message.into(),
+        }
+    }
+
+    /// An I/O error met while reading at `offset`.
+    pub fn io(offset: u64, e: io::Error) -> Self {
+        ReadError::new(offset, format!("read failed: {e}"))
+    }
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "byte {}: {}", self.offset, self.message)
+    }
+}

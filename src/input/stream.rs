@@ -1,0 +1,107 @@
+//! Opens a capture file as a byte stream, decompressing gzip or zstd on a thread beside the hot loop.
+
+use std::fs::File;
+use std::io::{self, Cursor, Read};
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::thread;
+
+use super::detect::Compression;
+
+const CHUNK: usize = 1 << 20;
+
+/// Opens `path`, detects compression by content and returns the decompressed stream.
+pub fn open(path: &Path) -> io::Result<(Compression, Box<dyn Read + Send>)> {
+    let mut file = File::open(path)?;
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(&mut head[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    let compression = Compression::sniff(&head[..got]);
+    let raw = Cursor::new(head[..got].to_vec()).chain(file);
+    let stream: Box<dyn Read + Send> = match compression {
+        Compression::None => Box::new(raw),
+        Compression::Gzip => Box::new(Decompressed::spawn(flate2::read::MultiGzDecoder::new(raw))),
+        Compression::Zstd => Box::new(Decompressed::spawn(zstd::stream::read::Decoder::new(raw)?)),
+    };
+    Ok((compression, stream))
+}
+
+/// Reads chunks that a decompression thread produces.
+struct Decompressed {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Decompressed {
+    fn spawn<R: Read + Send + 'static>(mut decoder: R) -> Self {
+        let (tx, rx) = sync_channel(2);
+        thread::Builder::new()
+            .name("decompress".into())
+            .spawn(move || loop {
+                let mut chunk = vec![0u8; CHUNK];
+                let mut filled = 0;
+                let result = loop {
+                    match decoder.read(&mut chunk[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == chunk.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                chunk.truncate(filled);
+                let last = filled == 0 || result.is_err();
+                let msg = result.map(|_| chunk);
+                if tx.send(msg).is_err() || last {
+                    return;
+                }
+            })
+            .expect("spawn decompression thread");
+        Decompressed {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for Decompressed {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.done = chunk.is_empty();
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("decompression failed: {e}"),
+                    ));
+                }
+                Err(_) => self.done = true,
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,12 @@
+//! shardcap: merge packet captures by packet time, shard them by symmetric flow hash, feed Zeek and
+//! Suricata instances, and ship their logs to Elasticsearch.
+
+pub mod cli;
+pub mod control;
+pub mod dispatch;
+pub mod error;
+pub mod flow;
+pub mod input;
+pub mod merge;
+pub mod scan;
+pub mod sink;

@@ -1,0 +1,304 @@
+//! The merge: packets of all inputs in timestamp order (or file by file in the given order), with
+//! files opened only when packet time reaches their first packet and closed at their end.
+//!
+//! Fast path: the input that holds the smallest timestamp keeps emitting, with one comparison a
+//! packet, until it passes the next competitor (the earliest other open input or the next file to
+//! open). With rotated captures (one file active at a time) the heap is touched once per file.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+use crate::input::capture::Capture;
+use crate::input::catalog::Entry;
+use crate::input::{Packet, ReadError};
+
+/// How inputs are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Order {
+    /// Merge all inputs on packet timestamps.
+    Time,
+    /// Stream files one after another in the order given (pcapdj's behaviour).
+    Given,
+}
+
+/// How a file ended.
+#[derive(Debug)]
+pub enum FileEnd {
+    /// Every packet was read.
+    Complete,
+    /// Damaged or unreadable: packets before the damage were emitted.
+    Damaged(ReadError),
+    /// Not opened: skipped by the gate, or not a capture any more.
+    Skipped(String),
+}
+
+/// Callbacks from the merge to the rest of the dispatcher.
+pub trait MergeHooks {
+    /// A file is about to be opened; returns false to skip it (not authorized).
+    fn opening(&mut self, entry: &Entry) -> crate::error::Result<bool>;
+    /// A file was closed after emitting `packets` packets.
+    fn finished(&mut self, entry: &Entry, packets: u64, end: FileEnd);
+    /// Where to resume `entry` (a checkpoint offset from a previous run), if anywhere.
+    fn resume_offset(&mut self, _entry: &Entry) -> Option<u64> {
+        None
+    }
+}
+
+/// An input being read.
+pub struct OpenInput {
+    pub entry: Entry,
+    pub capture: Capture,
+    /// Packets emitted from this input so far.
+    pub packets: u64,
+}
+
+/// Merge counters.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct MergeStats {
+    /// Packets emitted with a timestamp before the previous packet's.
+    pub out_of_order: u64,
+    /// Times a due file could not be opened because `--max-open` inputs were open.
+    pub open_limit_hits: u64,
+    /// Most inputs open at once.
+    pub max_open_seen: usize,
+}
+
+/// Timestamp-ordered merge over a growing list of files.
+pub struct Merge {
+    order: Order,
+    pending: VecDeque<Entry>,
+    slots: Vec<Option<OpenInput>>,
+    free_slots: Vec<usize>,
+    heap: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    active: Option<usize>,
+    /// The active input may emit while its timestamp is at most this.
+    limit: u64,
+    open: usize,
+    max_open: usize,
+    last_ts: u64,
+    pub stats: MergeStats,
+}
+
+impl Merge {
+    /// An empty merge. `max_open` bounds the inputs open at once.
+    pub fn new(order: Order, max_open: usize) -> Self {
+        Merge {
+            order,
+            pending: VecDeque::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            heap: BinaryHeap::new(),
+            active: None,
+            limit: 0,
+            open: 0,
+            max_open: max_open.max(1),
+            last_ts: 0,
+            stats: MergeStats::default(),
+        }
+    }
+
+    /// Adds files. In time order they are kept sorted by first packet time; a file that starts before
+    /// packets already emitted is merged from now on (its earlier packets count as out of order).
+    pub fn add(&mut self, entries: impl IntoIterator<Item = Entry>) {
+        self.pending.extend(entries);
+        if self.order == Order::Time {
+            self.pending
+                .make_contiguous()
+                .sort_by_key(|e| (e.first_ts.unwrap_or(0), e.seq));
+        }
+        self.update_limit();
+    }
+
+    /// Files not opened yet.
+    pub fn pending(&self) -> impl Iterator<Item = &Entry> {
+        self.pending.iter()
+    }
+
+    /// Inputs open now.
+    pub fn open_inputs(&self) -> impl Iterator<Item = &OpenInput> {
+        self.slots.iter().flatten()
+    }
+
+    /// True when no file is open or pending.
+    pub fn is_idle(&self) -> bool {
+        self.open == 0 && self.pending.is_empty()
+    }
+
+    /// The packet chosen by the last [`Merge::next`].
+    #[inline(always)]
+    pub fn packet(&self, slot: usize) -> Packet<'_> {
+        self.slots[slot].as_ref().unwrap().capture.packet()
+    }
+
+    /// Chooses the next packet; returns its slot, or `None` when every known file is done.
+    #[inline]
+    pub fn next<H: MergeHooks>(&mut self, hooks: &mut H) -> crate::error::Result<Option<usize>> {
+        // The active input's current packet was emitted: advance it first.
+        if let Some(slot) = self.active.take() {
+            let input = self.slots[slot].as_mut().unwrap();
+            match input.capture.advance() {
+                Ok(true) => {
+                    let ts = input.capture.ts();
+                    if ts <= self.limit {
+                        input.packets += 1;
+                        if ts < self.last_ts {
+                            self.stats.out_of_order += 1;
+                        }
+                        self.last_ts = ts;
+                        self.active = Some(slot);
+                        return Ok(Some(slot));
+                    }
+                    self.heap.push(Reverse((ts, input.entry.seq, slot)));
+                }
+                Ok(false) => self.close(slot, FileEnd::Complete, hooks),
+                Err(e) => self.close(slot, FileEnd::Damaged(e), hooks),
+            }
+        }
+        self.select(hooks)
+    }
+
+    #[cold]
+    fn select<H: MergeHooks>(&mut self, hooks: &mut H) -> crate::error::Result<Option<usize>> {
+        loop {
+            self.open_due(hooks)?;
+            let Some(Reverse((ts, _, slot))) = self.heap.pop() else {
+                if self.pending.is_empty() {
+                    return Ok(None);
+                }
+                continue;
+            };
+            self.active = Some(slot);
+            self.update_limit();
+            let input = self.slots[slot].as_mut().unwrap();
+            input.packets += 1;
+            if ts < self.last_ts {
+                self.stats.out_of_order += 1;
+            }
+            self.last_ts = ts;
+            return Ok(Some(slot));
+        }
+    }
+
+    /// Opens pending files whose first packet is due (in given order: the next file when none is open).
+    fn open_due<H: MergeHooks>(&mut self, hooks: &mut H) -> crate::error::Result<()> {
+        while let Some(front) = self.pending.front() {
+            let due = match self.order {
+                Order::Given => self.open == 0,
+                Order::Time => match self.heap.peek() {
+                    None => true,
+                    Some(Reverse((ts, _, _))) => front.first_ts.unwrap_or(0) <= *ts,
+                },
+            };
+            if !due {
+                break;
+            }
+            if self.open >= self.max_open && !self.heap.is_empty() {
+                self.stats.open_limit_hits += 1;
+                break;
+            }
+            let entry = self.pending.pop_front().unwrap();
+            self.open_one(entry, hooks)?;
+        }
+        Ok(())
+    }
+
+    fn open_one<H: MergeHooks>(&mut self, entry: Entry, hooks: &mut H) -> crate::error::Result<()> {
+        if !hooks.opening(&entry)? {
+            hooks.finished(&entry, 0, FileEnd::Skipped("not authorized".into()));
+            return Ok(());
+        }
+        let mut capture = match Capture::open(&entry.path) {
+            Ok(Some((c, _, _))) => c,
+            Ok(None) => {
+                hooks.finished(
+                    &entry,
+                    0,
+                    FileEnd::Skipped("no longer a capture file".into()),
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                hooks.finished(&entry, 0, FileEnd::Damaged(e));
+                return Ok(());
+            }
+        };
+        let first = match hooks.resume_offset(&entry) {
+            Some(offset) => capture.skip_to(offset).map(|(_, more)| more),
+            None => capture.advance(),
+        };
+        match first {
+            Ok(true) => {}
+            Ok(false) => {
+                hooks.finished(&entry, 0, FileEnd::Complete);
+                return Ok(());
+            }
+            Err(e) => {
+                hooks.finished(&entry, 0, FileEnd::Damaged(e));
+                return Ok(());
+            }
+        }
+        let key = (capture.ts(), entry.seq);
+        let input = OpenInput {
+            entry,
+            capture,
+            packets: 0,
+        };
+        let slot = match self.free_slots.pop() {
+            Some(s) => {
+                self.slots[s] = Some(input);
+                s
+            }
+            None => {
+                self.slots.push(Some(input));
+                self.slots.len() - 1
+            }
+        };
+        self.open += 1;
+        self.stats.max_open_seen = self.stats.max_open_seen.max(self.open);
+        self.heap.push(Reverse((key.0, key.1, slot)));
+        Ok(())
+    }
+
+    fn close<H: MergeHooks>(&mut self, slot: usize, end: FileEnd, hooks: &mut H) {
+        let input = self.slots[slot].take().unwrap();
+        self.free_slots.push(slot);
+        self.open -= 1;
+        hooks.finished(&input.entry, input.packets, end);
+    }
+
+    fn update_limit(&mut self) {
+        self.limit = match self.order {
+            Order::Given => u64::MAX,
+            Order::Time => {
+                let heap_min = self.heap.peek().map_or(u64::MAX, |Reverse((ts, _, _))| *ts);
+                let next_file = self
+                    .pending
+                    .front()
+                    .map_or(u64::MAX, |e| e.first_ts.unwrap_or(0));
+                heap_min.min(next_file)
+            }
+        };
+    }
+
+    /// Each open input with the offset to resume it from (for the journal): records that start
+    /// before the offset were emitted. The active input's current record was emitted, so its
+    /// offset points one byte into that record.
+    pub fn resume_points(&self) -> Vec<(&Entry, u64)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, s)| s.as_ref().map(|i| (slot, i)))
+            .map(|(slot, i)| {
+                let off = i.capture.record_offset();
+                (
+                    &i.entry,
+                    if self.active == Some(slot) {
+                        off + 1
+                    } else {
+                        off
+                    },
+                )
+            })
+            .collect()
+    }
+}

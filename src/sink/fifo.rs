@@ -1,0 +1,111 @@
+//! Named-pipe output: created if missing, opened once for the whole run, with a large pipe buffer.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::stat::Mode;
+
+use super::output::Output;
+
+/// Pipe buffer size asked for (capped by /proc/sys/fs/pipe-max-size).
+const PIPE_SIZE: i32 = 1 << 20;
+
+/// A FIFO held open for the whole run.
+pub struct FifoOutput {
+    file: File,
+    path: PathBuf,
+}
+
+impl FifoOutput {
+    /// Creates `path` as a FIFO if missing (an existing non-FIFO is an error), then waits for a reader
+    /// to open it, giving up when `stop` is set.
+    pub fn open(path: &Path, stop: &AtomicBool) -> io::Result<Self> {
+        match std::fs::metadata(path) {
+            Ok(md) if md.file_type().is_fifo() => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} exists and is not a FIFO; remove it or choose another path",
+                        path.display()
+                    ),
+                ))
+            }
+            Err(_) => nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o644))
+                .map_err(io::Error::from)?,
+        }
+        let started = Instant::now();
+        let mut warned = false;
+        let file = loop {
+            match OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+            {
+                Ok(f) => break f,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Interrupted,
+                            "stopped while waiting for a reader",
+                        ));
+                    }
+                    if !warned && started.elapsed() > Duration::from_secs(2) {
+                        log::info!("{}: waiting for a reader to open the FIFO", path.display());
+                        warned = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let fd = file.as_raw_fd();
+        // Back to blocking writes: the writer thread waits for the consumer, the merge does not.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            if libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE) < 0 {
+                log::debug!(
+                    "{}: F_SETPIPE_SZ refused; keeping the default pipe size",
+                    path.display()
+                );
+            }
+        }
+        Ok(FifoOutput {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Output for FifoOutput {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                io::Error::new(
+                    e.kind(),
+                    format!("the consumer closed FIFO {}", self.path.display()),
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("fifo {}", self.path.display())
+    }
+}

@@ -1,0 +1,113 @@
+//! Where a shard's bytes go: the `Output` trait, and the plain file and stdout outputs.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// A destination for one shard's pcap stream.
+pub trait Output: Send {
+    /// Writes all of `buf`.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Makes everything written so far durable (files) or delivered (pipes).
+    fn sync(&mut self) -> io::Result<()>;
+    /// Ends the stream cleanly: the output is complete.
+    fn finish(self: Box<Self>) -> io::Result<()>;
+    /// Names the output in messages.
+    fn describe(&self) -> String;
+}
+
+/// A file output. Written as `NAME.partial` and renamed to `NAME` only when complete, so a stopped
+/// or failed run never leaves a half-written file under the final name.
+pub struct FileOutput {
+    file: File,
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+impl FileOutput {
+    /// Path of the in-progress file for `path`.
+    pub fn partial_path(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".partial");
+        PathBuf::from(name)
+    }
+
+    /// Creates (truncates) `NAME.partial`.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let partial = Self::partial_path(path);
+        let file = File::create(&partial)?;
+        Ok(FileOutput {
+            file,
+            partial,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Reopens an existing `NAME.partial` to append after its first `keep` bytes (a resumed run).
+    pub fn resume(path: &Path, keep: u64) -> io::Result<Self> {
+        let partial = Self::partial_path(path);
+        let file = OpenOptions::new().write(true).open(&partial)?;
+        file.set_len(keep)?;
+        let mut out = FileOutput {
+            file,
+            partial,
+            path: path.to_path_buf(),
+        };
+        io::Seek::seek(&mut out.file, io::SeekFrom::End(0))?;
+        Ok(out)
+    }
+}
+
+impl Output for FileOutput {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        self.file.sync_all()?;
+        fs::rename(&self.partial, &self.path)
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// Standard output (a pipe or file; never a terminal).
+pub struct StdoutOutput(io::Stdout);
+
+impl StdoutOutput {
+    /// Refuses a terminal: binary pcap would garble it.
+    pub fn open() -> io::Result<Self> {
+        let out = io::stdout();
+        if out.is_terminal() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "stdout is a terminal; redirect it to a file or pipe it into a reader",
+            ));
+        }
+        Ok(StdoutOutput(out))
+    }
+}
+
+impl Output for StdoutOutput {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.lock().write_all(buf)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.lock().flush()
+    }
+
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        self.0.lock().flush()
+    }
+
+    fn describe(&self) -> String {
+        "stdout".into()
+    }
+}
