@@ -63,6 +63,12 @@ pub struct RunArgs {
     /// Most input files open at once during the merge.
     #[arg(long, default_value_t = 256)]
     pub max_open: usize,
+    /// Repair timestamp disorder up to this span of packet time (e.g. 100ms); 0 turns it off.
+    #[arg(long, value_parser = parse_duration, default_value = "0")]
+    pub reorder_window: Duration,
+    /// Most bytes of packets the reorder window holds (e.g. 16M); beyond it packets are released early.
+    #[arg(long, value_parser = parse_size, default_value = "16M")]
+    pub reorder_buffer: u64,
     /// Inputs whose link types differ: refuse, or drop the packets of other link types.
     #[arg(long, value_enum, default_value = "error")]
     pub link_mismatch: LinkMismatch,
@@ -103,6 +109,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses sizes such as `4096`, `64K`, `16M`, `2G` (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?} (try 4096, 64K, 16M, 2G)"))?;
+    let mult = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("bad size unit in {s:?} (use K, M, G or T)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +139,14 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16M").unwrap(), 16 << 20);
+        assert_eq!(parse_size("64KiB").unwrap(), 64 << 10);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("3X").is_err());
     }
 
     #[test]

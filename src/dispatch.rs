@@ -12,7 +12,9 @@ use crate::flow::{FlowConfig, Sharder};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Intake, StaticIntake};
+use crate::input::Packet;
 use crate::merge::{FileEnd, Merge, MergeHooks};
+use crate::reorder::Reorder;
 use crate::sink::format::StreamHeader;
 use crate::sink::writer::ShardWriter;
 use crate::sink::OutputSpec;
@@ -56,6 +58,7 @@ struct Dispatcher {
     ctx: Ctx,
     merge: Merge,
     sharder: Sharder,
+    reorder: Option<Reorder>,
     writers: Vec<ShardWriter>,
 }
 
@@ -69,6 +72,8 @@ impl Dispatcher {
             },
             args.shards as usize,
         );
+        let window = args.reorder_window.as_nanos() as u64;
+        let reorder = (window > 0).then(|| Reorder::new(window, args.reorder_buffer as usize));
         Dispatcher {
             ctx: Ctx {
                 args,
@@ -82,20 +87,22 @@ impl Dispatcher {
             },
             merge,
             sharder,
+            reorder,
             writers: Vec::new(),
         }
     }
 
     fn run(mut self) -> Result<i32> {
         let stopped = self.stream()?;
+        self.flush_held()?;
         let Dispatcher {
             mut ctx,
             merge,
-            mut sharder,
-            mut writers,
+            sharder,
+            writers,
+            ..
         } = self;
         let io_err = |e: io::Error| Error::runtime(e.to_string());
-        sharder.drain(|k, p| writers[k].write(p)).map_err(io_err)?;
         ctx.stats.state = if stopped {
             State::Stopping
         } else {
@@ -170,14 +177,18 @@ impl Dispatcher {
         let mut tick = TICK_PACKETS;
         while let Some(slot) = self.merge.next(&mut self.ctx)? {
             let pkt = self.merge.packet(slot);
-            if pkt.linktype == header.linktype {
-                let writers = &mut self.writers;
-                self.sharder
-                    .route(&pkt, |k, p| writers[k].write(p))
-                    .map_err(io_err)?;
-            } else {
-                self.ctx.stats.dropped_linktype += 1;
+            let (sharder, writers, dropped) = (
+                &mut self.sharder,
+                &mut self.writers,
+                &mut self.ctx.stats.dropped_linktype,
+            );
+            match &mut self.reorder {
+                None => deliver(&pkt, header.linktype, sharder, writers, dropped),
+                Some(r) => r.push(&pkt, |p| {
+                    deliver(p, header.linktype, sharder, writers, dropped)
+                }),
             }
+            .map_err(io_err)?;
             tick -= 1;
             if tick == 0 || self.ctx.signals.attention.load(Ordering::Relaxed) {
                 tick = TICK_PACKETS;
@@ -193,6 +204,23 @@ impl Dispatcher {
             }
         }
         Ok(false)
+    }
+
+    /// Writes out every packet still held by the reorder window and the flow stage.
+    fn flush_held(&mut self) -> Result<()> {
+        let linktype = self.ctx.header.map_or(0, |h| h.linktype);
+        let (sharder, writers, dropped) = (
+            &mut self.sharder,
+            &mut self.writers,
+            &mut self.ctx.stats.dropped_linktype,
+        );
+        if let Some(r) = &mut self.reorder {
+            r.flush(|p| deliver(p, linktype, sharder, writers, dropped))
+                .map_err(|e| Error::runtime(e.to_string()))?;
+        }
+        sharder
+            .drain(|k, p| writers[k].write(p))
+            .map_err(|e| Error::runtime(e.to_string()))
     }
 
     /// Catalogs new files and hands them to the merge; the first files fix the stream header.
@@ -250,6 +278,23 @@ impl Dispatcher {
                 .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
             self.writers.push(w);
         }
+        Ok(())
+    }
+}
+
+/// Sends one packet to its shard, or counts it as dropped when its link type isn't the stream's.
+#[inline(always)]
+fn deliver(
+    pkt: &Packet,
+    linktype: u32,
+    sharder: &mut Sharder,
+    writers: &mut [ShardWriter],
+    dropped: &mut u64,
+) -> io::Result<()> {
+    if pkt.linktype == linktype {
+        sharder.route(pkt, |k, p| writers[k].write(p))
+    } else {
+        *dropped += 1;
         Ok(())
     }
 }

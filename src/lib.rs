@@ -8,5 +8,6 @@ pub mod error;
 pub mod flow;
 pub mod input;
 pub mod merge;
+pub mod reorder;
 pub mod scan;
 pub mod sink;

@@ -55,7 +55,7 @@ pub struct OpenInput {
 /// Merge counters.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct MergeStats {
-    /// Packets emitted with a timestamp before the previous packet's.
+    /// Packets emitted with a timestamp before that of a packet emitted earlier.
     pub out_of_order: u64,
     /// Times a due file could not be opened because `--max-open` inputs were open.
     pub open_limit_hits: u64,
@@ -75,7 +75,8 @@ pub struct Merge {
     limit: u64,
     open: usize,
     max_open: usize,
-    last_ts: u64,
+    /// Newest timestamp emitted so far.
+    newest: u64,
     pub stats: MergeStats,
 }
 
@@ -92,7 +93,7 @@ impl Merge {
             limit: 0,
             open: 0,
             max_open: max_open.max(1),
-            last_ts: 0,
+            newest: 0,
             stats: MergeStats::default(),
         }
     }
@@ -141,10 +142,7 @@ impl Merge {
                     let ts = input.capture.ts();
                     if ts <= self.limit {
                         input.packets += 1;
-                        if ts < self.last_ts {
-                            self.stats.out_of_order += 1;
-                        }
-                        self.last_ts = ts;
+                        self.note_ts(ts);
                         self.active = Some(slot);
                         return Ok(Some(slot));
                     }
@@ -171,10 +169,7 @@ impl Merge {
             self.update_limit();
             let input = self.slots[slot].as_mut().unwrap();
             input.packets += 1;
-            if ts < self.last_ts {
-                self.stats.out_of_order += 1;
-            }
-            self.last_ts = ts;
+            self.note_ts(ts);
             return Ok(Some(slot));
         }
     }
@@ -264,6 +259,16 @@ impl Merge {
         self.free_slots.push(slot);
         self.open -= 1;
         hooks.finished(&input.entry, input.packets, end);
+    }
+
+    /// Counts a packet older than the newest emitted before it.
+    #[inline(always)]
+    fn note_ts(&mut self, ts: u64) {
+        if ts < self.newest {
+            self.stats.out_of_order += 1;
+        } else {
+            self.newest = ts;
+        }
     }
 
     fn update_limit(&mut self) {
