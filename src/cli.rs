@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::flow::{HashMode, TunnelMode};
+use crate::input::retention::Policy;
 use crate::merge::Order;
 
 /// Merge packet captures by packet time, shard them by symmetric flow hash, and feed Zeek/Suricata.
@@ -72,6 +73,31 @@ pub struct RunArgs {
     /// Inputs whose link types differ: refuse, or drop the packets of other link types.
     #[arg(long, value_enum, default_value = "error")]
     pub link_mismatch: LinkMismatch,
+    /// Continuous mode: take new captures from these spool directories as they complete.
+    #[arg(long, value_name = "DIR")]
+    pub watch: Vec<PathBuf>,
+    /// Continuous mode: a file unchanged this long counts as complete even if never closed (0: only
+    /// close-write and moved-in files are taken).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub settle: Duration,
+    /// Continuous mode: file-name patterns never taken (temporary and partial names).
+    #[arg(long, value_name = "GLOB", default_values = [".*", "*.tmp", "*.part", "*.partial", "*.filepart"])]
+    pub ignore: Vec<glob::Pattern>,
+    /// Continuous mode: longest time a complete file waits for other sensors to close its time range.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub horizon: Duration,
+    /// Continuous mode: what to do with a file once streamed: keep, delete or move:DIR.
+    #[arg(long, value_parser = Policy::parse, default_value = "keep")]
+    pub retention: Policy,
+    /// Continuous mode: delete kept files older than this (since they were streamed).
+    #[arg(long, value_parser = parse_duration)]
+    pub retain_age: Option<Duration>,
+    /// Continuous mode: delete the oldest kept files beyond this total size (e.g. 500G).
+    #[arg(long, value_parser = parse_size)]
+    pub retain_size: Option<u64>,
+    /// Continuous mode: pause intake while the spool's filesystem has less free space (e.g. 10G).
+    #[arg(long, value_parser = parse_size)]
+    pub min_free: Option<u64>,
     /// Write stats as JSON to this file on SIGUSR2, periodically and at the end.
     #[arg(long)]
     pub stats_file: Option<PathBuf>,

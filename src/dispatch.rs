@@ -12,6 +12,8 @@ use crate::flow::{FlowConfig, Sharder};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Intake, StaticIntake};
+use crate::input::retention::Retention;
+use crate::input::watch::{WatchConfig, WatchIntake};
 use crate::input::Packet;
 use crate::merge::{FileEnd, Merge, MergeHooks};
 use crate::reorder::Reorder;
@@ -28,16 +30,35 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 pub fn run(args: RunArgs) -> Result<i32> {
     let shards = args.shards as usize;
     let spec = OutputSpec::parse(&args.output, shards)?;
-    if args.inputs.is_empty() {
-        return Err(Error::usage(
-            "no INPUT given: name capture files, directories, globs or @LIST files",
-        ));
-    }
-    let candidates = discover::expand(&args.inputs)?;
+    let intake = intake_for(&args)?;
     spec.validate(shards)?;
-    let intake = Box::new(StaticIntake::new(candidates));
     let signals = Signals::install()?;
     Dispatcher::new(args, spec, intake, signals).run()
+}
+
+/// Where the run's files come from: the command line, or watched spool directories.
+fn intake_for(args: &RunArgs) -> Result<Box<dyn Intake>> {
+    match (args.inputs.is_empty(), args.watch.is_empty()) {
+        (true, true) => Err(Error::usage(
+            "no INPUT given: name capture files, directories, globs or @LIST files, or --watch DIR",
+        )),
+        (false, false) => Err(Error::usage(
+            "give either INPUTs or --watch directories, not both",
+        )),
+        (false, true) => Ok(Box::new(StaticIntake::new(discover::expand(&args.inputs)?))),
+        (true, false) => {
+            let cfg = WatchConfig {
+                dirs: args.watch.clone(),
+                settle: args.settle,
+                ignore: args.ignore.clone(),
+                horizon: args.horizon,
+                min_free: args.min_free,
+            };
+            let retention =
+                Retention::new(args.retention.clone(), args.retain_age, args.retain_size)?;
+            Ok(Box::new(WatchIntake::new(cfg, retention)?))
+        }
+    }
 }
 
 /// The run's state outside the merge and the outputs; the merge calls back into it.
@@ -60,6 +81,8 @@ struct Dispatcher {
     sharder: Sharder,
     reorder: Option<Reorder>,
     writers: Vec<ShardWriter>,
+    /// Packets were written since the merge last ran dry.
+    idle_flush_due: bool,
 }
 
 impl Dispatcher {
@@ -89,6 +112,7 @@ impl Dispatcher {
             sharder,
             reorder,
             writers: Vec::new(),
+            idle_flush_due: false,
         }
     }
 
@@ -158,6 +182,14 @@ impl Dispatcher {
             if self.pump()? {
                 return Ok(true);
             }
+            if self.merge.is_idle() && self.idle_flush_due {
+                // Nothing more to read for now (continuous mode): let consumers see every packet.
+                self.idle_flush_due = false;
+                self.flush_held()?;
+                for w in &mut self.writers {
+                    w.flush().map_err(|e| Error::runtime(e.to_string()))?;
+                }
+            }
             if self.merge.is_idle()
                 && self
                     .ctx
@@ -176,6 +208,7 @@ impl Dispatcher {
         let io_err = |e: io::Error| Error::runtime(e.to_string());
         let mut tick = TICK_PACKETS;
         while let Some(slot) = self.merge.next(&mut self.ctx)? {
+            self.idle_flush_due = true;
             let pkt = self.merge.packet(slot);
             let (sharder, writers, dropped) = (
                 &mut self.sharder,

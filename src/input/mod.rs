@@ -8,7 +8,9 @@ pub mod discover;
 pub mod intake;
 pub mod pcap;
 pub mod pcapng;
+pub mod retention;
 pub mod stream;
+pub mod watch;
 
 use std::fmt;
 use std::io;

@@ -1,0 +1,353 @@
+//! Continuous mode: a watched spool directory of rotating captures (`run --watch DIR`).
+//!
+//! A file is taken when complete: on inotify close-write or moved-to, or, for writers that keep
+//! files open, when its size and mtime have not changed for `--settle`. Files matching an ignore
+//! pattern (temporary and partial names) are never taken. Completed files are held back until
+//! their time range is closed — every source (sensor) seen so far, its own included, has a complete
+//! file starting at or after the held file's last packet — or until `--horizon` has passed, so
+//! independently rotating sensors still interleave by packet time. A disk guard pauses intake
+//! below `--min-free`.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+
+use super::catalog::Entry;
+use super::discover::Candidate;
+use super::intake::{Arrivals, Intake};
+use super::retention::Retention;
+use crate::control::signals::Signals;
+use crate::error::{Error, Result};
+use crate::merge::FileEnd;
+use crate::scan::scan_file;
+
+/// Longest single sleep, so that settle and horizon deadlines are noticed.
+const MAX_SLEEP: Duration = Duration::from_millis(200);
+
+/// Options of continuous mode.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    pub dirs: Vec<PathBuf>,
+    /// Quiet time after which a file that was not closed counts as complete; zero: events only.
+    pub settle: Duration,
+    /// File-name patterns never taken.
+    pub ignore: Vec<glob::Pattern>,
+    /// Longest time a complete file is held back waiting for other sensors.
+    pub horizon: Duration,
+    /// Pause intake while the spool's filesystem has fewer free bytes than this.
+    pub min_free: Option<u64>,
+}
+
+/// A file seen in the spool but not yet complete.
+#[derive(Debug)]
+struct Growing {
+    size: u64,
+    mtime: SystemTime,
+    stable_since: Instant,
+}
+
+/// A complete file held back until its time range is closed.
+#[derive(Debug)]
+struct Held {
+    path: PathBuf,
+    first_ts: u64,
+    last_ts: u64,
+    since: Instant,
+}
+
+/// The spool watcher.
+pub struct WatchIntake {
+    cfg: WatchConfig,
+    inotify: Inotify,
+    growing: HashMap<PathBuf, Growing>,
+    taken: HashSet<PathBuf>,
+    held: Vec<Held>,
+    /// Latest first-packet time seen from each source.
+    source_front: HashMap<String, u64>,
+    retention: Retention,
+    paused: bool,
+}
+
+impl WatchIntake {
+    /// Starts watching; files already in the directories are considered at once (through the
+    /// settle check, so a file still being written is not taken early).
+    pub fn new(cfg: WatchConfig, retention: Retention) -> Result<Self> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| Error::runtime(format!("inotify: {e}")))?;
+        let flags = AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_MODIFY;
+        for d in &cfg.dirs {
+            if !d.is_dir() {
+                return Err(Error::usage(format!(
+                    "--watch {}: not a directory",
+                    d.display()
+                )));
+            }
+            inotify
+                .add_watch(d, flags)
+                .map_err(|e| Error::usage(format!("--watch {}: cannot watch: {e}", d.display())))?;
+        }
+        let mut w = WatchIntake {
+            cfg,
+            inotify,
+            growing: HashMap::new(),
+            taken: HashSet::new(),
+            held: Vec::new(),
+            source_front: HashMap::new(),
+            retention,
+            paused: false,
+        };
+        w.rescan();
+        Ok(w)
+    }
+
+    fn ignored(&self, name: &OsStr) -> bool {
+        let name = name.to_string_lossy();
+        self.cfg.ignore.iter().any(|p| p.matches(&name))
+    }
+
+    /// Looks at every file in the watched directories (start, or after an event overflow).
+    fn rescan(&mut self) {
+        for d in self.cfg.dirs.clone() {
+            let Ok(rd) = fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_file()) {
+                    self.seen(e.path(), false);
+                }
+            }
+        }
+    }
+
+    /// Records a file event; `complete` when the writer closed it or moved it in.
+    fn seen(&mut self, path: PathBuf, complete: bool) {
+        if self.taken.contains(&path) || path.file_name().is_none_or(|n| self.ignored(n)) {
+            return;
+        }
+        if complete {
+            self.growing.remove(&path);
+            self.complete(path);
+            return;
+        }
+        let Ok(md) = fs::metadata(&path) else { return };
+        let (size, mtime) = (md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+        let g = self.growing.entry(path).or_insert(Growing {
+            size,
+            mtime,
+            stable_since: Instant::now(),
+        });
+        if g.size != size || g.mtime != mtime {
+            *g = Growing {
+                size,
+                mtime,
+                stable_since: Instant::now(),
+            };
+        }
+    }
+
+    /// A file is complete: read its time range and hold it.
+    fn complete(&mut self, path: PathBuf) {
+        self.taken.insert(path.clone());
+        let report = scan_file(&path);
+        let source = source_of(&path);
+        let (first_ts, last_ts) = match (report.first_ts, report.last_ts) {
+            (Some(f), Some(l)) => (f, l),
+            _ => (0, 0),
+        };
+        let front = self.source_front.entry(source).or_insert(first_ts);
+        *front = (*front).max(first_ts);
+        log::info!(
+            "{}: complete ({} packets); queued",
+            path.display(),
+            report.packets
+        );
+        self.held.push(Held {
+            path,
+            first_ts,
+            last_ts,
+            since: Instant::now(),
+        });
+    }
+
+    /// Files whose quiet time reached the settle time.
+    fn settle(&mut self) {
+        if self.cfg.settle.is_zero() {
+            return;
+        }
+        let settled: Vec<PathBuf> = self
+            .growing
+            .iter()
+            .filter(|(_, g)| g.stable_since.elapsed() >= self.cfg.settle)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in settled {
+            // Look once more: a change since the last event restarts the clock.
+            self.seen(p.clone(), false);
+            if self
+                .growing
+                .get(&p)
+                .is_some_and(|g| g.stable_since.elapsed() >= self.cfg.settle)
+            {
+                self.growing.remove(&p);
+                self.complete(p);
+            }
+        }
+    }
+
+    /// Held files whose time range is closed or whose horizon passed, sorted by first packet.
+    fn release(&mut self) -> Vec<Candidate> {
+        let fronts = &self.source_front;
+        let horizon = self.cfg.horizon;
+        let closed = |h: &Held| {
+            h.since.elapsed() >= horizon || fronts.values().all(|&front| front >= h.last_ts)
+        };
+        let (mut due, keep): (Vec<Held>, Vec<Held>) = self.held.drain(..).partition(closed);
+        self.held = keep;
+        due.sort_by_key(|h| h.first_ts);
+        due.into_iter()
+            .map(|h| Candidate {
+                path: h.path,
+                explicit: true,
+            })
+            .collect()
+    }
+
+    /// The disk guard: true while intake must pause.
+    fn disk_low(&mut self) -> bool {
+        let Some(min) = self.cfg.min_free else {
+            return false;
+        };
+        let free = self
+            .cfg
+            .dirs
+            .iter()
+            .filter_map(|d| nix::sys::statvfs::statvfs(d).ok())
+            .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+            .min()
+            .unwrap_or(u64::MAX);
+        let low = free < min;
+        if low != self.paused {
+            if low {
+                log::warn!("disk guard: {free} bytes free, below --min-free {min}; intake paused");
+            } else {
+                log::warn!("disk guard: {free} bytes free again; intake resumed");
+            }
+            self.paused = low;
+        }
+        low
+    }
+
+    fn read_events(&mut self, wait: Duration) -> Result<()> {
+        let ms = wait.min(MAX_SLEEP).as_millis() as u16;
+        let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::runtime(format!("inotify poll: {e}"))),
+        }
+        let events = match self.inotify.read_events() {
+            Ok(ev) => ev,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+            Err(e) => return Err(Error::runtime(format!("inotify: {e}"))),
+        };
+        for ev in events {
+            if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                log::warn!("inotify queue overflowed; rescanning the spool");
+                self.rescan();
+                continue;
+            }
+            let Some(name) = ev.name else { continue };
+            for d in self.cfg.dirs.clone() {
+                let p = d.join(&name);
+                if p.is_file() {
+                    let complete = ev
+                        .mask
+                        .intersects(AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO);
+                    self.seen(p, complete);
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Intake for WatchIntake {
+    fn poll(&mut self, wait: Option<Duration>, signals: &Signals) -> Result<Arrivals> {
+        let deadline = Instant::now() + wait.unwrap_or(Duration::ZERO);
+        loop {
+            self.read_events(deadline.saturating_duration_since(Instant::now()))?;
+            self.settle();
+            self.retention.enforce();
+            if !self.disk_low() {
+                let due = self.release();
+                if !due.is_empty() {
+                    return Ok(Arrivals::Files(due));
+                }
+            }
+            if Instant::now() >= deadline || signals.stop.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return Ok(Arrivals::Nothing);
+            }
+        }
+    }
+
+    fn finished(&mut self, entry: &Entry, end: &FileEnd) -> Result<()> {
+        match end {
+            FileEnd::Complete => self.retention.streamed(&entry.path, entry.size),
+            _ => {
+                log::warn!(
+                    "{}: kept in the spool (not streamed completely)",
+                    entry.path.display()
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The sensor a file comes from: its directory and its name without digits (tcpdump -C/-G
+/// rotation changes only the numbers).
+fn source_of(path: &Path) -> String {
+    let dir = path
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let name: String = path
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .chars()
+                .filter(|c| !c.is_ascii_digit())
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("{dir}/{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_numbers_do_not_change_the_source() {
+        assert_eq!(
+            source_of(Path::new("/s/a.pcap12")),
+            source_of(Path::new("/s/a.pcap3"))
+        );
+        assert_eq!(
+            source_of(Path::new("/s/a-20240301-1200.pcap")),
+            source_of(Path::new("/s/a-20240301-1201.pcap"))
+        );
+        assert_ne!(
+            source_of(Path::new("/s/a.pcap1")),
+            source_of(Path::new("/s/b.pcap1"))
+        );
+    }
+}
