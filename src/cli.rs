@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Merge inputs by packet time and shard them to N pcap streams.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Describe captures: one JSON object a line.
     Scan(ScanArgs),
 }

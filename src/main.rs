@@ -20,7 +20,7 @@ fn main() {
         .format_target(false)
         .init();
     let result = match cli.command {
-        Command::Run(args) => dispatch::run(args),
+        Command::Run(args) => dispatch::run(*args),
         Command::Scan(args) => scan::run(args),
     };
     let code = match result {

@@ -229,7 +229,7 @@ impl WatchIntake {
             .dirs
             .iter()
             .filter_map(|d| nix::sys::statvfs::statvfs(d).ok())
-            .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+            .map(|s| s.blocks_available() * s.fragment_size())
             .min()
             .unwrap_or(u64::MAX);
         let low = free < min;
