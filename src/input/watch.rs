@@ -4,8 +4,9 @@
 //! files open, when its size and mtime have not changed for `--settle`. Files matching an ignore
 //! pattern (temporary and partial names) are never taken. Completed files are held back until
 //! their time range is closed — every source (sensor) seen so far, its own included, has a complete
-//! file starting at or after the held file's last packet — or until `--horizon` has passed, so
-//! independently rotating sensors still interleave by packet time. A disk guard pauses intake
+//! file starting at or after the held file's last packet — or until `--horizon` has passed (held
+//! files overlapping a released one go with it), so independently rotating sensors still
+//! interleave by packet time. A disk guard pauses intake
 //! below `--min-free`.
 
 use std::collections::{HashMap, HashSet};
@@ -208,7 +209,19 @@ impl WatchIntake {
         let closed = |h: &Held| {
             h.since.elapsed() >= horizon || fronts.values().all(|&front| front >= h.last_ts)
         };
-        let (mut due, keep): (Vec<Held>, Vec<Held>) = self.held.drain(..).partition(closed);
+        let (mut due, mut keep): (Vec<Held>, Vec<Held>) = self.held.drain(..).partition(closed);
+        // Held files overlapping what is released go with it, so they are merged, not appended.
+        loop {
+            let reach = due.iter().map(|h| h.last_ts).max().unwrap_or(0);
+            let (overlap, rest): (Vec<Held>, Vec<Held>) = keep
+                .into_iter()
+                .partition(|h| !due.is_empty() && h.first_ts <= reach);
+            keep = rest;
+            if overlap.is_empty() {
+                break;
+            }
+            due.extend(overlap);
+        }
         self.held = keep;
         due.sort_by_key(|h| h.first_ts);
         due.into_iter()
