@@ -12,6 +12,7 @@ use crate::flow::{FlowConfig, Sharder};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Intake, StaticIntake};
+use crate::input::Anomalies;
 use crate::merge::{FileEnd, Merge, MergeHooks};
 use crate::sink::format::StreamHeader;
 use crate::sink::writer::ShardWriter;
@@ -324,6 +325,16 @@ impl MergeHooks for Ctx {
     fn opening(&mut self, entry: &Entry) -> Result<bool> {
         log::debug!("{}: opening", entry.path.display());
         self.intake.authorize(entry, &self.signals)
+    }
+
+    fn irregular(&mut self, entry: &Entry, found: &Anomalies) {
+        self.incomplete += 1;
+        for line in found.lines() {
+            log::warn!(
+                "{}: {line}; read on and kept the packets (check the file)",
+                entry.path.display()
+            );
+        }
     }
 
     fn finished(&mut self, entry: &Entry, packets: u64, end: FileEnd) {

@@ -10,7 +10,7 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use crate::input::capture::Capture;
 use crate::input::catalog::Entry;
-use crate::input::{Packet, ReadError};
+use crate::input::{Anomalies, Packet, ReadError};
 
 /// How inputs are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,6 +38,8 @@ pub trait MergeHooks {
     fn opening(&mut self, entry: &Entry) -> crate::error::Result<bool>;
     /// A file was closed after emitting `packets` packets.
     fn finished(&mut self, entry: &Entry, packets: u64, end: FileEnd);
+    /// A file being closed had irregularities that were read past (called before `finished`).
+    fn irregular(&mut self, _entry: &Entry, _found: &Anomalies) {}
     /// Where to resume `entry` (a checkpoint offset from a previous run), if anywhere.
     fn resume_offset(&mut self, _entry: &Entry) -> Option<u64> {
         None
@@ -263,6 +265,9 @@ impl Merge {
         let input = self.slots[slot].take().unwrap();
         self.free_slots.push(slot);
         self.open -= 1;
+        if !input.capture.anomalies().is_empty() {
+            hooks.irregular(&input.entry, input.capture.anomalies());
+        }
         hooks.finished(&input.entry, input.packets, end);
     }
 
