@@ -1,5 +1,6 @@
 //! `shardcap run`: catalog the inputs, merge them by packet time, shard by flow, write the streams.
 
+use std::collections::HashSet;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Intake, StaticIntake};
 use crate::input::Anomalies;
-use crate::merge::{FileEnd, Merge, MergeHooks};
+use crate::merge::{FileEnd, Merge, MergeHooks, OpenInput};
 use crate::sink::format::StreamHeader;
 use crate::sink::writer::ShardWriter;
 use crate::sink::OutputSpec;
@@ -49,6 +50,8 @@ struct Ctx {
     header: Option<StreamHeader>,
     /// Files damaged or skipped: the run ends with exit 3.
     incomplete: u64,
+    /// Files that showed a link type other than the stream's after their first packet.
+    late_link_files: HashSet<u64>,
     last_report: Instant,
 }
 
@@ -79,6 +82,7 @@ impl Dispatcher {
                 stats: RunStats::new(),
                 header: None,
                 incomplete: 0,
+                late_link_files: HashSet::new(),
                 last_report: Instant::now(),
             },
             merge,
@@ -123,7 +127,7 @@ impl Dispatcher {
         }
         if ctx.stats.dropped_linktype > 0 {
             log::warn!(
-                "{} packets had another link type and were dropped (--link-mismatch drop)",
+                "{} packets had another link type than the stream and were dropped",
                 ctx.stats.dropped_linktype
             );
         }
@@ -178,6 +182,10 @@ impl Dispatcher {
                     .map_err(io_err)?;
             } else {
                 self.ctx.stats.dropped_linktype += 1;
+                if self.ctx.args.link_mismatch == LinkMismatch::Error {
+                    self.ctx
+                        .late_link_type(self.merge.input(slot), pkt.linktype, header.linktype);
+                }
             }
             tick -= 1;
             if tick == 0 || self.ctx.signals.attention.load(Ordering::Relaxed) {
@@ -365,6 +373,22 @@ impl MergeHooks for Ctx {
 }
 
 impl Ctx {
+    /// A file declared another link type after its first packet (so the catalog could not refuse
+    /// it): its packets of that link type are dropped and counted, and the run ends with exit 3.
+    #[cold]
+    fn late_link_type(&mut self, input: &OpenInput, linktype: u32, stream: u32) {
+        if self.late_link_files.insert(input.entry.seq) {
+            self.incomplete += 1;
+            log::warn!(
+                "{}: byte {}: packet on link type {linktype}, declared after the first packet, but the \
+                 stream carries {stream}; dropped such packets (use --link-mismatch drop, or run the \
+                 file separately)",
+                input.entry.path.display(),
+                input.capture.record_offset()
+            );
+        }
+    }
+
     /// Handles pending signals and periodic work; returns true when the run must stop.
     fn service(
         &mut self,

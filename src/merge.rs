@@ -132,6 +132,11 @@ impl Merge {
         self.slots[slot].as_ref().unwrap().capture.packet()
     }
 
+    /// The input of `slot` (the one that gave the last packet).
+    pub fn input(&self, slot: usize) -> &OpenInput {
+        self.slots[slot].as_ref().unwrap()
+    }
+
     /// Chooses the next packet; returns its slot, or `None` when every known file is done.
     #[inline]
     pub fn next<H: MergeHooks>(&mut self, hooks: &mut H) -> crate::error::Result<Option<usize>> {
