@@ -46,6 +46,20 @@ pub trait MergeHooks {
     }
 }
 
+/// Tells the hooks that an input ended, with the irregularities its reader went past first.
+fn report_end<H: MergeHooks>(
+    hooks: &mut H,
+    entry: &Entry,
+    capture: &Capture,
+    packets: u64,
+    end: FileEnd,
+) {
+    if !capture.anomalies().is_empty() {
+        hooks.irregular(entry, capture.anomalies());
+    }
+    hooks.finished(entry, packets, end);
+}
+
 /// An input being read.
 pub struct OpenInput {
     pub entry: Entry,
@@ -236,11 +250,11 @@ impl Merge {
         match first {
             Ok(true) => {}
             Ok(false) => {
-                hooks.finished(&entry, 0, FileEnd::Complete);
+                report_end(hooks, &entry, &capture, 0, FileEnd::Complete);
                 return Ok(());
             }
             Err(e) => {
-                hooks.finished(&entry, 0, FileEnd::Damaged(e));
+                report_end(hooks, &entry, &capture, 0, FileEnd::Damaged(e));
                 return Ok(());
             }
         }
@@ -270,10 +284,7 @@ impl Merge {
         let input = self.slots[slot].take().unwrap();
         self.free_slots.push(slot);
         self.open -= 1;
-        if !input.capture.anomalies().is_empty() {
-            hooks.irregular(&input.entry, input.capture.anomalies());
-        }
-        hooks.finished(&input.entry, input.packets, end);
+        report_end(hooks, &input.entry, &input.capture, input.packets, end);
     }
 
     fn update_limit(&mut self) {
