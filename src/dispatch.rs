@@ -306,11 +306,15 @@ fn stream_header(entries: &[Entry], mismatch: LinkMismatch) -> Result<StreamHead
             match linktype {
                 None => linktype = Some((lt, e)),
                 Some((first, f)) if first != lt && mismatch == LinkMismatch::Error => {
+                    let other = if f.seq == e.seq {
+                        "its first interface".to_string()
+                    } else {
+                        f.path.display().to_string()
+                    };
                     return Err(Error::usage(format!(
-                        "{} has link type {lt} but {} has {first}; one stream carries one link type \
-                         (use --link-mismatch drop, or run them separately)",
+                        "{} has link type {lt} but {other} has {first}; one stream carries one link \
+                         type (use --link-mismatch drop, or run them separately)",
                         e.path.display(),
-                        f.path.display()
                     )));
                 }
                 Some(_) => {}
