@@ -36,7 +36,10 @@ fn scan_matches_the_manifest_for_every_capture() {
             .map(|p| p.as_str().unwrap())
             .collect();
         if problems.is_empty() == row.damaged {
-            fail(format!("problems {problems:?}, manifest damaged: {}", row.damaged));
+            fail(format!(
+                "problems {problems:?}, manifest damaged: {}",
+                row.damaged
+            ));
         }
         let located = |p: &&str| {
             p.strip_prefix("byte ")
@@ -131,7 +134,10 @@ fn run_into(input: &Path, out: &Path) -> (i32, String) {
         format!("file:{}/s-{{shard}}.pcap", out.display()).as_ref(),
         input.as_os_str(),
     ]);
-    (r.code, r.stderr.replace(&input.display().to_string(), "INPUT"))
+    (
+        r.code,
+        r.stderr.replace(&input.display().to_string(), "INPUT"),
+    )
 }
 
 #[test]

@@ -121,7 +121,10 @@ fn overlapping_sensors_interleave_by_time() {
         tmp.path(),
         1,
         &[],
-        &[&tmp.path().join("sensor-b.pcap"), &tmp.path().join("sensor-a.pcap")],
+        &[
+            &tmp.path().join("sensor-b.pcap"),
+            &tmp.path().join("sensor-a.pcap"),
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let s = &read_shards(tmp.path(), "s", 1).unwrap()[0];
@@ -140,7 +143,10 @@ fn order_given_streams_file_by_file() {
         tmp.path(),
         1,
         &["--order", "given"],
-        &[&tmp.path().join("sensor-b.pcap"), &tmp.path().join("sensor-a.pcap")],
+        &[
+            &tmp.path().join("sensor-b.pcap"),
+            &tmp.path().join("sensor-a.pcap"),
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let s = &read_shards(tmp.path(), "s", 1).unwrap()[0];
@@ -182,10 +188,7 @@ fn shards_are_time_ordered_when_every_input_is() {
     let streams = read_shards(tmp.path(), "s", 3).unwrap();
     for (k, s) in streams.iter().enumerate() {
         assert_eq!(s.nanos, nanos);
-        assert!(
-            non_decreasing(&s.packets),
-            "shard {k} goes back in time"
-        );
+        assert!(non_decreasing(&s.packets), "shard {k} goes back in time");
     }
     let want: Vec<Rec> = captures
         .iter()
@@ -230,7 +233,10 @@ fn disorder_within_a_file_is_counted() {
         checked.push(row.path);
     }
     assert!(
-        checked.iter().any(|p| p == "ndpi/out-of-order-ts-tftp.pcap") && checked.len() >= 5,
+        checked
+            .iter()
+            .any(|p| p == "ndpi/out-of-order-ts-tftp.pcap")
+            && checked.len() >= 5,
         "disordered captures checked: {checked:?}"
     );
 }
