@@ -163,6 +163,12 @@ pub fn finished(out: Output) -> Run {
 pub struct ChildGuard(pub Option<Child>);
 
 impl ChildGuard {
+    /// True while the child has not exited.
+    pub fn running(&mut self) -> bool {
+        let child = self.0.as_mut().unwrap();
+        child.try_wait().expect("poll child").is_none()
+    }
+
     /// Waits for the child's end.
     pub fn wait(mut self) -> std::process::ExitStatus {
         self.0.take().unwrap().wait().expect("wait for child")
