@@ -281,6 +281,12 @@ impl PcapNgReader {
             OBSOLETE_PACKET => ("packet", PACKET_HEADER),
             _ => ("simple packet", SIMPLE_HEADER),
         };
+        if self.interfaces.is_empty() {
+            return Err(ReadError::new(
+                at,
+                format!("{what} block before any interface description in its section"),
+            ));
+        }
         let len = self.block_len(what, header + 4, self.max_packet_block)?;
         self.load(what, len)?;
         let b = self.buf.data();
@@ -749,6 +755,13 @@ mod tests {
         let err = err.unwrap();
         assert_eq!(err.offset, good);
         assert!(err.message.contains("interface 3"), "{err}");
+
+        // A packet before any interface of its section.
+        let mut bad = Writer::new(true);
+        bad.shb().spb(b"x", 1);
+        let err = read_all(bad.out).1.unwrap();
+        assert_eq!(err.offset, 28);
+        assert!(err.message.contains("before any interface"), "{err}");
 
         // A captured length beyond the block.
         let mut bad = Writer::new(false);
