@@ -1,6 +1,7 @@
 //! Inputs: discovery, format detection, zero-copy readers and the first-packet catalog.
 
 pub mod buffer;
+pub mod bytes;
 pub mod capture;
 pub mod catalog;
 pub mod detect;

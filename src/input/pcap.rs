@@ -1,6 +1,7 @@
 //! Classic pcap reader: all four magic variants plus the modified (a1b2cd34) format, parsed in place.
 
 use super::buffer::ReadBuffer;
+use super::bytes::u32_at;
 use super::detect::PcapVariant;
 use super::{Anomalies, Packet, ReadError, MAX_CAPLEN};
 
@@ -24,16 +25,6 @@ pub struct PcapReader {
     len: u32,
     done: bool,
     anomalies: Anomalies,
-}
-
-#[inline(always)]
-fn u32_at(b: &[u8], at: usize, big_endian: bool) -> u32 {
-    let raw: [u8; 4] = b[at..at + 4].try_into().unwrap();
-    if big_endian {
-        u32::from_be_bytes(raw)
-    } else {
-        u32::from_le_bytes(raw)
-    }
 }
 
 impl PcapReader {

@@ -11,6 +11,7 @@
 //! section version other than 1.x and interface options that run past their block.
 
 use super::buffer::ReadBuffer;
+use super::bytes::{i64_at, u16_at, u32_at};
 use super::{Anomalies, Packet, ReadError, MAX_CAPLEN};
 
 const SECTION_HEADER: u32 = 0x0A0D_0D0A;
@@ -93,26 +94,6 @@ impl Interface {
     #[inline(always)]
     fn ts_ns(&self, ticks: u64) -> u64 {
         (self.unit.to_ns(ticks) + self.offset_ns).clamp(0, i128::from(u64::MAX)) as u64
-    }
-}
-
-#[inline(always)]
-fn u32_at(b: &[u8], at: usize, big_endian: bool) -> u32 {
-    let raw: [u8; 4] = b[at..at + 4].try_into().unwrap();
-    if big_endian {
-        u32::from_be_bytes(raw)
-    } else {
-        u32::from_le_bytes(raw)
-    }
-}
-
-#[inline(always)]
-fn u16_at(b: &[u8], at: usize, big_endian: bool) -> u16 {
-    let raw: [u8; 2] = b[at..at + 2].try_into().unwrap();
-    if big_endian {
-        u16::from_be_bytes(raw)
-    } else {
-        u16::from_le_bytes(raw)
     }
 }
 
@@ -417,15 +398,7 @@ impl PcapNgReader {
             }
             match (code, olen) {
                 (9, 1..) => iface.unit = TickUnit::from_tsresol(b[value]),
-                (14, 8..) => {
-                    let raw: [u8; 8] = b[value..value + 8].try_into().unwrap();
-                    let secs = if be {
-                        i64::from_be_bytes(raw)
-                    } else {
-                        i64::from_le_bytes(raw)
-                    };
-                    iface.offset_ns = i128::from(secs) * NS_PER_S;
-                }
+                (14, 8..) => iface.offset_ns = i128::from(i64_at(b, value, be)) * NS_PER_S,
                 _ => {}
             }
             pos = value + olen.next_multiple_of(4);
