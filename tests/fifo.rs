@@ -67,6 +67,17 @@ fn wait_for(path: &Path, shardcap: &mut ChildGuard) {
     }
 }
 
+/// Waits for shardcap and its readers; each reader's file must be a whole stream, and together
+/// they must hold the inputs' packets.
+fn check_run(shardcap: ChildGuard, readers: Vec<ChildGuard>, dir: &Path, inputs: &[PathBuf]) {
+    let run = finished(shardcap.output());
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for r in readers {
+        assert!(r.wait().success());
+    }
+    check_streams(dir, inputs);
+}
+
 fn check_streams(dir: &Path, inputs: &[PathBuf]) {
     let want: Vec<Rec> = inputs
         .iter()
@@ -91,12 +102,8 @@ fn readers_started_before_shardcap_get_whole_streams() {
         nix::unistd::mkfifo(&fifo(tmp.path(), k), nix::sys::stat::Mode::S_IRWXU).unwrap();
     }
     let readers: Vec<ChildGuard> = (0..SHARDS).map(|k| cat_reader(tmp.path(), k)).collect();
-    let run = finished(start_shardcap(tmp.path(), &inputs).output());
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    for r in readers {
-        assert!(r.wait().success());
-    }
-    check_streams(tmp.path(), &inputs);
+    let shardcap = start_shardcap(tmp.path(), &inputs);
+    check_run(shardcap, readers, tmp.path(), &inputs);
 }
 
 #[test]
@@ -110,12 +117,7 @@ fn readers_started_after_shardcap_get_whole_streams() {
             cat_reader(tmp.path(), k)
         })
         .collect();
-    let run = finished(shardcap.output());
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    for r in readers {
-        assert!(r.wait().success());
-    }
-    check_streams(tmp.path(), &inputs);
+    check_run(shardcap, readers, tmp.path(), &inputs);
 }
 
 #[test]

@@ -113,48 +113,38 @@ fn sensors(dir: &Path) -> (Vec<Rec>, Vec<Rec>) {
     (a, b)
 }
 
-#[test]
-fn overlapping_sensors_interleave_by_time() {
+/// Runs the two sensors' files, b named first, into one shard; returns the sensors' packets,
+/// the stream and the stats.
+fn run_sensors(order: &str) -> (Vec<Rec>, Vec<Rec>, common::Stream, serde_json::Value) {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = sensors(tmp.path());
-    let r = run(
-        tmp.path(),
-        1,
-        &[],
-        &[
-            &tmp.path().join("sensor-b.pcap"),
-            &tmp.path().join("sensor-a.pcap"),
-        ],
-    );
+    let files = [
+        tmp.path().join("sensor-b.pcap"),
+        tmp.path().join("sensor-a.pcap"),
+    ];
+    let r = run(tmp.path(), 1, &["--order", order], &[&files[0], &files[1]]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let s = &read_shards(tmp.path(), "s", 1).unwrap()[0];
+    let s = read_shards(tmp.path(), "s", 1).unwrap().remove(0);
+    (a, b, s, stats(&tmp.path().join("stats.json")))
+}
+
+#[test]
+fn overlapping_sensors_interleave_by_time() {
+    let (a, b, s, st) = run_sensors("time");
     assert!(s.nanos, "sensor b is nanosecond: so is the stream");
     let mut want: Vec<Rec> = a.into_iter().chain(b).collect();
     want.sort();
     assert_eq!(s.packets, want, "strictly alternating, in time order");
-    assert_eq!(stats(&tmp.path().join("stats.json"))["out_of_order"], 0);
+    assert_eq!(st["out_of_order"], 0);
 }
 
 #[test]
 fn order_given_streams_file_by_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = sensors(tmp.path());
-    let r = run(
-        tmp.path(),
-        1,
-        &["--order", "given"],
-        &[
-            &tmp.path().join("sensor-b.pcap"),
-            &tmp.path().join("sensor-a.pcap"),
-        ],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let s = &read_shards(tmp.path(), "s", 1).unwrap()[0];
+    let (a, b, s, st) = run_sensors("given");
     let want: Vec<Rec> = b.into_iter().chain(a).collect();
     assert_eq!(s.packets, want, "all of b, then all of a");
     assert_eq!(
-        stats(&tmp.path().join("stats.json"))["out_of_order"],
-        1,
+        st["out_of_order"], 1,
         "one step back, from b's end to a's start"
     );
 }
