@@ -1,5 +1,6 @@
 //! `shardcap run`: catalog the inputs, merge them by packet time, shard by flow, write the streams.
 
+use std::collections::HashSet;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -14,8 +15,8 @@ use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Intake, StaticIntake};
 use crate::input::retention::Retention;
 use crate::input::watch::{WatchConfig, WatchIntake};
-use crate::input::Packet;
-use crate::merge::{FileEnd, Merge, MergeHooks};
+use crate::input::{Anomalies, Packet};
+use crate::merge::{FileEnd, Merge, MergeHooks, OpenInput};
 use crate::reorder::Reorder;
 use crate::sink::format::StreamHeader;
 use crate::sink::writer::ShardWriter;
@@ -71,6 +72,8 @@ struct Ctx {
     header: Option<StreamHeader>,
     /// Files damaged or skipped: the run ends with exit 3.
     incomplete: u64,
+    /// Files that showed a link type other than the stream's after their first packet.
+    late_link_files: HashSet<u64>,
     last_report: Instant,
 }
 
@@ -106,6 +109,7 @@ impl Dispatcher {
                 stats: RunStats::new(),
                 header: None,
                 incomplete: 0,
+                late_link_files: HashSet::new(),
                 last_report: Instant::now(),
             },
             merge,
@@ -153,7 +157,7 @@ impl Dispatcher {
         }
         if ctx.stats.dropped_linktype > 0 {
             log::warn!(
-                "{} packets had another link type and were dropped (--link-mismatch drop)",
+                "{} packets had another link type than the stream and were dropped",
                 ctx.stats.dropped_linktype
             );
         }
@@ -210,6 +214,11 @@ impl Dispatcher {
         while let Some(slot) = self.merge.next(&mut self.ctx)? {
             self.idle_flush_due = true;
             let pkt = self.merge.packet(slot);
+            if pkt.linktype != header.linktype && self.ctx.args.link_mismatch == LinkMismatch::Error
+            {
+                self.ctx
+                    .late_link_type(self.merge.input(slot), pkt.linktype, header.linktype);
+            }
             let (sharder, writers, dropped) = (
                 &mut self.sharder,
                 &mut self.writers,
@@ -375,11 +384,15 @@ fn stream_header(entries: &[Entry], mismatch: LinkMismatch) -> Result<StreamHead
             match linktype {
                 None => linktype = Some((lt, e)),
                 Some((first, f)) if first != lt && mismatch == LinkMismatch::Error => {
+                    let other = if f.seq == e.seq {
+                        "its first interface".to_string()
+                    } else {
+                        f.path.display().to_string()
+                    };
                     return Err(Error::usage(format!(
-                        "{} has link type {lt} but {} has {first}; one stream carries one link type \
-                         (use --link-mismatch drop, or run them separately)",
+                        "{} has link type {lt} but {other} has {first}; one stream carries one link \
+                         type (use --link-mismatch drop, or run them separately)",
                         e.path.display(),
-                        f.path.display()
                     )));
                 }
                 Some(_) => {}
@@ -402,6 +415,16 @@ impl MergeHooks for Ctx {
     fn opening(&mut self, entry: &Entry) -> Result<bool> {
         log::debug!("{}: opening", entry.path.display());
         self.intake.authorize(entry, &self.signals)
+    }
+
+    fn irregular(&mut self, entry: &Entry, found: &Anomalies) {
+        self.incomplete += 1;
+        for line in found.lines() {
+            log::warn!(
+                "{}: {line}; read on and kept the packets (check the file)",
+                entry.path.display()
+            );
+        }
     }
 
     fn finished(&mut self, entry: &Entry, packets: u64, end: FileEnd) {
@@ -432,6 +455,22 @@ impl MergeHooks for Ctx {
 }
 
 impl Ctx {
+    /// A file declared another link type after its first packet (so the catalog could not refuse
+    /// it): its packets of that link type are dropped and counted, and the run ends with exit 3.
+    #[cold]
+    fn late_link_type(&mut self, input: &OpenInput, linktype: u32, stream: u32) {
+        if self.late_link_files.insert(input.entry.seq) {
+            self.incomplete += 1;
+            log::warn!(
+                "{}: byte {}: packet on link type {linktype}, declared after the first packet, but the \
+                 stream carries {stream}; dropped such packets (use --link-mismatch drop, or run the \
+                 file separately)",
+                input.entry.path.display(),
+                input.capture.record_offset()
+            );
+        }
+    }
+
     /// Handles pending signals and periodic work; returns true when the run must stop.
     fn service(
         &mut self,

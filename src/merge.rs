@@ -10,7 +10,7 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use crate::input::capture::Capture;
 use crate::input::catalog::Entry;
-use crate::input::{Packet, ReadError};
+use crate::input::{Anomalies, Packet, ReadError};
 
 /// How inputs are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,10 +38,26 @@ pub trait MergeHooks {
     fn opening(&mut self, entry: &Entry) -> crate::error::Result<bool>;
     /// A file was closed after emitting `packets` packets.
     fn finished(&mut self, entry: &Entry, packets: u64, end: FileEnd);
+    /// A file being closed had irregularities that were read past (called before `finished`).
+    fn irregular(&mut self, _entry: &Entry, _found: &Anomalies) {}
     /// Where to resume `entry` (a checkpoint offset from a previous run), if anywhere.
     fn resume_offset(&mut self, _entry: &Entry) -> Option<u64> {
         None
     }
+}
+
+/// Tells the hooks that an input ended, with the irregularities its reader went past first.
+fn report_end<H: MergeHooks>(
+    hooks: &mut H,
+    entry: &Entry,
+    capture: &Capture,
+    packets: u64,
+    end: FileEnd,
+) {
+    if !capture.anomalies().is_empty() {
+        hooks.irregular(entry, capture.anomalies());
+    }
+    hooks.finished(entry, packets, end);
 }
 
 /// An input being read.
@@ -129,6 +145,11 @@ impl Merge {
     #[inline(always)]
     pub fn packet(&self, slot: usize) -> Packet<'_> {
         self.slots[slot].as_ref().unwrap().capture.packet()
+    }
+
+    /// The input of `slot` (the one that gave the last packet).
+    pub fn input(&self, slot: usize) -> &OpenInput {
+        self.slots[slot].as_ref().unwrap()
     }
 
     /// Chooses the next packet; returns its slot, or `None` when every known file is done.
@@ -224,11 +245,11 @@ impl Merge {
         match first {
             Ok(true) => {}
             Ok(false) => {
-                hooks.finished(&entry, 0, FileEnd::Complete);
+                report_end(hooks, &entry, &capture, 0, FileEnd::Complete);
                 return Ok(());
             }
             Err(e) => {
-                hooks.finished(&entry, 0, FileEnd::Damaged(e));
+                report_end(hooks, &entry, &capture, 0, FileEnd::Damaged(e));
                 return Ok(());
             }
         }
@@ -258,7 +279,7 @@ impl Merge {
         let input = self.slots[slot].take().unwrap();
         self.free_slots.push(slot);
         self.open -= 1;
-        hooks.finished(&input.entry, input.packets, end);
+        report_end(hooks, &input.entry, &input.capture, input.packets, end);
     }
 
     /// Counts a packet older than the newest emitted before it.

@@ -52,6 +52,7 @@ pub fn scan_file(path: &std::path::Path) -> ScanReport {
     };
     r.format = Some(format.name());
     r.compression = compression.name();
+    let mut damage = None;
     loop {
         match cap.advance() {
             Ok(true) => {
@@ -66,11 +67,13 @@ pub fn scan_file(path: &std::path::Path) -> ScanReport {
             }
             Ok(false) => break,
             Err(e) => {
-                r.problems.push(e.to_string());
+                damage = Some(e.to_string());
                 break;
             }
         }
     }
+    r.problems.extend(cap.anomalies().lines());
+    r.problems.extend(damage);
     let info = cap.info(format, compression);
     r.link_types = info.linktypes;
     r.precision = Some(if info.nanos { "ns" } else { "us" });

@@ -6,7 +6,7 @@ use super::buffer::{ReadBuffer, DEFAULT_CAPACITY};
 use super::detect::{Compression, Format};
 use super::pcap::PcapReader;
 use super::pcapng::PcapNgReader;
-use super::{stream, Packet, ReadError};
+use super::{stream, Anomalies, Packet, ReadError};
 
 /// A cursor over the packets of one capture file.
 pub enum Capture {
@@ -81,6 +81,14 @@ impl Capture {
         match self {
             Capture::Pcap(r) => r.record_offset(),
             Capture::PcapNg(r) => r.record_offset(),
+        }
+    }
+
+    /// Irregularities read past so far (reported, but the packets were kept).
+    pub fn anomalies(&self) -> &Anomalies {
+        match self {
+            Capture::Pcap(r) => r.anomalies(),
+            Capture::PcapNg(r) => r.anomalies(),
         }
     }
 

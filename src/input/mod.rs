@@ -1,6 +1,7 @@
 //! Inputs: discovery, format detection, zero-copy readers and the first-packet catalog.
 
 pub mod buffer;
+pub mod bytes;
 pub mod capture;
 pub mod catalog;
 pub mod detect;
@@ -56,5 +57,42 @@ impl ReadError {
 impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "byte {}: {}", self.offset, self.message)
+    }
+}
+
+/// Irregularities a reader met and read past (the packets around them were kept), such as an
+/// unexpected format version. Bounded: the first few are kept, the rest only counted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Anomalies {
+    kept: Vec<ReadError>,
+    more: u64,
+}
+
+impl Anomalies {
+    /// How many are kept with their message.
+    pub const KEPT: usize = 8;
+
+    /// Records one irregularity.
+    #[cold]
+    pub fn note(&mut self, e: ReadError) {
+        if self.kept.len() < Self::KEPT {
+            self.kept.push(e);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// True when nothing irregular was met.
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
+    /// One line per kept irregularity, then a count of the others if any.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.kept.iter().map(ToString::to_string).collect();
+        if self.more > 0 {
+            lines.push(format!("{} more irregularities not listed", self.more));
+        }
+        lines
     }
 }

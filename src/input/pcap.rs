@@ -1,10 +1,13 @@
 //! Classic pcap reader: all four magic variants plus the modified (a1b2cd34) format, parsed in place.
 
 use super::buffer::ReadBuffer;
+use super::bytes::u32_at;
 use super::detect::PcapVariant;
-use super::{Packet, ReadError, MAX_CAPLEN};
+use super::{Anomalies, Packet, ReadError, MAX_CAPLEN};
 
 const FILE_HEADER: usize = 24;
+/// Bits of the link-type field that must be zero (between the link type and the FCS information).
+const LINKTYPE_RESERVED: u32 = 0x03ff_0000;
 
 /// Reads records of a classic pcap stream as slices of its read buffer.
 pub struct PcapReader {
@@ -21,16 +24,7 @@ pub struct PcapReader {
     caplen: u32,
     len: u32,
     done: bool,
-}
-
-#[inline(always)]
-fn u32_at(b: &[u8], at: usize, big_endian: bool) -> u32 {
-    let raw: [u8; 4] = b[at..at + 4].try_into().unwrap();
-    if big_endian {
-        u32::from_be_bytes(raw)
-    } else {
-        u32::from_le_bytes(raw)
-    }
+    anomalies: Anomalies,
 }
 
 impl PcapReader {
@@ -44,20 +38,27 @@ impl PcapReader {
         }
         let h = buf.data();
         let be = variant.big_endian;
-        let major = u16::from_ne_bytes([h[4], h[5]]);
-        let major = if be {
-            u16::from_be(major)
+        let version = u32_at(h, 4, be);
+        let (major, minor) = if be {
+            (version >> 16, version & 0xffff)
         } else {
-            u16::from_le(major)
+            (version & 0xffff, version >> 16)
         };
-        if major != 2 {
-            return Err(ReadError::new(
-                4,
-                format!("unsupported pcap version {major} (only 2.x exists)"),
-            ));
-        }
         let snaplen = u32_at(h, 16, be);
         let linktype = u32_at(h, 20, be);
+        let mut anomalies = Anomalies::default();
+        if major != 2 {
+            anomalies.note(ReadError::new(
+                4,
+                format!("pcap version {major}.{minor} is not 2.x; read as 2.4"),
+            ));
+        }
+        if linktype & LINKTYPE_RESERVED != 0 {
+            anomalies.note(ReadError::new(
+                20,
+                format!("link-type field {linktype:#010x} has reserved bits set"),
+            ));
+        }
         buf.consume(FILE_HEADER);
         Ok(PcapReader {
             buf,
@@ -72,6 +73,7 @@ impl PcapReader {
             caplen: 0,
             len: 0,
             done: false,
+            anomalies,
         })
     }
 
@@ -175,5 +177,10 @@ impl PcapReader {
     /// Stream offset of the current record (of the next one before the first advance).
     pub fn record_offset(&self) -> u64 {
         self.buf.offset()
+    }
+
+    /// Irregularities of the file header (the records were read anyway).
+    pub fn anomalies(&self) -> &Anomalies {
+        &self.anomalies
     }
 }
