@@ -30,6 +30,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Describe captures: one JSON object a line.
     Scan(ScanArgs),
+    /// The Redis side: enqueue files, authorize them, show the queue, requeue failed files.
+    Ctl(CtlArgs),
 }
 
 /// What to do with packets whose link type differs from the output's.
@@ -104,6 +106,119 @@ pub struct RunArgs {
     /// Interval of the stats file and of progress lines.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub stats_interval: Duration,
+    /// Who authorizes each file: nobody, or a Redis controller (pcapdj's protocol; files then come
+    /// from the Redis queue and INPUT is omitted).
+    #[arg(long, value_enum, default_value = "none")]
+    pub auth: AuthMode,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// pcapdj: LPOP from the queue, as pcapdj does. reliable: files are moved atomically to a
+    /// processing list while in flight, so a crash loses none.
+    #[arg(long, value_enum, default_value = "pcapdj")]
+    pub redis_mode: RedisMode,
+    /// With --order time: files taken from the queue within this long of each other are merged
+    /// together by packet time (see README, Redis).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub redis_window: Duration,
+}
+
+/// Who authorizes each input file before it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Read every file as soon as the merge reaches it.
+    None,
+    /// Files come from a Redis queue and wait for a controller's authorization (pcapdj's protocol).
+    Redis,
+}
+
+/// How files are taken from the Redis queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RedisMode {
+    /// As pcapdj: LPOP from the queue; results in PROCESSED (complete) or FAILED.
+    Pcapdj,
+    /// LMOVE into a processing list while in flight; DONE or FAILED after; resumed after a crash.
+    Reliable,
+}
+
+/// Where Redis is and how its keys are named (shared by `run --auth redis` and `ctl`).
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL: redis://[:PASSWORD@]HOST[:PORT][/DB], or rediss://... for TLS.
+    #[arg(
+        long = "redis",
+        value_name = "URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    pub url: String,
+    /// CA certificate (PEM) that signed the rediss:// server's certificate (default: the public roots).
+    #[arg(long = "redis-ca", value_name = "PEM", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Key prefix: PREFIX_IN_QUEUE, PREFIX_NEXT, PREFIX_AUTH, PREFIX_PROCESSED, PREFIX_STATE, ...
+    #[arg(
+        long = "redis-prefix",
+        value_name = "PREFIX",
+        default_value = "PCAPDJ",
+        global = true
+    )]
+    pub prefix: String,
+    /// Give this dispatcher its own NEXT, AUTH, STATE, PROCESSING and ACTIVE keys (PREFIX_NAME_NEXT,
+    /// ...) so several dispatchers share one Redis; the queue and result lists stay shared.
+    #[arg(long = "redis-instance", value_name = "NAME", global = true)]
+    pub instance: Option<String>,
+}
+
+/// `shardcap ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(subcommand)]
+    pub action: CtlAction,
+}
+
+/// What `shardcap ctl` does.
+#[derive(Debug, Subcommand)]
+pub enum CtlAction {
+    /// Queue capture files (or the captures under directories), ordered by first packet time.
+    Enqueue {
+        /// Capture files, directories, globs or @LIST files.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Authorize the next file the dispatcher waits for (once, or continuously with --watch).
+    Authorize(AuthorizeArgs),
+    /// Show the queue and the dispatcher's state.
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put every failed file back at the end of the queue.
+    RequeueFailed,
+}
+
+/// `shardcap ctl authorize`.
+#[derive(Debug, Args)]
+pub struct AuthorizeArgs {
+    /// Keep authorizing each next file while the conditions hold, until stopped.
+    #[arg(long)]
+    pub watch: bool,
+    /// Authorize only while the filesystem of --path has at least this much free space (e.g. 10G).
+    #[arg(long, value_parser = parse_size, requires = "path")]
+    pub min_free_disk: Option<u64>,
+    /// Directory whose filesystem --min-free-disk watches.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Authorize only while fewer than K files are being streamed.
+    #[arg(long, value_name = "K")]
+    pub max_in_flight: Option<u64>,
+    /// Give up (exit 1) when no file asked for authorization within this long (default: wait).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// With --watch: exit once the dispatcher has finished its queue (its STATE is DONE).
+    #[arg(long, requires = "watch")]
+    pub until_done: bool,
 }
 
 /// `shardcap scan`.

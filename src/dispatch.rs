@@ -5,21 +5,22 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::cli::{LinkMismatch, RunArgs};
+use crate::cli::{AuthMode, LinkMismatch, RunArgs};
+use crate::control::redis::intake::RedisIntake;
 use crate::control::signals::Signals;
 use crate::control::stats::{RunStats, Snapshot, State};
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
-use crate::flow::{FlowConfig, Sharder};
+use crate::flow::{FlowConfig, FlowStats, Sharder};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
-use crate::input::intake::{Arrivals, Intake, StaticIntake};
+use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
 use crate::input::retention::Retention;
 use crate::input::watch::{WatchConfig, WatchIntake};
 use crate::input::{Anomalies, Packet};
-use crate::merge::{FileEnd, Merge, MergeHooks, OpenInput};
+use crate::merge::{FileEnd, Merge, MergeHooks, MergeStats, OpenInput};
 use crate::reorder::Reorder;
 use crate::sink::format::StreamHeader;
-use crate::sink::writer::ShardWriter;
+use crate::sink::writer::{ShardCounters, ShardWriter};
 use crate::sink::OutputSpec;
 
 /// Packets between two looks at the clock (stats interval, progress, new arrivals).
@@ -31,17 +32,33 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 pub fn run(args: RunArgs) -> Result<i32> {
     let shards = args.shards as usize;
     let spec = OutputSpec::parse(&args.output, shards)?;
-    let intake = intake_for(&args)?;
-    spec.validate(shards)?;
     let signals = Signals::install()?;
+    let intake = intake_for(&args, &signals)?;
+    spec.validate(shards)?;
     Dispatcher::new(args, spec, intake, signals).run()
 }
 
-/// Where the run's files come from: the command line, or watched spool directories.
-fn intake_for(args: &RunArgs) -> Result<Box<dyn Intake>> {
+/// Where the run's files come from: the command line, watched spool directories, or a Redis queue.
+fn intake_for(args: &RunArgs, signals: &Signals) -> Result<Box<dyn Intake>> {
+    if args.auth == AuthMode::Redis {
+        if !args.inputs.is_empty() || !args.watch.is_empty() {
+            return Err(Error::usage(
+                "with --auth redis the files come from the Redis queue: omit INPUT and --watch, and \
+                 queue them with `shardcap ctl enqueue` (or an importer script)",
+            ));
+        }
+        return Ok(Box::new(RedisIntake::connect(
+            &args.redis,
+            args.redis_mode,
+            args.order,
+            args.redis_window,
+            signals,
+        )?));
+    }
     match (args.inputs.is_empty(), args.watch.is_empty()) {
         (true, true) => Err(Error::usage(
-            "no INPUT given: name capture files, directories, globs or @LIST files, or --watch DIR",
+            "no INPUT given: name capture files, directories, globs or @LIST files, or --watch DIR \
+             (or take them from a Redis queue with --auth redis)",
         )),
         (false, false) => Err(Error::usage(
             "give either INPUTs or --watch directories, not both",
@@ -75,6 +92,17 @@ struct Ctx {
     /// Files that showed a link type other than the stream's after their first packet.
     late_link_files: HashSet<u64>,
     last_report: Instant,
+    /// The stages' figures as of the last [`Ctx::service`], for stats while the merge waits for
+    /// an authorization.
+    seen: Seen,
+}
+
+/// Figures of the merge, the flow stage and the shard outputs, kept for stats shown while waiting.
+#[derive(Default)]
+struct Seen {
+    merge: MergeStats,
+    flow: FlowStats,
+    shards: Vec<(String, ShardCounters)>,
 }
 
 /// Everything a run holds.
@@ -111,6 +139,7 @@ impl Dispatcher {
                 incomplete: 0,
                 late_link_files: HashSet::new(),
                 last_report: Instant::now(),
+                seen: Seen::default(),
             },
             merge,
             sharder,
@@ -269,8 +298,11 @@ impl Dispatcher {
     fn admit(&mut self, candidates: &[Candidate]) -> Result<()> {
         let first_seq = self.ctx.stats.files_total + self.ctx.stats.files_skipped;
         let (entries, rejected) = build_catalog(candidates, first_seq);
-        self.ctx.stats.files_skipped += rejected;
-        self.ctx.incomplete += rejected;
+        self.ctx.stats.files_skipped += rejected.len() as u64;
+        self.ctx.incomplete += rejected.len() as u64;
+        for why in &rejected {
+            self.ctx.intake.rejected(why)?;
+        }
         if self.ctx.header.is_none() && !entries.is_empty() {
             self.ctx.header = Some(stream_header(&entries, self.ctx.args.link_mismatch)?);
         }
@@ -324,6 +356,14 @@ impl Dispatcher {
     }
 }
 
+/// Each shard output's name and counters.
+fn shard_counters(writers: &[ShardWriter]) -> Vec<(String, ShardCounters)> {
+    writers
+        .iter()
+        .map(|w| (w.name().to_string(), w.counters))
+        .collect()
+}
+
 /// Sends one packet to its shard, or counts it as dropped when its link type isn't the stream's.
 #[inline(always)]
 fn deliver(
@@ -341,22 +381,19 @@ fn deliver(
     }
 }
 
-/// Probes every candidate; logs and counts what cannot be read.
-fn build_catalog(candidates: &[Candidate], first_seq: u64) -> (Vec<Entry>, u64) {
+/// Probes every candidate; logs and returns what cannot be read.
+fn build_catalog(candidates: &[Candidate], first_seq: u64) -> (Vec<Entry>, Vec<Rejected>) {
     let mut entries = Vec::with_capacity(candidates.len());
-    let mut rejected = 0;
+    let mut rejected = Vec::new();
     for (i, cand) in candidates.iter().enumerate() {
         match catalog::probe(first_seq + i as u64, cand) {
             Ok(e) => entries.push(e),
-            Err(Rejected::NotCapture {
-                path,
-                explicit: true,
-            }) => {
+            Err(why @ Rejected::NotCapture { explicit: true, .. }) => {
                 log::warn!(
                     "{}: byte 0: not a pcap or pcapng capture (by content); skipped",
-                    path.display()
+                    cand.path.display()
                 );
-                rejected += 1;
+                rejected.push(why);
             }
             Err(Rejected::NotCapture {
                 path,
@@ -364,12 +401,14 @@ fn build_catalog(candidates: &[Candidate], first_seq: u64) -> (Vec<Entry>, u64) 
             }) => {
                 log::debug!("{}: not a capture; ignored", path.display());
             }
-            Err(Rejected::Unreadable { path, error }) => {
-                log::warn!(
-                    "{}: {error}; skipped (check the file, then rerun it alone)",
-                    path.display()
-                );
-                rejected += 1;
+            Err(why @ Rejected::Unreadable { .. }) => {
+                if let Rejected::Unreadable { path, error } = &why {
+                    log::warn!(
+                        "{}: {error}; skipped (check the file, then rerun it alone)",
+                        path.display()
+                    );
+                }
+                rejected.push(why);
             }
         }
     }
@@ -414,7 +453,19 @@ fn stream_header(entries: &[Entry], mismatch: LinkMismatch) -> Result<StreamHead
 impl MergeHooks for Ctx {
     fn opening(&mut self, entry: &Entry) -> Result<bool> {
         log::debug!("{}: opening", entry.path.display());
-        self.intake.authorize(entry, &self.signals)
+        let mut waited = false;
+        while self.intake.authorize(entry, &self.signals)? == Gate::NotYet {
+            if self.signals.stop.load(Ordering::SeqCst) {
+                return Ok(false);
+            }
+            waited = true;
+            self.stats.state = State::Waiting;
+            self.serve_waiting(entry)?;
+        }
+        if waited {
+            self.stats.state = State::Running;
+        }
+        Ok(true)
     }
 
     fn irregular(&mut self, entry: &Entry, found: &Anomalies) {
@@ -436,6 +487,12 @@ impl MergeHooks for Ctx {
                 self.incomplete += 1;
                 log::warn!(
                     "{}: {e}; kept the {packets} packets before it (repair or truncate the file to read the rest)",
+                    entry.path.display()
+                );
+            }
+            FileEnd::Skipped(why) if self.signals.stop.load(Ordering::SeqCst) => {
+                log::info!(
+                    "{}: not started ({why}); left for the next run",
                     entry.path.display()
                 );
             }
@@ -479,6 +536,11 @@ impl Ctx {
         writers: &mut [ShardWriter],
     ) -> Result<bool> {
         self.signals.attention.store(false, Ordering::SeqCst);
+        self.seen = Seen {
+            merge: merge.stats,
+            flow: sharder.stats(),
+            shards: shard_counters(writers),
+        };
         if self.signals.stats.swap(false, Ordering::SeqCst) {
             self.print(&self.snapshot(merge, sharder, writers))?;
         }
@@ -505,17 +567,36 @@ impl Ctx {
         Ok(self.signals.stop.load(Ordering::SeqCst))
     }
 
+    /// Stats and the stats file while the merge waits for `entry`'s authorization (with the
+    /// figures of the last [`Ctx::service`]: the merge is not at hand inside it).
+    fn serve_waiting(&mut self, entry: &Entry) -> Result<()> {
+        let snapshot = |ctx: &Self| {
+            let current = Some(entry.path.display().to_string());
+            let seen = &ctx.seen;
+            ctx.stats
+                .snapshot(current, seen.merge, seen.flow, &seen.shards)
+        };
+        if self.signals.stats.swap(false, Ordering::SeqCst) {
+            self.print(&snapshot(self))?;
+        }
+        if self.last_report.elapsed() >= self.args.stats_interval {
+            self.last_report = Instant::now();
+            self.write_stats_file(&snapshot(self))?;
+        }
+        Ok(())
+    }
+
     fn snapshot(&self, merge: &Merge, sharder: &Sharder, writers: &[ShardWriter]) -> Snapshot {
         let current = merge
             .open_inputs()
             .next()
             .map(|i| i.entry.path.display().to_string());
-        let shards: Vec<_> = writers
-            .iter()
-            .map(|w| (w.name().to_string(), w.counters))
-            .collect();
-        self.stats
-            .snapshot(current, merge.stats, sharder.stats(), &shards)
+        self.stats.snapshot(
+            current,
+            merge.stats,
+            sharder.stats(),
+            &shard_counters(writers),
+        )
     }
 
     fn print(&self, snap: &Snapshot) -> Result<()> {

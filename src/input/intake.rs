@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::catalog::Entry;
+use super::catalog::{Entry, Rejected};
 use super::discover::Candidate;
 use crate::control::signals::Signals;
 use crate::error::Result;
@@ -20,14 +20,29 @@ pub enum Arrivals {
     Closed,
 }
 
+/// Whether a file may be read now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Read it.
+    Open,
+    /// Not yet: the dispatcher brings its outputs up to date, shows itself waiting, answers
+    /// signals, and asks again (the intake paces the questions).
+    NotYet,
+}
+
 /// A source of input files with an optional authorization gate.
 pub trait Intake {
     /// New files, waiting up to `wait` for some (`None`: do not wait).
     fn poll(&mut self, wait: Option<Duration>, signals: &Signals) -> Result<Arrivals>;
 
-    /// Called before `entry` is opened; blocks until it may be read. `Ok(false)` skips it.
-    fn authorize(&mut self, _entry: &Entry, _signals: &Signals) -> Result<bool> {
-        Ok(true)
+    /// Called before `entry` is opened, and again while the answer is [`Gate::NotYet`].
+    fn authorize(&mut self, _entry: &Entry, _signals: &Signals) -> Result<Gate> {
+        Ok(Gate::Open)
+    }
+
+    /// A file handed out by `poll` could not be cataloged (unreadable, or not a capture).
+    fn rejected(&mut self, _why: &Rejected) -> Result<()> {
+        Ok(())
     }
 
     /// `entry` was read to its end, damaged, or skipped.

@@ -1,0 +1,347 @@
+//! Shared by the tests/redis_*.rs tests, beside `common`: a real redis-server on a free loopback
+//! port in a temp dir (killed on drop), shardcap and the scripts/ as guarded children, a controller
+//! thread, and packet sequences read by the independent reader.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::common::{self, ChildGuard, Rec, Run};
+
+/// Corpus captures (Ethernet, microsecond pcap, undamaged, years apart).
+pub const SMALL: [&str; 4] = [
+    "arkime/sctp-http.pcap",
+    "zeek/tls-sslv3-session.pcap",
+    "zeek/wikipedia-http-browse.pcap",
+    "pcapplusplus/udp-dns-packets.pcap",
+];
+/// A 6.8 MB corpus capture, larger than everything a shard can buffer.
+pub const BIG: &str = "zeek/echo-connections-82k-packets.pcap";
+
+/// A corpus file by its manifest path, without `..` in it (it is queued by name).
+pub fn corpus(rel: &str) -> PathBuf {
+    common::corpus(rel)
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("corpus file {rel}: {e}"))
+}
+
+/// A path as the name queued in Redis.
+pub fn name(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns `Some`, panicking with `what` after a generous bound (a hang guard,
+/// not a timing assertion).
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < until, "gave up waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A redis-server child in its own temp dir.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    password: Option<String>,
+}
+
+impl RedisServer {
+    /// No persistence.
+    pub fn start() -> Self {
+        Self::start_with(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// With extra redis-server arguments (persistence, password, TLS...).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let port = free_port();
+        let password = extra
+            .iter()
+            .position(|a| *a == "--requirepass")
+            .map(|i| extra[i + 1].to_string());
+        let mut args: Vec<String> = vec!["--port".into(), port.to_string()];
+        args.extend(["--bind", "127.0.0.1"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut server = RedisServer {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            args,
+            password,
+        };
+        server.launch();
+        server
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args(&self.args)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by .ci/run)");
+        self.child = Some(child);
+        wait_for("redis-server to answer", || {
+            let mut c = redis::Client::open(self.url())
+                .ok()?
+                .get_connection()
+                .ok()?;
+            redis::cmd("PING").query::<String>(&mut c).ok()
+        });
+    }
+
+    /// redis://[:password@]127.0.0.1:port
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// A fresh connection.
+    pub fn con(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// Kills the server at once (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Down for `d` (SIGKILL), then up again on the same port, directory and arguments.
+    pub fn outage(&mut self, d: Duration) {
+        self.kill();
+        thread::sleep(d);
+        self.launch();
+    }
+
+    /// A list's items.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query(&mut self.con())
+            .unwrap()
+    }
+
+    /// A string key's value.
+    pub fn get(&self, key: &str) -> Option<String> {
+        redis::cmd("GET").arg(key).query(&mut self.con()).unwrap()
+    }
+
+    /// Appends names to a list.
+    pub fn rpush(&self, key: &str, names: &[String]) {
+        redis::cmd("RPUSH")
+            .arg(key)
+            .arg(names)
+            .exec(&mut self.con())
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// shardcap with `args` (address space bounded), stdout and stderr piped.
+pub fn spawn(args: &[&str]) -> ChildGuard {
+    let child = common::command(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shardcap");
+    ChildGuard(Some(child))
+}
+
+/// `shardcap run --auth redis` against `url`, writing the one shard to the file `out`, with more
+/// `args`.
+pub fn dispatcher(url: &str, out: &Path, args: &[&str]) -> ChildGuard {
+    let spec = format!("file:{}", out.display());
+    let mut all = vec!["run", "--auth", "redis", "--redis", url, "-o", &spec];
+    all.extend_from_slice(args);
+    spawn(&all)
+}
+
+/// A scripts/ Python script with `args`.
+pub fn script(script: &str, args: &[&str]) -> ChildGuard {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let child = Command::new("python3")
+        .arg(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (installed by .ci/run)");
+    ChildGuard(Some(child))
+}
+
+/// Sends a signal to the child.
+pub fn signal(child: &ChildGuard, sig: nix::sys::signal::Signal) {
+    let pid = child.0.as_ref().unwrap().id() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+/// Reads the child's stdout as it comes, into the returned buffer.
+pub fn watch_stdout(child: &mut ChildGuard) -> Arc<Mutex<String>> {
+    let mut out = child.0.as_mut().unwrap().stdout.take().unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let sink = seen.clone();
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = out.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    seen
+}
+
+/// Waits for the child's end (killing it after a generous bound, so a hang fails the test).
+pub fn finish(child: ChildGuard) -> Run {
+    let pid = nix::unistd::Pid::from_raw(child.0.as_ref().unwrap().id() as i32);
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(180);
+        while !flag.load(Ordering::SeqCst) {
+            if Instant::now() > until {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let out = child.output();
+    done.store(true, Ordering::SeqCst);
+    watchdog.join().unwrap();
+    common::finished(out)
+}
+
+/// Asserts the exit code, showing stderr when it is not `want`.
+pub fn expect_exit(run: &Run, want: i32) {
+    assert_eq!(run.code, want, "stderr:\n{}", run.stderr);
+}
+
+/// A controller thread: every name announced in `next` is authorized in the `auth` set, through
+/// Redis outages, until stopped.
+pub struct Authorizer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<String>>>,
+}
+
+impl Authorizer {
+    pub fn start(url: String, next: &str, auth: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (next, auth) = (next.to_string(), auth.to_string());
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut granted = Vec::new();
+            let client = redis::Client::open(url).unwrap();
+            while !flag.load(Ordering::SeqCst) {
+                let Ok(mut c) = client.get_connection() else {
+                    thread::sleep(Duration::from_millis(50));
+                    continue;
+                };
+                while !flag.load(Ordering::SeqCst) {
+                    match redis::cmd("LPOP")
+                        .arg(&next)
+                        .query::<Option<String>>(&mut c)
+                    {
+                        Ok(Some(n)) => {
+                            if redis::cmd("SADD").arg(&auth).arg(&n).exec(&mut c).is_err() {
+                                break;
+                            }
+                            granted.push(n);
+                        }
+                        Ok(None) => thread::sleep(Duration::from_millis(20)),
+                        Err(_) => break,
+                    }
+                }
+            }
+            granted
+        });
+        Authorizer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops and returns what was authorized, in order.
+    pub fn stop(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Authorizer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An input's packets, up to its first damage, by the independent reader.
+pub fn packets(path: &Path) -> Vec<Rec> {
+    common::read_capture(path).recs()
+}
+
+/// A shard stream's packets, read strictly (one header, whole records).
+pub fn output(path: &Path) -> Vec<Rec> {
+    common::read_stream(path).unwrap().packets
+}
+
+/// The packets of several files, one file after the other.
+pub fn concat(paths: &[PathBuf]) -> Vec<Rec> {
+    paths.iter().flat_map(|p| packets(p)).collect()
+}
+
+/// Bytes packets take in a pcap stream (record headers included).
+pub fn stream_bytes(pkts: &[Rec]) -> u64 {
+    pkts.iter().map(|p| 16 + p.data.len() as u64).sum()
+}
+
+/// Asserts two packet sequences are equal, in order, saying where they first differ.
+pub fn assert_same_packets(got: &[Rec], want: &[Rec], what: &str) {
+    if let Some(i) = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]) {
+        panic!("{what}: packet {i} differs");
+    }
+    assert_eq!(got.len(), want.len(), "{what}: packet counts differ");
+}
