@@ -108,7 +108,8 @@ pub struct Fragments {
     slots: Vec<Slot>,
     hold: Hold,
     shards: usize,
-    /// Latest packet time seen.
+    /// Time of the packet in hand. Not the latest time seen: after a jump back in time (merged
+    /// or disordered inputs) held fragments must not all look expired.
     now: u64,
 }
 
@@ -143,7 +144,7 @@ impl Fragments {
         E: FnMut(usize, &Packet) -> io::Result<()>,
     {
         stats.fragments += 1;
-        self.now = self.now.max(pkt.ts_ns);
+        self.now = pkt.ts_ns;
         let i = self.slot(&frag.datagram, stats, emit)?;
         if frag.first {
             // Held fragments go first: they are older, and the datagram keeps its wire order.
@@ -180,7 +181,7 @@ impl Fragments {
     where
         E: FnMut(usize, &Packet) -> io::Result<()>,
     {
-        self.now = self.now.max(ts_ns);
+        self.now = ts_ns;
         while let Some((held_ts, slot, head)) = self.hold.oldest() {
             if held_ts.saturating_add(FRAGMENT_TTL_NS) >= self.now {
                 break;

@@ -340,6 +340,28 @@ mod tests {
     }
 
     #[test]
+    fn jump_back_in_time_does_not_expire_held_fragments() {
+        let (frags, whole) = fragmented_udp(7);
+        let mut s = sharder(HashMode::Five, 7);
+        let flow = shard_of_frame(&mut s, &whole);
+        let other = eth(
+            0x0800,
+            &ipv4_frag(C4, D4, PROTO_UDP, 9, 0, true, &udp(1, 2, b"")),
+        );
+        let mut out = Out::new();
+        let input = [
+            (other, 1000 * SEC),
+            (frags[2].clone(), 10 * SEC),
+            (frags[0].clone(), 10 * SEC),
+        ];
+        feed(&mut s, &input, &mut out);
+        assert_eq!(out.len(), 3);
+        out.remove(0);
+        assert!(out.iter().all(|o| o.0 == flow), "{out:?}");
+        assert_eq!(s.stats().frag_unmatched, 0);
+    }
+
+    #[test]
     fn hold_buffer_is_bounded() {
         let mut s = sharder(HashMode::Five, 4);
         let mut out = Out::new();
