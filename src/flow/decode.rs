@@ -27,6 +27,7 @@ pub struct Decoded {
 }
 
 /// Decodes a packet of link type `linktype`.
+#[inline]
 pub fn decode(linktype: u32, data: &[u8], tunnel: TunnelMode) -> Decoded {
     let payload = link::link(linktype, data);
     let Some(mut ip) = Ip::of(payload) else {

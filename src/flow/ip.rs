@@ -77,9 +77,11 @@ impl<'a> Ip<'a> {
         }
         match self.proto {
             PROTO_TCP | PROTO_UDP | PROTO_SCTP | PROTO_UDPLITE | PROTO_DCCP => {
-                match (be16(self.payload, 0), be16(self.payload, 2)) {
-                    (Some(s), Some(d)) => (s, d),
-                    _ => (0, 0),
+                match bytes::<4>(self.payload, 0) {
+                    Some([s0, s1, d0, d1]) => {
+                        (u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]))
+                    }
+                    None => (0, 0),
                 }
             }
             _ => (0, 0),
@@ -88,7 +90,7 @@ impl<'a> Ip<'a> {
 
     /// The header an ICMP error (types 3, 4, 5, 11, 12) or ICMPv6 error (types 1-4) quotes.
     pub fn quoted(&self) -> Option<Ip<'a>> {
-        if self.is_later_fragment() {
+        if !matches!(self.proto, PROTO_ICMP | PROTO_ICMPV6) || self.is_later_fragment() {
             return None;
         }
         let kind = u8_at(self.payload, 0)?;
@@ -113,30 +115,30 @@ fn mapped(a: [u8; 4]) -> [u8; 16] {
 /// Decodes an IPv4 header. A total length that does not fit (TSO/GSO packets carry 0; a quoted
 /// header is cut short) leaves the payload at what was captured.
 pub fn ipv4(d: &[u8]) -> Option<Ip<'_>> {
-    let b0 = u8_at(d, 0)?;
-    let ihl = (b0 & 0x0f) as usize * 4;
-    if b0 >> 4 != 4 || ihl < 20 || d.len() < ihl {
+    let h = d.get(..20)?;
+    let ihl = (h[0] & 0x0f) as usize * 4;
+    if h[0] >> 4 != 4 || ihl < 20 || d.len() < ihl {
         return None;
     }
-    let total = be16(d, 2)? as usize;
+    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
     let end = if (ihl..=d.len()).contains(&total) {
         total
     } else {
         d.len()
     };
-    let flags = be16(d, 6)?;
+    let flags = u16::from_be_bytes([h[6], h[7]]);
     let offset = flags & 0x1fff;
-    let proto = u8_at(d, 9)?;
+    let proto = h[9];
     let frag = (flags & 0x2000 != 0 || offset != 0).then_some(Frag {
-        id: be16(d, 4)? as u32,
+        id: u16::from_be_bytes([h[4], h[5]]) as u32,
         first: offset == 0,
         proto,
     });
     Some(Ip {
-        src: mapped(bytes(d, 12)?),
-        dst: mapped(bytes(d, 16)?),
+        src: mapped([h[12], h[13], h[14], h[15]]),
+        dst: mapped([h[16], h[17], h[18], h[19]]),
         proto,
-        payload: d.get(ihl..end)?,
+        payload: &d[ihl..end],
         frag,
     })
 }
@@ -144,14 +146,15 @@ pub fn ipv4(d: &[u8]) -> Option<Ip<'_>> {
 /// Decodes an IPv6 header and walks its extension headers (hop-by-hop, routing, destination
 /// options, fragment, AH, mobility, HIP, shim6). A truncated chain stops at the header it cuts.
 pub fn ipv6(d: &[u8]) -> Option<Ip<'_>> {
-    if u8_at(d, 0)? >> 4 != 6 {
+    let h = d.get(..40)?;
+    if h[0] >> 4 != 6 {
         return None;
     }
-    let announced = be16(d, 4)? as usize;
+    let announced = u16::from_be_bytes([h[4], h[5]]) as usize;
     let mut ip = Ip {
-        src: bytes(d, 8)?,
-        dst: bytes(d, 24)?,
-        proto: u8_at(d, 6)?,
+        src: bytes(h, 8)?,
+        dst: bytes(h, 24)?,
+        proto: h[6],
         payload: &[],
         frag: None,
     };

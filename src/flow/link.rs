@@ -133,19 +133,21 @@ fn cooked(d: &[u8], proto_at: usize, len: usize) -> Payload<'_> {
 /// Walks VLAN tags, MPLS labels (with an Ethernet pseudowire inside) and PPPoE to the IP
 /// header. `et` is the ethertype of what starts at `off`; `None` means an Ethernet header does.
 fn chain(d: &[u8], mut off: usize, et: Option<u16>) -> Payload<'_> {
-    let mut macs = None;
+    // Offset of the innermost Ethernet header, whose MAC pair keys a non-IP frame.
+    let mut mac = None;
     let mut et = match et {
         Some(et) => et,
-        None => match ethernet_header(d, off) {
-            Some((pair, et)) => {
-                macs = Some(pair);
+        None => match be16(d, off + 12) {
+            Some(et) => {
+                mac = Some(off);
                 off += 14;
                 et
             }
             None => return Payload::Opaque,
         },
     };
-    let non_ip = |macs: Option<Macs>| match macs {
+    let non_ip = |mac: Option<usize>| match mac.and_then(|m| Some((bytes(d, m)?, bytes(d, m + 6)?)))
+    {
         Some((a, b)) => Payload::Mac(a, b),
         None => Payload::Opaque,
     };
@@ -158,53 +160,45 @@ fn chain(d: &[u8], mut off: usize, et: Option<u16>) -> Payload<'_> {
                     et = next;
                     off += 4;
                 }
-                None => return non_ip(macs),
+                None => return non_ip(mac),
             },
             ETHERTYPE_MPLS | ETHERTYPE_MPLS_MULTICAST => {
                 let Some(bottom) = mpls_bottom(d, off) else {
-                    return non_ip(macs);
+                    return non_ip(mac);
                 };
                 off = bottom;
                 match u8_at(d, off).map(|b| b >> 4) {
                     Some(4) => return Payload::Ipv4(&d[off..]),
                     Some(6) => return Payload::Ipv6(&d[off..]),
                     // Pseudowire control word, then an Ethernet frame.
-                    Some(0) => match ethernet_header(d, off + 4) {
-                        Some((pair, next)) => {
-                            macs = Some(pair);
+                    Some(0) => match be16(d, off + 4 + 12) {
+                        Some(next) => {
+                            mac = Some(off + 4);
                             et = next;
                             off += 4 + 14;
                         }
-                        None => return non_ip(macs),
+                        None => return non_ip(mac),
                     },
-                    _ => return non_ip(macs),
+                    _ => return non_ip(mac),
                 }
             }
             ETHERTYPE_PPPOE_SESSION => {
                 return match be16(d, off + 6).map(|proto| ppp_payload(d, off + 8, proto)) {
-                    Some(Payload::Opaque) | None => non_ip(macs),
+                    Some(Payload::Opaque) | None => non_ip(mac),
                     Some(p) => p,
                 };
             }
-            ETHERTYPE_TEB => match ethernet_header(d, off) {
-                Some((pair, next)) => {
-                    macs = Some(pair);
+            ETHERTYPE_TEB => match be16(d, off + 12) {
+                Some(next) => {
+                    mac = Some(off);
                     et = next;
                     off += 14;
                 }
-                None => return non_ip(macs),
+                None => return non_ip(mac),
             },
-            _ => return non_ip(macs),
+            _ => return non_ip(mac),
         }
     }
-}
-
-/// A (destination, source) MAC pair.
-type Macs = ([u8; 6], [u8; 6]);
-
-/// The MAC pair and ethertype of an Ethernet header at `off`.
-fn ethernet_header(d: &[u8], off: usize) -> Option<(Macs, u16)> {
-    Some(((bytes(d, off)?, bytes(d, off + 6)?), be16(d, off + 12)?))
 }
 
 /// The offset after the label with the bottom-of-stack bit, starting at `off`.
