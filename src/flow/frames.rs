@@ -188,3 +188,14 @@ pub fn gre(flags: u16, proto: u16, optional: &[u8], payload: &[u8]) -> Vec<u8> {
     h.extend_from_slice(payload);
     h
 }
+
+/// A deterministic pseudo-random sequence (xorshift64) for fuzz-style tests.
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}

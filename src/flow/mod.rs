@@ -163,22 +163,22 @@ mod tests {
         }
     }
 
+    /// An emit callback that records into `out`.
+    fn record(out: &mut Out) -> impl FnMut(usize, &Packet) -> io::Result<()> + '_ {
+        |k, p| {
+            out.push((k, p.data.to_vec(), p.ts_ns));
+            Ok(())
+        }
+    }
+
     fn feed(s: &mut Sharder, frames: &[(Vec<u8>, u64)], out: &mut Out) {
         for (f, ts) in frames {
-            s.route(&pkt(f, *ts), |k, p| {
-                out.push((k, p.data.to_vec(), p.ts_ns));
-                Ok(())
-            })
-            .unwrap();
+            s.route(&pkt(f, *ts), record(out)).unwrap();
         }
     }
 
     fn drain(s: &mut Sharder, out: &mut Out) {
-        s.drain(|k, p| {
-            out.push((k, p.data.to_vec(), p.ts_ns));
-            Ok(())
-        })
-        .unwrap();
+        s.drain(record(out)).unwrap();
     }
 
     fn shard_of_frame(s: &mut Sharder, f: &[u8]) -> usize {
@@ -409,13 +409,7 @@ mod tests {
 
     #[test]
     fn flows_spread_evenly() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         for shards in [4, 7] {
             let mut s = sharder(HashMode::Five, shards);
             let mut random = vec![0usize; shards];
