@@ -1,23 +1,24 @@
-//! Flow integrity over every capture of the corpus (../shared/corpus): packets are read with the
-//! pcap-file crate (a reader independent of shardcap's), routed through `Sharder` for every hash
+//! Flow integrity over every capture of the corpus: packets are read with the tests' own reader
+//! (the pcap-file crate, independent of shardcap's), routed through `Sharder` for every hash
 //! mode, both tunnel modes and 4 and 7 shards, and checked against a small header extraction
 //! written here, not the code under test:
-//! - every packet leaves exactly once, byte-identical (data, caplen, len, timestamp, link type);
+//! - every packet leaves exactly once, byte-identical (data, caplen, len, timestamp, link type),
+//!   and each shard receives its packets in arrival order (held fragments included);
 //! - both directions of every plain Ethernet IPv4/IPv6 TCP/UDP flow share a shard;
 //! - every fragment of an IPv4/IPv6 datagram sits on the shard of its first fragment;
 //! - ICMP/ICMPv6 errors sit with the flow they quote where that flow is in the file.
 //!
-//! Files shardcap cannot read (including pcapng until its reader exists) are skipped. The same
-//! fragment property is then checked end to end through the `shardcap run` binary.
+//! Files shardcap cannot read are skipped. The fragment property is also checked end to end
+//! through the `shardcap run` binary, with corpus fragments in capture order and reversed.
+
+mod common;
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
-use pcap_file::pcapng::{Block, PcapNgReader};
+use common::{
+    corpus, corpus_dir, read_capture, read_shards, same_packets, shardcap, write_pcap, Rec,
+};
 use shardcap::flow::{FlowConfig, HashMode, Sharder, TunnelMode};
 use shardcap::input::capture::Capture;
 use shardcap::input::Packet;
@@ -25,24 +26,8 @@ use shardcap::input::Packet;
 const MODES: [HashMode; 3] = [HashMode::Two, HashMode::Four, HashMode::Five];
 const TUNNEL_PORTS: [u16; 4] = [4789, 6081, 2152, 3544];
 
-/// One packet as the independent reader saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Rec {
-    ts_ns: u64,
-    len: u32,
-    linktype: u32,
-    data: Vec<u8>,
-}
-
-fn corpus() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    assert!(
-        dir.is_dir(),
-        "the test corpus is missing at {}",
-        dir.display()
-    );
-    dir
-}
+/// A packet with the link type of its interface, as the independent reader saw it.
+type Pkt = (u32, Rec);
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -58,7 +43,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Every file of the corpus that shardcap opens and reads a first record of.
 fn captures() -> Vec<PathBuf> {
     let mut all = Vec::new();
-    walk(&corpus(), &mut all);
+    walk(&corpus_dir(), &mut all);
     all.sort();
     all.into_iter()
         .filter(|p| match Capture::open(p) {
@@ -68,82 +53,44 @@ fn captures() -> Vec<PathBuf> {
         .collect()
 }
 
-/// The packets of a capture as pcap-file reads them, up to the first damage.
-fn read(path: &Path) -> Vec<Rec> {
-    let mut file = BufReader::new(File::open(path).unwrap());
-    let is_ng = file
-        .fill_buf()
-        .is_ok_and(|b| b.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]));
-    let mut out = Vec::new();
-    if is_ng {
-        let Ok(mut r) = PcapNgReader::new(file) else {
-            return out;
-        };
-        while let Some(Ok(block)) = r.next_block() {
-            let block = block.into_owned();
-            let (iface, ts, len, data) = match block {
-                Block::EnhancedPacket(p) => (p.interface_id, p.timestamp, p.original_len, p.data),
-                Block::SimplePacket(p) => (0, Default::default(), p.original_len, p.data),
-                _ => continue,
-            };
-            let Some(idb) = r.interfaces().get(iface as usize) else {
-                break;
-            };
-            out.push(Rec {
-                ts_ns: ts.as_nanos() as u64,
-                len,
-                linktype: u32::from(idb.linktype),
-                data: data.into_owned(),
-            });
-        }
-    } else {
-        let Ok(mut r) = PcapReader::new(file) else {
-            return out;
-        };
-        let linktype = u32::from(r.header().datalink);
-        while let Some(Ok(p)) = r.next_packet() {
-            out.push(Rec {
-                ts_ns: p.timestamp.as_nanos() as u64,
-                len: p.orig_len,
-                linktype,
-                data: p.data.into_owned(),
-            });
-        }
-    }
-    out
-}
-
-/// Routes `recs` through a sharder; returns the shard of each input packet, after checking
-/// that every packet came out exactly once and unchanged.
-fn route_all(recs: &[Rec], cfg: FlowConfig, shards: usize) -> Vec<usize> {
+/// Routes `pkts` through a sharder; returns the shard of each input packet, after checking
+/// that every packet came out exactly once and unchanged, and each shard in arrival order.
+fn route_all(pkts: &[Pkt], cfg: FlowConfig, shards: usize) -> Vec<usize> {
     // Identical packets are interchangeable: each emitted copy takes the next unassigned one.
-    let mut by_content: HashMap<&Rec, (Vec<usize>, usize)> = HashMap::new();
-    for (i, r) in recs.iter().enumerate() {
-        by_content.entry(r).or_default().0.push(i);
+    let mut by_content: HashMap<&Pkt, (Vec<usize>, usize)> = HashMap::new();
+    for (i, p) in pkts.iter().enumerate() {
+        by_content.entry(p).or_default().0.push(i);
     }
-    let mut shard = vec![usize::MAX; recs.len()];
+    let mut shard = vec![usize::MAX; pkts.len()];
+    let mut last_on = vec![None; shards];
     let mut emit = |k: usize, p: &Packet| {
         assert!(k < shards, "shard {k} of {shards}");
         let rec = Rec {
             ts_ns: p.ts_ns,
             len: p.len,
-            linktype: p.linktype,
             data: p.data.to_vec(),
         };
         let (list, next) = by_content
-            .get_mut(&rec)
+            .get_mut(&(p.linktype, rec))
             .expect("emitted a packet that was never routed, or changed it");
-        assert!(*next < list.len(), "packet emitted twice: {rec:?}");
-        shard[list[*next]] = k;
+        assert!(*next < list.len(), "packet {} emitted twice", list[0]);
+        let i = list[*next];
+        assert!(
+            last_on[k] < Some(i),
+            "shard {k}: packet {i} overtook {:?}",
+            last_on[k]
+        );
+        last_on[k] = Some(i);
+        shard[i] = k;
         *next += 1;
         Ok(())
     };
     let mut sharder = Sharder::new(cfg, shards);
-    for r in recs {
+    for (linktype, r) in pkts {
         let pkt = Packet {
             ts_ns: r.ts_ns,
             len: r.len,
-            linktype: r.linktype,
+            linktype: *linktype,
             data: &r.data,
         };
         sharder.route(&pkt, &mut emit).unwrap();
@@ -312,11 +259,11 @@ fn fragment(linktype: u32, d: &[u8]) -> Option<(Datagram, bool)> {
 /// Groups fragments into datagrams in capture order: a first fragment opens a new datagram
 /// when the current one of its name already has one (identification reused); other fragments
 /// join the current one. Returns the groups of packet indexes.
-fn datagrams(recs: &[Rec]) -> Vec<Vec<usize>> {
+fn datagrams(pkts: &[Pkt]) -> Vec<Vec<usize>> {
     let mut current: HashMap<Datagram, (usize, bool)> = HashMap::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
-    for (i, r) in recs.iter().enumerate() {
-        let Some((name, first)) = fragment(r.linktype, &r.data) else {
+    for (i, (linktype, r)) in pkts.iter().enumerate() {
+        let Some((name, first)) = fragment(*linktype, &r.data) else {
             continue;
         };
         match current.get_mut(&name) {
@@ -344,13 +291,13 @@ struct Coverage {
     icmp_errors: usize,
 }
 
-/// Checks the flow, fragment and ICMP properties of one routing of `recs`.
-fn check(name: &str, recs: &[Rec], shard: &[usize], cfg: FlowConfig, cov: &mut Coverage) {
+/// Checks the flow, fragment and ICMP properties of one routing of `pkts`.
+fn check(name: &str, pkts: &[Pkt], shard: &[usize], cfg: FlowConfig, cov: &mut Coverage) {
     let FlowConfig { hash: mode, tunnel } = cfg;
     let what = format!("{name} {mode:?} {tunnel:?}");
     let mut flows: HashMap<_, (usize, Flow, bool)> = HashMap::new();
-    for (i, r) in recs.iter().enumerate() {
-        let Some(flow) = plain_ethernet(r.linktype, &r.data).and_then(ip_flow) else {
+    for (i, (linktype, r)) in pkts.iter().enumerate() {
+        let Some(flow) = plain_ethernet(*linktype, &r.data).and_then(ip_flow) else {
             continue;
         };
         if tunnel == TunnelMode::Inner && flow.is_tunnel() {
@@ -368,7 +315,7 @@ fn check(name: &str, recs: &[Rec], shard: &[usize], cfg: FlowConfig, cov: &mut C
             cov.two_way_flows += 1;
         }
     }
-    for g in datagrams(recs) {
+    for g in datagrams(pkts) {
         let s = shard[g[0]];
         let moved: Vec<_> = g.iter().filter(|&&i| shard[i] != s).collect();
         assert!(
@@ -376,11 +323,12 @@ fn check(name: &str, recs: &[Rec], shard: &[usize], cfg: FlowConfig, cov: &mut C
             "{what}: datagram {g:?} split across shards"
         );
         cov.datagrams += 1;
-        cov.reordered_datagrams += fragment(recs[g[0]].linktype, &recs[g[0]].data)
-            .is_some_and(|(_, first)| !first) as usize;
+        let (linktype, r) = &pkts[g[0]];
+        cov.reordered_datagrams +=
+            fragment(*linktype, &r.data).is_some_and(|(_, first)| !first) as usize;
     }
-    for (i, r) in recs.iter().enumerate() {
-        let Some(quoted) = plain_ethernet(r.linktype, &r.data).and_then(icmp_quote) else {
+    for (i, (linktype, r)) in pkts.iter().enumerate() {
+        let Some(quoted) = plain_ethernet(*linktype, &r.data).and_then(icmp_quote) else {
             continue;
         };
         if let Some((s, ..)) = flows.get(&quoted.key(mode)) {
@@ -397,19 +345,23 @@ fn check(name: &str, recs: &[Rec], shard: &[usize], cfg: FlowConfig, cov: &mut C
 fn every_corpus_capture_keeps_flows_fragments_and_icmp_errors_together() {
     let mut cov = Coverage::default();
     for path in captures() {
-        let recs = read(&path);
-        if recs.is_empty() {
+        let pkts = read_capture(&path).packets;
+        if pkts.is_empty() {
             continue;
         }
-        let name = path.strip_prefix(corpus()).unwrap().display().to_string();
+        let name = path
+            .strip_prefix(corpus_dir())
+            .unwrap()
+            .display()
+            .to_string();
         cov.files += 1;
-        cov.packets += recs.len();
+        cov.packets += pkts.len();
         for tunnel in [TunnelMode::Outer, TunnelMode::Inner] {
             for hash in MODES {
                 for n in [4, 7] {
                     let cfg = FlowConfig { hash, tunnel };
-                    let shard = route_all(&recs, cfg, n);
-                    check(&format!("{name} n={n}"), &recs, &shard, cfg, &mut cov);
+                    let shard = route_all(&pkts, cfg, n);
+                    check(&format!("{name} n={n}"), &pkts, &shard, cfg, &mut cov);
                 }
             }
         }
@@ -425,19 +377,19 @@ fn every_corpus_capture_keeps_flows_fragments_and_icmp_errors_together() {
 
 #[test]
 fn tcp_connections_spread_evenly_over_shards() {
-    let recs = read(&corpus().join("zeek/echo-connections-82k-packets.pcap"));
+    let pkts = read_capture(&corpus("zeek/echo-connections-82k-packets.pcap")).packets;
     for hash in [HashMode::Four, HashMode::Five] {
         let cfg = FlowConfig {
             hash,
             tunnel: TunnelMode::Outer,
         };
         let n = 4;
-        let shard = route_all(&recs, cfg, n);
+        let shard = route_all(&pkts, cfg, n);
         let mut packets = vec![0usize; n];
         let mut conns: Vec<HashMap<_, ()>> = vec![HashMap::new(); n];
-        for (i, r) in recs.iter().enumerate() {
+        for (i, (linktype, r)) in pkts.iter().enumerate() {
             packets[shard[i]] += 1;
-            if let Some(f) = plain_ethernet(r.linktype, &r.data).and_then(ip_flow) {
+            if let Some(f) = plain_ethernet(*linktype, &r.data).and_then(ip_flow) {
                 conns[shard[i]].insert(f.key(hash), ());
             }
         }
@@ -453,52 +405,39 @@ fn tcp_connections_spread_evenly_over_shards() {
     }
 }
 
-/// Writes `recs` as a microsecond pcap of link type `linktype`.
-fn write_pcap(path: &Path, linktype: u32, recs: &[Rec]) {
-    let header = pcap_file::pcap::PcapHeader {
-        datalink: linktype.into(),
-        ..Default::default()
-    };
-    let mut w = PcapWriter::with_header(File::create(path).unwrap(), header).unwrap();
-    for r in recs {
-        let ts = std::time::Duration::from_nanos(r.ts_ns);
-        w.write_packet(&PcapPacket::new(ts, r.len, &r.data))
-            .unwrap();
-    }
-}
-
-/// Runs `shardcap run -n 4` over `input`, reads the shard files back with pcap-file and checks
-/// conservation and that fragments sit with their first fragment.
+/// Runs `shardcap run -n 4` over `input`, reads the shard files back and checks conservation
+/// and that fragments sit with their first fragment.
 fn run_binary(input: &Path, order: &str) {
     let dir = tempfile::tempdir().unwrap();
     let pattern = format!("file:{}/s-{{shard}}.pcap", dir.path().display());
-    let status = Command::new(env!("CARGO_BIN_EXE_shardcap"))
-        .args(["run", "-q", "-n", "4", "--order", order, "-o", &pattern])
-        .arg(input)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{}: {status}", input.display());
-    let recs = read(input);
+    let run = shardcap([
+        "run",
+        "-q",
+        "-n",
+        "4",
+        "--order",
+        order,
+        "-o",
+        &pattern,
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}: {}", input.display(), run.stderr);
+    let pkts = read_capture(input).packets;
+    let shards = read_shards(dir.path(), "s", 4).unwrap();
+    let got = shards.iter().flat_map(|s| s.packets.clone()).collect();
+    same_packets(pkts.iter().map(|p| p.1.clone()).collect(), got).unwrap();
+    // Identical packets are interchangeable: each output copy takes the next input one.
     let mut by_content: HashMap<&Rec, Vec<usize>> = HashMap::new();
-    for (i, r) in recs.iter().enumerate().rev() {
+    for (i, (_, r)) in pkts.iter().enumerate().rev() {
         by_content.entry(r).or_default().push(i);
     }
-    let mut shard = vec![usize::MAX; recs.len()];
-    for k in 0..4 {
-        for r in read(&dir.path().join(format!("s-{k}.pcap"))) {
-            let i = by_content
-                .get_mut(&r)
-                .and_then(|l| l.pop())
-                .unwrap_or_else(|| panic!("shard {k}: unexpected or duplicated {r:?}"));
-            shard[i] = k;
+    let mut shard = vec![usize::MAX; pkts.len()];
+    for (k, s) in shards.iter().enumerate() {
+        for r in &s.packets {
+            shard[by_content.get_mut(r).and_then(|l| l.pop()).unwrap()] = k;
         }
     }
-    assert!(
-        shard.iter().all(|&s| s < 4),
-        "{}: packets lost",
-        input.display()
-    );
-    let groups = datagrams(&recs);
+    let groups = datagrams(&pkts);
     assert!(!groups.is_empty());
     for g in groups {
         assert!(
@@ -517,7 +456,7 @@ fn shardcap_run_keeps_fragments_with_their_first() {
         "zeek/ipv6-fragmented-dns.pcap",
         "suricata-verify/ipv6-dos-with-ext-headers-6/denial6-6.pcap",
     ] {
-        run_binary(&corpus().join(f), "time");
+        run_binary(&corpus(f), "time");
     }
     // The same datagrams with their fragments in reverse order: the later ones must wait.
     let dir = tempfile::tempdir().unwrap();
@@ -525,10 +464,11 @@ fn shardcap_run_keeps_fragments_with_their_first() {
         ("pcapplusplus/ipv4-fragments-http-request.pcap", "v4.pcap"),
         ("pcapplusplus/ipv6-fragments.pcap", "v6.pcap"),
     ] {
-        let mut recs = read(&corpus().join(f));
-        recs.reverse();
+        let mut pkts = read_capture(&corpus(f)).packets;
+        pkts.reverse();
         let path = dir.path().join(name);
-        write_pcap(&path, recs[0].linktype, &recs);
+        let recs: Vec<Rec> = pkts.iter().map(|p| p.1.clone()).collect();
+        write_pcap(&path, pkts[0].0, false, &recs);
         run_binary(&path, "given");
     }
 }

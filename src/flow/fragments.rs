@@ -1,7 +1,8 @@
 //! IP fragments: a fixed-size table remembers where each datagram's first fragment went so that
-//! later fragments follow it; fragments that arrive before their first wait in the hold buffer.
-//! Time is packet time. Nothing here grows without bound, and nothing is touched for packets
-//! that are not fragments.
+//! later fragments follow it; fragments that arrive before their first wait in the hold queue,
+//! and packets after them queue behind so that no shard goes back in time. Time is packet time.
+//! Nothing here grows without bound, and nothing is touched unless a packet is a fragment or
+//! something waits.
 
 use std::io;
 
@@ -103,7 +104,7 @@ impl Slot {
     }
 }
 
-/// The fragment table and hold buffer of one sharder.
+/// The fragment table and hold queue of one sharder.
 pub struct Fragments {
     slots: Vec<Slot>,
     hold: Hold,
@@ -124,17 +125,19 @@ impl Fragments {
         }
     }
 
-    /// True while some fragment waits for its first.
+    /// True while some fragment waits for its first (and later packets queue behind it).
     #[inline(always)]
     pub fn holding(&self) -> bool {
         !self.hold.is_empty()
     }
 
-    /// Routes a fragment: a first fragment to `shard` (its flow's) with whatever of its datagram
-    /// was held, a later one to where its first went, or into the hold buffer.
+    /// Routes a packet that is a fragment or arrives while something is held: a first fragment
+    /// to `shard` (its flow's), releasing what of its datagram waited; a later fragment to where
+    /// its first went, or into the hold queue to wait; anything else to `shard`, behind whatever
+    /// is held.
     pub fn route<E>(
         &mut self,
-        frag: &Fragment,
+        frag: Option<&Fragment>,
         shard: usize,
         pkt: &Packet,
         stats: &mut FlowStats,
@@ -143,16 +146,20 @@ impl Fragments {
     where
         E: FnMut(usize, &Packet) -> io::Result<()>,
     {
-        stats.fragments += 1;
         self.now = pkt.ts_ns;
+        self.expire(stats, emit)?;
+        let Some(frag) = frag else {
+            return self.pass(shard, pkt, stats, emit);
+        };
+        stats.fragments += 1;
         let i = self.slot(&frag.datagram, stats, emit)?;
         if frag.first {
-            // Held fragments go first: they are older, and the datagram keeps its wire order.
             if let Route::Held(chain) = self.slots[i].route {
-                self.hold.release(chain.head, shard, emit)?;
+                self.hold.resolve(chain.head, shard);
+                self.hold.flush(emit)?;
             }
             self.set(i, Route::Shard(shard as u32));
-            return emit(shard, pkt);
+            return self.pass(shard, pkt, stats, emit);
         }
         if !matches!(self.slots[i].route, Route::Shard(_)) {
             self.make_room(pkt.data.len(), stats, emit)?;
@@ -160,28 +167,49 @@ impl Fragments {
         let chain = match self.slots[i].route {
             Route::Shard(s) => {
                 self.slots[i].expires = self.now.saturating_add(FRAGMENT_TTL_NS);
-                return emit(s as usize, pkt);
+                return self.pass(s as usize, pkt, stats, emit);
             }
             Route::Held(chain) => Some(chain),
             Route::Free => None,
         };
         if !self.hold.fits(pkt.data.len()) {
-            // Larger than the whole buffer: it cannot wait.
+            // Larger than the whole queue (which is empty now): it cannot wait.
             stats.frag_unmatched += 1;
             return emit(frag.datagram.fallback(self.shards), pkt);
         }
         stats.frag_held += 1;
-        let chain = self.hold.hold(pkt, i, chain);
+        let chain = self.hold.wait(pkt, i, chain);
         self.slots[i].route = Route::Held(chain);
         Ok(())
     }
 
-    /// Gives up on held fragments older than [`FRAGMENT_TTL_NS`] at packet time `ts_ns`.
-    pub fn expire<E>(&mut self, ts_ns: u64, stats: &mut FlowStats, emit: &mut E) -> io::Result<()>
+    /// Emits `pkt` to `shard`, or queues it behind the packets held before it.
+    fn pass<E>(
+        &mut self,
+        shard: usize,
+        pkt: &Packet,
+        stats: &mut FlowStats,
+        emit: &mut E,
+    ) -> io::Result<()>
     where
         E: FnMut(usize, &Packet) -> io::Result<()>,
     {
-        self.now = ts_ns;
+        if !self.hold.is_empty() {
+            self.make_room(pkt.data.len(), stats, emit)?;
+        }
+        if self.hold.is_empty() {
+            return emit(shard, pkt);
+        }
+        stats.delayed += 1;
+        self.hold.queue(pkt, shard);
+        Ok(())
+    }
+
+    /// Gives up on waiting fragments older than [`FRAGMENT_TTL_NS`] at the current packet time.
+    fn expire<E>(&mut self, stats: &mut FlowStats, emit: &mut E) -> io::Result<()>
+    where
+        E: FnMut(usize, &Packet) -> io::Result<()>,
+    {
         while let Some((held_ts, slot, head)) = self.hold.oldest() {
             if held_ts.saturating_add(FRAGMENT_TTL_NS) >= self.now {
                 break;
@@ -191,7 +219,7 @@ impl Fragments {
         Ok(())
     }
 
-    /// Gives up on everything still held (end of the run).
+    /// Gives up on everything still waiting and empties the queue (end of the run).
     pub fn drain<E>(&mut self, stats: &mut FlowStats, emit: &mut E) -> io::Result<()>
     where
         E: FnMut(usize, &Packet) -> io::Result<()>,
@@ -249,7 +277,7 @@ impl Fragments {
         Ok(victim)
     }
 
-    /// Frees hold space for `len` bytes by giving up on the oldest chains.
+    /// Frees queue space for `len` bytes by giving up on the oldest waiting datagrams.
     fn make_room<E>(&mut self, len: usize, stats: &mut FlowStats, emit: &mut E) -> io::Result<()>
     where
         E: FnMut(usize, &Packet) -> io::Result<()>,
@@ -263,7 +291,8 @@ impl Fragments {
         Ok(())
     }
 
-    /// Routes the chain at `head` of slot `i` by its address pair; later fragments follow.
+    /// Sends the waiting chain at `head` of slot `i` to its address pair's shard (later fragments
+    /// follow), and lets out what it held up.
     fn give_up<E>(
         &mut self,
         i: usize,
@@ -275,9 +304,9 @@ impl Fragments {
         E: FnMut(usize, &Packet) -> io::Result<()>,
     {
         let shard = self.slots[i].datagram.fallback(self.shards);
-        stats.frag_unmatched += self.hold.release(head, shard, emit)?;
+        stats.frag_unmatched += self.hold.resolve(head, shard);
         self.set(i, Route::Shard(shard as u32));
-        Ok(())
+        self.hold.flush(emit)
     }
 
     fn set(&mut self, i: usize, route: Route) {
@@ -338,7 +367,8 @@ mod tests {
             out.push((k, p.ts_ns));
             Ok(())
         };
-        r.f.route(&frag, 3, &pkt, &mut r.stats, &mut emit).unwrap();
+        r.f.route(Some(&frag), 3, &pkt, &mut r.stats, &mut emit)
+            .unwrap();
     }
 
     #[test]
@@ -356,7 +386,12 @@ mod tests {
         assert!(r.f.holding());
         assert_eq!(r.stats.frag_evicted, 2);
         send(&mut r, ds[2], false, 102);
-        assert_eq!(r.out.last(), Some(&(3, 102)));
+        r.f.drain(&mut r.stats, &mut |k, p| {
+            r.out.push((k, p.ts_ns));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(r.out[WAYS + 1..], [(ds[0].fallback(5), 101), (3, 102)]);
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct FlowStats {
     pub fragments: u64,
     /// Fragments held because they arrived before their first fragment.
     pub frag_held: u64,
+    /// Packets queued behind a held fragment, so that every shard stays in arrival order.
+    pub delayed: u64,
     /// Held fragments whose first fragment did not come in time (packet-time expiry, full hold
     /// buffer, end of run): routed by their address pair instead.
     pub frag_unmatched: u64,
@@ -98,8 +100,10 @@ impl Sharder {
         }
     }
 
-    /// Routes one packet: calls `emit(shard, packet)` for it, unless it is a fragment that has to
-    /// wait for its first fragment, and for any held packets that this releases.
+    /// Routes one packet: calls `emit(shard, packet)` for it and for any held packets this
+    /// releases, in arrival order. A fragment that comes before its first fragment waits for it,
+    /// and packets after it wait behind it (bounded by [`hold::HOLD_BYTES`] and
+    /// [`fragments::FRAGMENT_TTL_NS`] of packet time).
     #[inline(always)]
     pub fn route<F>(&mut self, pkt: &Packet, mut emit: F) -> io::Result<()>
     where
@@ -108,19 +112,14 @@ impl Sharder {
         if self.shards == 1 {
             return emit(0, pkt);
         }
-        if self.fragments.holding() {
-            self.fragments
-                .expire(pkt.ts_ns, &mut self.stats, &mut emit)?;
-        }
         let d = decode::decode(pkt.linktype, pkt.data, self.cfg.tunnel);
         self.stats.count(&d);
         let shard = hash::shard_of(d.key.hash(self.cfg.hash), self.shards);
-        match d.fragment {
-            None => emit(shard, pkt),
-            Some(f) => self
-                .fragments
-                .route(&f, shard, pkt, &mut self.stats, &mut emit),
+        if d.fragment.is_none() && !self.fragments.holding() {
+            return emit(shard, pkt);
         }
+        self.fragments
+            .route(d.fragment.as_ref(), shard, pkt, &mut self.stats, &mut emit)
     }
 
     /// Releases whatever is still held at the end of the run.
@@ -296,7 +295,7 @@ mod tests {
             let input = [(last(1), 1), (last(2), 2), (first(2), 3), (first(1), 4)];
             feed(&mut s, &input, &mut out);
             let order: Vec<_> = out.iter().map(|o| o.2).collect();
-            assert_eq!(order, vec![2, 3, 1, 4]);
+            assert_eq!(order, vec![1, 2, 3, 4], "arrival order is kept");
             assert!(out.iter().all(|o| o.0 == flow));
         }
     }
@@ -329,14 +328,70 @@ mod tests {
         let (frags, whole) = fragmented_udp(4);
         let pair = address_pair_shard(4);
         let mut s = sharder(HashMode::Five, 4);
+        let flow = shard_of_frame(&mut s, &whole);
         let mut out = Out::new();
         feed(&mut s, &[(frags[2].clone(), 100 * SEC)], &mut out);
         feed(&mut s, &[(whole.clone(), 129 * SEC)], &mut out);
-        assert_eq!(out.len(), 1, "still within 30 s");
+        assert!(
+            out.is_empty(),
+            "still within 30 s: the later packet queues behind"
+        );
         feed(&mut s, &[(whole.clone(), 131 * SEC)], &mut out);
-        assert_eq!(out[1], (pair, frags[2].clone(), 100 * SEC));
-        assert_eq!(out.len(), 3);
+        let want = vec![
+            (pair, frags[2].clone(), 100 * SEC),
+            (flow, whole.clone(), 129 * SEC),
+            (flow, whole.clone(), 131 * SEC),
+        ];
+        assert_eq!(out, want);
         assert_eq!(s.stats().frag_unmatched, 1);
+        assert_eq!(s.stats().delayed, 1);
+    }
+
+    #[test]
+    fn packets_behind_a_held_fragment_keep_their_order_on_every_shard() {
+        let (frags, _) = fragmented_udp(7);
+        let mut s = sharder(HashMode::Five, 7);
+        let mut input = vec![(frags[2].clone(), 0)];
+        for i in 1..200u16 {
+            let f = eth(0x0800, &ipv4(C4, D4, PROTO_TCP, &tcp(i, 80)));
+            input.push((f, i as u64));
+        }
+        input.push((frags[0].clone(), 200));
+        input.push((frags[1].clone(), 201));
+        let mut out = Out::new();
+        feed(&mut s, &input[..200], &mut out);
+        assert!(out.is_empty());
+        feed(&mut s, &input[200..], &mut out);
+        let order: Vec<_> = out.iter().map(|o| o.2).collect();
+        assert_eq!(order, (0..=201).collect::<Vec<_>>());
+        assert!(out[0].0 == out[200].0 && out[200].0 == out[201].0);
+        assert_eq!(s.stats().delayed, 199);
+        assert_eq!(s.stats().frag_unmatched, 0);
+        let used: std::collections::BTreeSet<_> = out.iter().map(|o| o.0).collect();
+        assert!(used.len() > 3, "{used:?}");
+    }
+
+    #[test]
+    fn traffic_behind_an_orphan_fragment_is_bounded() {
+        let (frags, _) = fragmented_udp(4);
+        let mut s = sharder(HashMode::Five, 4);
+        let mut out = Out::new();
+        feed(&mut s, &[(frags[2].clone(), 0)], &mut out);
+        let payload = vec![0u8; 1000];
+        let n = 2 * hold::HOLD_BYTES / 1000;
+        for i in 1..=n {
+            let f = eth(
+                0x0800,
+                &ipv4(C4, D4, PROTO_UDP, &udp(i as u16, 53, &payload)),
+            );
+            feed(&mut s, &[(f, i as u64)], &mut out);
+        }
+        let queued = n + 1 - out.len();
+        assert!(queued * 1000 <= hold::HOLD_BYTES, "{queued} queued");
+        assert!(out.iter().enumerate().all(|(i, o)| o.2 == i as u64));
+        assert_eq!(s.stats().frag_unmatched, 1);
+        drain(&mut s, &mut out);
+        assert_eq!(out.len(), n + 1);
     }
 
     #[test]
