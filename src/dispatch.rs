@@ -14,6 +14,7 @@ use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Intake, StaticIntake};
 use crate::merge::{FileEnd, Merge, MergeHooks};
 use crate::sink::format::StreamHeader;
+use crate::sink::spool::SpoolConfig;
 use crate::sink::writer::ShardWriter;
 use crate::sink::OutputSpec;
 
@@ -244,8 +245,17 @@ impl Dispatcher {
             nanos: false,
             snaplen: 262_144,
         });
+        let args = &self.ctx.args;
+        let spool = SpoolConfig {
+            segment_size: args.segment_size,
+            segment_age: args.segment_age,
+            backlog: args.spool_backlog as usize,
+        };
         for k in 0..self.ctx.args.shards as usize {
-            let out = self.ctx.spec.open(k, &self.ctx.signals.stop)?;
+            let out = self
+                .ctx
+                .spec
+                .open(k, header, spool, &self.ctx.signals.stop)?;
             let w = ShardWriter::start(out, header, true)
                 .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
             self.writers.push(w);
