@@ -22,7 +22,9 @@ fn cpp_build() -> Option<&'static Path> {
         .get_or_init(|| {
             for tool in ["cmake", "g++"] {
                 if Command::new(tool).arg("--version").output().is_err() {
-                    eprintln!("SKIPPED: {tool} is not installed; the zeek-plugin core cannot be built");
+                    eprintln!(
+                        "SKIPPED: {tool} is not installed; the zeek-plugin core cannot be built"
+                    );
                     return None;
                 }
             }
@@ -176,7 +178,10 @@ fn a_damaged_segment_is_reported_by_name_and_offset() {
         msg.contains(&format!("{}: byte ", seg(3).display())),
         "the error names the segment and offset: {msg}"
     );
-    assert!(!out_path.exists(), "no complete output for a damaged stream");
+    assert!(
+        !out_path.exists(),
+        "no complete output for a damaged stream"
+    );
     let partial = fs::read(tmp.path().join("cat.pcap.partial")).unwrap();
     let whole = count_records(&third[FILE_HEADER..], "segment 3") - 1;
     let mut expected = kept;

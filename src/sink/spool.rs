@@ -447,7 +447,8 @@ mod tests {
         buf.extend(record(0));
         assert_eq!(record_len(&buf, 0).unwrap(), 26);
         assert_eq!(record_len(&buf, 26).unwrap(), 16);
-        assert!(record_len(&buf[..30], 0).is_err());
+        assert!(record_len(&buf[..20], 0).is_err());
+        assert!(record_len(&buf[..30], 26).is_err());
         assert!(record_len(&buf, 30).is_err());
     }
 }
