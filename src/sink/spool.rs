@@ -118,7 +118,7 @@ pub struct SpoolOutput {
     seq: u64,
     current: Option<Segment>,
     last_mtime: Option<SystemTime>,
-    /// Published segments not yet made durable by `sync`.
+    /// Published segments not yet made durable by `sync` (the last `backlog` at most).
     unsynced: Vec<PathBuf>,
     /// Watch on the shard directory, set up the first time the backlog is full.
     watch: Option<Inotify>,
@@ -221,6 +221,9 @@ impl SpoolOutput {
         fs::rename(&seg.tmp, &path)?;
         self.seq = seg.seq;
         self.unsynced.push(path);
+        // At most `backlog` segments wait and consumers take them in order: older ones are gone.
+        let gone = self.unsynced.len().saturating_sub(self.config.backlog);
+        self.unsynced.drain(..gone);
         Ok(())
     }
 

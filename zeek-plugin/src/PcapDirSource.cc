@@ -48,6 +48,8 @@ void PcapDirSource::Open() {
         return;
     }
     // The link type comes from the first segment: wait for it (or for an empty, finished spool).
+    // Zeek installs its signal handlers only after opening the source, so SIGTERM still ends a
+    // Zeek waiting here.
     ReadState state;
     bool told = false;
     while ( (state = reader.start()) == ReadState::Wait ) {
