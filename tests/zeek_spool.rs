@@ -6,7 +6,9 @@
 
 mod common;
 
+use std::collections::hash_map::DefaultHasher;
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -29,7 +31,11 @@ fn cpp_build() -> Option<&'static Path> {
                 }
             }
             let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("zeek-plugin/tests");
-            let build = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zeek-plugin-tests");
+            // One build directory per checkout: CMake refuses a cache made for another source.
+            let mut h = DefaultHasher::new();
+            src.hash(&mut h);
+            let build = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("zeek-plugin-tests-{:016x}", h.finish()));
             for args in [
                 vec![
                     "-S".into(),
