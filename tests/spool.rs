@@ -1,7 +1,7 @@
 //! The pcapdir spool (`-o dir:`): segments carry exactly the `-o file:` stream, appear whole and
 //! in order, end with a marker, and the writer waits for a slow consumer.
 
-mod common;
+mod spool_support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,11 +10,11 @@ use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use shardcap::sink::format::StreamHeader;
 use shardcap::sink::output::Output;
 use shardcap::sink::spool::{self, SpoolConfig, SpoolOutput};
 use shardcap::sink::writer::ShardWriter;
+use spool_support::*;
 
 const SHARDS: usize = 3;
 

@@ -4,7 +4,7 @@
 //! why, only where cmake or g++ is missing (.ci/run installs both). Zeek itself cannot be
 //! installed here (see zeek-plugin/README.md), so the reader core stands in for it.
 
-mod common;
+mod spool_support;
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
-use common::*;
 use shardcap::sink::spool;
+use spool_support::*;
 
 /// The directory holding the built `spool_reader_tests` and `spool_cat`, or None (with the reason
 /// printed) when the tools to build them are missing.
