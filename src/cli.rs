@@ -57,9 +57,19 @@ pub struct RunArgs {
     /// Key tunnelled packets by their outer or inner header.
     #[arg(long, value_enum, default_value = "outer")]
     pub tunnel: TunnelMode,
-    /// Outputs: fifo:PATTERN, file:PATTERN or stdout; PATTERN contains {shard}.
+    /// Outputs: fifo:PATTERN, file:PATTERN, dir:PATH (a pcapdir spool) or stdout; PATTERN
+    /// contains {shard}.
     #[arg(short, long)]
     pub output: String,
+    /// Spool (-o dir:): segment size limit (bytes; K, M, G suffixes are powers of 1024).
+    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
+    pub segment_size: u64,
+    /// Spool: close a segment once its first packet has waited this long (wall time).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub segment_age: Duration,
+    /// Spool: segments waiting in a shard directory at which shardcap waits for the consumer.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub spool_backlog: u32,
     /// Packet order: merge on timestamps across inputs, or files one after another as given.
     #[arg(long, value_enum, default_value = "time")]
     pub order: Order,
@@ -250,24 +260,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Parses sizes such as `4096`, `64K`, `16M`, `2G` (binary multiples).
+/// Parses sizes such as `64MiB`, `512K`, `1g` or a plain number of bytes (K, M, G: powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("bad size {s:?} (try 4096, 64K, 16M, 2G)"))?;
-    let mult = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        "T" => 1 << 40,
-        _ => return Err(format!("bad size unit in {s:?} (use K, M, G or T)")),
+        .map_err(|_| format!("bad size {s:?} (try 64MiB, 512K, 1000000)"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("bad size unit in {s:?} (use K, M or G)")),
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
+    match n.checked_mul(1 << shift) {
+        Some(0) | None => Err(format!("size {s:?} out of range")),
+        Some(v) => Ok(v),
+    }
 }
 
 #[cfg(test)]
@@ -284,10 +295,11 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("16M").unwrap(), 16 << 20);
-        assert_eq!(parse_size("64KiB").unwrap(), 64 << 10);
-        assert_eq!(parse_size("100").unwrap(), 100);
-        assert!(parse_size("3X").is_err());
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12 parsecs").is_err());
     }
 
     #[test]

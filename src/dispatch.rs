@@ -20,6 +20,7 @@ use crate::input::{Anomalies, Packet};
 use crate::merge::{FileEnd, Merge, MergeHooks, MergeStats, OpenInput};
 use crate::reorder::Reorder;
 use crate::sink::format::StreamHeader;
+use crate::sink::spool::SpoolConfig;
 use crate::sink::writer::{ShardCounters, ShardWriter};
 use crate::sink::OutputSpec;
 
@@ -346,8 +347,17 @@ impl Dispatcher {
             nanos: false,
             snaplen: 262_144,
         });
+        let args = &self.ctx.args;
+        let spool = SpoolConfig {
+            segment_size: args.segment_size,
+            segment_age: args.segment_age,
+            backlog: args.spool_backlog as usize,
+        };
         for k in 0..self.ctx.args.shards as usize {
-            let out = self.ctx.spec.open(k, &self.ctx.signals.stop)?;
+            let out = self
+                .ctx
+                .spec
+                .open(k, header, spool, &self.ctx.signals.stop)?;
             let w = ShardWriter::start(out, header, true)
                 .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
             self.writers.push(w);

@@ -3,14 +3,17 @@
 pub mod fifo;
 pub mod format;
 pub mod output;
+pub mod spool;
 pub mod writer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Result};
 use fifo::FifoOutput;
+use format::StreamHeader;
 use output::{FileOutput, Output, StdoutOutput};
+use spool::{SpoolConfig, SpoolOutput};
 
 /// The `-o` argument: where shard streams go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,13 +22,15 @@ pub enum OutputSpec {
     File(String),
     /// `fifo:PATTERN`
     Fifo(String),
+    /// `dir:PATH`: a pcapdir spool, one `PATH/shard-K/` directory of segments per shard.
+    Dir(String),
     /// `stdout` (one shard only)
     Stdout,
 }
 
 impl OutputSpec {
-    /// Parses `fifo:PATTERN`, `file:PATTERN` or `stdout`; PATTERN must contain `{shard}` when
-    /// there is more than one shard.
+    /// Parses `fifo:PATTERN`, `file:PATTERN`, `dir:PATH` or `stdout`; PATTERN must contain
+    /// `{shard}` when there is more than one shard.
     pub fn parse(s: &str, shards: usize) -> Result<Self> {
         let need_shard = |p: &str| {
             if shards > 1 && !p.contains("{shard}") {
@@ -42,6 +47,13 @@ impl OutputSpec {
             Ok(OutputSpec::File(need_shard(p)?))
         } else if let Some(p) = s.strip_prefix("fifo:") {
             Ok(OutputSpec::Fifo(need_shard(p)?))
+        } else if let Some(p) = s.strip_prefix("dir:") {
+            if p.is_empty() || p.contains("{shard}") {
+                return Err(Error::usage(format!(
+                    "-o {s}: dir: takes the spool directory; shards go to PATH/shard-K/"
+                )));
+            }
+            Ok(OutputSpec::Dir(p.to_string()))
         } else if s == "stdout" || s == "-" {
             if shards != 1 {
                 return Err(Error::usage(
@@ -51,17 +63,18 @@ impl OutputSpec {
             Ok(OutputSpec::Stdout)
         } else {
             Err(Error::usage(format!(
-                "-o {s}: expected file:PATTERN, fifo:PATTERN or stdout"
+                "-o {s}: expected file:PATTERN, fifo:PATTERN, dir:PATH or stdout"
             )))
         }
     }
 
-    /// The path of shard `k`, for path-based outputs.
+    /// The path of shard `k`, for path-based outputs (a spool's shard directory).
     pub fn path(&self, k: usize) -> Option<PathBuf> {
         match self {
             OutputSpec::File(p) | OutputSpec::Fifo(p) => {
                 Some(PathBuf::from(p.replace("{shard}", &k.to_string())))
             }
+            OutputSpec::Dir(p) => Some(spool::shard_dir(Path::new(p), k)),
             OutputSpec::Stdout => None,
         }
     }
@@ -71,8 +84,12 @@ impl OutputSpec {
         matches!(self, OutputSpec::Stdout)
     }
 
-    /// Checks what can be checked before anything is written: parent directories exist.
+    /// Checks what can be checked before anything is written: parent directories exist, a spool
+    /// (created if missing) holds no earlier run.
     pub fn validate(&self, shards: usize) -> Result<()> {
+        if let OutputSpec::Dir(p) = self {
+            return spool::validate(Path::new(p), shards).map_err(Error::usage);
+        }
         for k in 0..shards {
             if let Some(p) = self.path(k) {
                 let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
@@ -90,8 +107,15 @@ impl OutputSpec {
         Ok(())
     }
 
-    /// Opens shard `k`'s output. FIFOs wait for their reader unless `stop` is set.
-    pub fn open(&self, k: usize, stop: &AtomicBool) -> Result<Box<dyn Output>> {
+    /// Opens shard `k`'s output for a stream with `header`. FIFOs wait for their reader unless
+    /// `stop` is set; a spool cuts the stream into segments as `spool` says.
+    pub fn open(
+        &self,
+        k: usize,
+        header: StreamHeader,
+        spool: SpoolConfig,
+        stop: &AtomicBool,
+    ) -> Result<Box<dyn Output>> {
         let named = |r: std::io::Result<Box<dyn Output>>, what: &str| {
             r.map_err(|e| Error::runtime(format!("shard {k}: cannot open {what}: {e}")))
         };
@@ -110,6 +134,10 @@ impl OutputSpec {
                     &p.display().to_string(),
                 )
             }
+            OutputSpec::Dir(root) => named(
+                SpoolOutput::create(Path::new(root), k, header, spool).map(|o| Box::new(o) as _),
+                &format!("spool {root}"),
+            ),
             OutputSpec::Stdout => named(StdoutOutput::open().map(|o| Box::new(o) as _), "stdout"),
         }
     }

@@ -4,10 +4,21 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use super::format::StreamHeader;
+
 /// A destination for one shard's pcap stream.
 pub trait Output: Send {
-    /// Writes all of `buf`.
+    /// Writes all of `buf` (whole records, or the stream header).
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Begins the stream with its pcap header. Outputs that put the header elsewhere (the spool,
+    /// at the head of every segment) override this.
+    fn write_header(&mut self, header: &StreamHeader) -> io::Result<()> {
+        self.write_all(&header.encode())
+    }
+    /// Called by the writer thread when no data came for a while: time-based work goes here.
+    fn tick(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// Makes everything written so far durable (files) or delivered (pipes).
     fn sync(&mut self) -> io::Result<()>;
     /// Ends the stream cleanly: the output is complete.

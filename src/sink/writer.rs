@@ -3,7 +3,7 @@
 //! once every buffer of its shard is in flight; the time spent stalled is counted.
 
 use std::io;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,8 @@ use crate::input::Packet;
 pub const BUFFER_SIZE: usize = 256 << 10;
 /// Buffers per shard (one being filled, the rest queued or being written).
 pub const BUFFERS: usize = 4;
+/// How long the writer thread waits for data before it calls `Output::tick`.
+const TICK: Duration = Duration::from_millis(100);
 
 enum Msg {
     Data(Vec<u8>),
@@ -55,7 +57,7 @@ impl ShardWriter {
         write_header: bool,
     ) -> io::Result<Self> {
         if write_header {
-            output.write_all(&header.encode())?;
+            output.write_header(&header)?;
         }
         let name = output.describe();
         let (tx, rx) = sync_channel::<Msg>(BUFFERS);
@@ -67,21 +69,26 @@ impl ShardWriter {
         }
         let thread = thread::Builder::new()
             .name(format!("out {name}"))
-            .spawn(move || {
-                for msg in rx {
-                    match msg {
-                        Msg::Data(mut buf) => {
-                            output.write_all(&buf)?;
-                            buf.clear();
-                            let _ = free_tx.send(buf);
-                        }
-                        Msg::Sync(ack) => {
-                            let _ = ack.send(output.sync());
-                        }
-                        Msg::Finish => return output.finish(),
+            .spawn(move || loop {
+                let msg = match rx.recv_timeout(TICK) {
+                    Ok(msg) => msg,
+                    Err(RecvTimeoutError::Timeout) => {
+                        output.tick()?;
+                        continue;
                     }
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                };
+                match msg {
+                    Msg::Data(mut buf) => {
+                        output.write_all(&buf)?;
+                        buf.clear();
+                        let _ = free_tx.send(buf);
+                    }
+                    Msg::Sync(ack) => {
+                        let _ = ack.send(output.sync());
+                    }
+                    Msg::Finish => return output.finish(),
                 }
-                Ok(())
             })?;
         Ok(ShardWriter {
             header,

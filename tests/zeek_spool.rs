@@ -1,0 +1,206 @@
+//! The Zeek plugin's spool reader (zeek-plugin/src/spool_reader.cc) against spools that shardcap
+//! writes: its unit tests, a live spool consumed while shardcap writes it, and a damaged segment.
+//! The C++ is built with CMake into the test target directory; the tests are skipped, saying
+//! why, only where cmake or g++ is missing (.ci/run installs both). Zeek itself cannot be
+//! installed here (see zeek-plugin/README.md), so the reader core stands in for it.
+
+mod spool_support;
+
+use std::collections::hash_map::DefaultHasher;
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use shardcap::sink::spool;
+use spool_support::*;
+
+/// The directory holding the built `spool_reader_tests` and `spool_cat`, or None (with the reason
+/// printed) when the tools to build them are missing.
+fn cpp_build() -> Option<&'static Path> {
+    static BUILD: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILD
+        .get_or_init(|| {
+            for tool in ["cmake", "g++"] {
+                if Command::new(tool).arg("--version").output().is_err() {
+                    eprintln!(
+                        "SKIPPED: {tool} is not installed; the zeek-plugin core cannot be built"
+                    );
+                    return None;
+                }
+            }
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("zeek-plugin/tests");
+            // One build directory per checkout: CMake refuses a cache made for another source.
+            let mut h = DefaultHasher::new();
+            src.hash(&mut h);
+            let build = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("zeek-plugin-tests-{:016x}", h.finish()));
+            for args in [
+                vec![
+                    "-S".into(),
+                    src.display().to_string(),
+                    "-B".into(),
+                    build.display().to_string(),
+                ],
+                vec!["--build".into(), build.display().to_string()],
+            ] {
+                let out = Command::new("cmake").args(&args).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "cmake {args:?} failed:\n{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Some(build)
+        })
+        .as_deref()
+}
+
+/// Child processes killed if the test ends early.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn reader_core_unit_tests_pass() {
+    let Some(build) = cpp_build() else { return };
+    let out = Command::new(build.join("spool_reader_tests"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(out.status.success(), "spool_reader_tests failed:\n{text}");
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn a_live_spool_is_read_as_the_file_stream() {
+    let Some(build) = cpp_build() else { return };
+    const SHARDS: usize = 3;
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = inputs();
+    let files = file_outputs(tmp.path(), &inputs, SHARDS);
+    let root = tmp.path().join("spool");
+    fs::create_dir(&root).unwrap();
+
+    // The readers start first and wait for their shard directories to appear.
+    let mut children = Children(Vec::new());
+    for k in 0..SHARDS {
+        children.0.push(
+            Command::new(build.join("spool_cat"))
+                .arg(spool::shard_dir(&root, k))
+                .arg(tmp.path().join(format!("cat-{k}.pcap")))
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    check(shardcap_run(
+        &inputs,
+        &[
+            "-n",
+            &SHARDS.to_string(),
+            "-o",
+            &format!("dir:{}", root.display()),
+            "--segment-size",
+            "32K",
+            "--spool-backlog",
+            "3",
+        ],
+    ));
+    for (k, child) in children.0.drain(..).enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let msg = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "spool_cat shard {k}: {msg}");
+        let cat = fs::read(tmp.path().join(format!("cat-{k}.pcap"))).unwrap();
+        let (header, records) = &files[k];
+        assert_eq!(&cat[..FILE_HEADER], &header[..], "shard {k}: header");
+        assert!(
+            cat[FILE_HEADER..] == records[..],
+            "shard {k}: the reader's stream ({} bytes) differs from the file output ({} bytes)",
+            cat.len(),
+            records.len() + FILE_HEADER
+        );
+        let segments_read = spool::end_marker(&root, k);
+        let last: u64 = fs::read_to_string(segments_read)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            msg.contains(&format!("from {last} segments")),
+            "shard {k}: {msg}"
+        );
+        assert!(
+            segments(&spool::shard_dir(&root, k)).is_empty(),
+            "consumed segments removed"
+        );
+    }
+    assert!(segments(&root.join(spool::TMP_DIR)).is_empty());
+}
+
+#[test]
+fn a_damaged_segment_is_reported_by_name_and_offset() {
+    let Some(build) = cpp_build() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = vec![corpus("zeek/ssh-session.pcap")];
+    let root = tmp.path().join("spool");
+    check(shardcap_run(
+        &inputs,
+        &[
+            "-o",
+            &format!("dir:{}", root.display()),
+            "--segment-size",
+            "16K",
+            "--spool-backlog",
+            "100000",
+        ],
+    ));
+    let dir = spool::shard_dir(&root, 0);
+    let seg = |n| dir.join(spool::segment_name(n));
+    let mut kept = fs::read(seg(1)).unwrap();
+    kept.extend_from_slice(&fs::read(seg(2)).unwrap()[FILE_HEADER..]);
+    let third = fs::read(seg(3)).unwrap();
+    fs::write(seg(3), &third[..third.len() - 5]).unwrap();
+
+    let out_path = tmp.path().join("cat.pcap");
+    let out = Command::new(build.join("spool_cat"))
+        .arg(&dir)
+        .arg(&out_path)
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains(&format!("{}: byte ", seg(3).display())),
+        "the error names the segment and offset: {msg}"
+    );
+    assert!(
+        !out_path.exists(),
+        "no complete output for a damaged stream"
+    );
+    let partial = fs::read(tmp.path().join("cat.pcap.partial")).unwrap();
+    let whole = count_records(&third[FILE_HEADER..], "segment 3") - 1;
+    let mut expected = kept;
+    let mut at = FILE_HEADER;
+    for _ in 0..whole {
+        let caplen = u32::from_le_bytes(third[at + 8..at + 12].try_into().unwrap()) as usize;
+        expected.extend_from_slice(&third[at..at + 16 + caplen]);
+        at += 16 + caplen;
+    }
+    assert!(
+        partial == expected,
+        "the packets before the damage were handed over"
+    );
+    assert!(!seg(1).exists() && !seg(2).exists(), "consumed");
+    assert!(seg(3).exists(), "the damaged segment stays");
+}

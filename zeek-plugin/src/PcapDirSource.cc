@@ -1,0 +1,148 @@
+// The `pcapdir` packet source (see PcapDirSource.h).
+
+#include "PcapDirSource.h"
+
+#include <pcap.h>
+
+#include <zeek/ID.h>
+#include <zeek/Reporter.h>
+#include <zeek/RunState.h>
+#include <zeek/Val.h>
+#include <zeek/iosource/Packet.h>
+
+namespace shardcap::zeek_glue {
+
+namespace {
+
+// The script option PcapDir::keep_consumed (scripts/__load__.zeek): rename consumed segments to
+// NAME.done instead of removing them.
+bool keep_consumed() {
+    const auto& id = zeek::id::find("PcapDir::keep_consumed");
+    return id && id->GetVal() && id->GetVal()->AsBool();
+}
+
+SpoolOptions options() {
+    SpoolOptions o;
+    o.keep_done = keep_consumed();
+    // Zeek's own pcap source ignores empty records; they count as dropped here.
+    o.skip_empty = true;
+    return o;
+}
+
+} // namespace
+
+PcapDirSource::PcapDirSource(const std::string& path, bool is_live) : reader(options()) {
+    props.path = path;
+    props.is_live = is_live;
+}
+
+PcapDirSource::~PcapDirSource() { Close(); }
+
+zeek::iosource::PktSrc* PcapDirSource::Instantiate(const std::string& path, bool is_live) {
+    return new PcapDirSource(path, is_live);
+}
+
+void PcapDirSource::Open() {
+    if ( ! reader.open(props.path) ) {
+        Error(reader.error());
+        return;
+    }
+    // The link type comes from the first segment: wait for it (or for an empty, finished spool).
+    // Zeek installs its signal handlers only after opening the source, so SIGTERM still ends a
+    // Zeek waiting here.
+    ReadState state;
+    bool told = false;
+    while ( (state = reader.start()) == ReadState::Wait ) {
+        if ( ! told ) {
+            Info(props.path + ": waiting for the first segment");
+            told = true;
+        }
+        reader.wait(1000);
+    }
+    if ( state == ReadState::Error ) {
+        Error(reader.error());
+        return;
+    }
+    props.link_type = state == ReadState::End ? DLT_EN10MB : static_cast<int>(reader.info().linktype);
+    props.selectable_fd = reader.wait_fd();
+    props.netmask = NETMASK_UNKNOWN;
+    props.is_live = false;
+    Opened(props);
+}
+
+void PcapDirSource::Close() {
+    if ( ! IsOpen() )
+        return;
+    Closed();
+}
+
+void PcapDirSource::Fail(const std::string& msg) {
+    // Reported now (PktSrc::Error only records it), then the trace ends so Zeek writes its logs.
+    zeek::reporter->Error("%s", msg.c_str());
+    Error(msg);
+    Close();
+}
+
+bool PcapDirSource::ExtractNextPacket(zeek::Packet* pkt) {
+    if ( ! IsOpen() )
+        return false;
+    PacketView v;
+    for ( ;; ) {
+        switch ( reader.next(&v) ) {
+            case ReadState::Packet: break;
+            case ReadState::Wait: waiting = true; return false;
+            case ReadState::End: Close(); return false;
+            case ReadState::Error: Fail(reader.error()); return false;
+        }
+        waiting = false;
+        pkt_timeval ts = {static_cast<time_t>(v.ts_sec), static_cast<suseconds_t>(v.ts_nsec / 1000)};
+        if ( filter >= 0 ) {
+            struct pcap_pkthdr hdr;
+            hdr.ts = ts;
+            hdr.caplen = v.caplen;
+            hdr.len = v.len;
+            if ( ! ApplyBPFFilter(filter, &hdr, v.data) ) {
+                if ( ! IsOpen() )
+                    return false;
+                filtered++;
+                continue;
+            }
+        }
+        pkt->Init(props.link_type, &ts, v.caplen, v.len, v.data);
+        received++;
+        bytes += v.len;
+        return true;
+    }
+}
+
+void PcapDirSource::DoneWithPacket() {
+    // The packet's data stays mapped until the next ExtractNextPacket(); SpoolReader releases (and
+    // removes) a segment only then.
+}
+
+bool PcapDirSource::SetFilter(int index) {
+    if ( ! GetBPFFilter(index) ) {
+        Error("no precompiled filter for index " + std::to_string(index));
+        return false;
+    }
+    filter = index;
+    return true;
+}
+
+void PcapDirSource::Statistics(Stats* s) {
+    s->received = received;
+    s->bytes_received = bytes;
+    s->dropped = reader.stats().dropped;
+    s->link = reader.stats().received + reader.stats().dropped;
+    s->filtered = filtered;
+}
+
+double PcapDirSource::GetNextTimeout() {
+    if ( waiting || zeek::run_state::is_processing_suspended() )
+        return -1;
+    if ( zeek::run_state::pseudo_realtime > 0 )
+        return PktSrc::GetNextTimeout();
+    return 0;
+}
+
+} // namespace shardcap::zeek_glue
