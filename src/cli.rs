@@ -32,6 +32,9 @@ pub enum Command {
     Scan(ScanArgs),
     /// The Redis side: enqueue files, authorize them, show the queue, requeue failed files.
     Ctl(CtlArgs),
+    /// Inspect a run's journal (`--state DIR`).
+    #[command(subcommand)]
+    State(StateCommand),
 }
 
 /// What to do with packets whose link type differs from the output's.
@@ -130,6 +133,22 @@ pub struct RunArgs {
     /// together by packet time (see README, Redis).
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub redis_window: Duration,
+    /// Stream at most this many packets a second (0: as fast as possible).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_pps: u64,
+    /// Progress display: a bar when stderr is a terminal (auto), always a bar, or never.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    /// Journal directory: finished files and checkpoints, so a restarted run skips what is done
+    /// and resumes the files in flight.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Most time between two checkpoints of the journal.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub checkpoint_interval: Duration,
+    /// Most output between two checkpoints of the journal (e.g. 256M, 1G).
+    #[arg(long, value_parser = parse_size, default_value = "256M")]
+    pub checkpoint_bytes: u64,
 }
 
 /// Who authorizes each input file before it is read.
@@ -229,6 +248,35 @@ pub struct AuthorizeArgs {
     /// With --watch: exit once the dispatcher has finished its queue (its STATE is DONE).
     #[arg(long, requires = "watch")]
     pub until_done: bool,
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, otherwise a log line every --stats-interval.
+    Auto,
+    /// Always a bar (on stderr).
+    Always,
+    /// No bar and no progress lines.
+    Never,
+}
+
+/// `shardcap state ...`.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List what a journal holds: finished files, the last checkpoint, outputs, counts.
+    Show(StateShowArgs),
+}
+
+/// `shardcap state show`.
+#[derive(Debug, Args)]
+pub struct StateShowArgs {
+    /// The journal directory given to `run --state`.
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `shardcap scan`.

@@ -6,6 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::cli::{AuthMode, LinkMismatch, RunArgs};
+use crate::control::pacing::Pacer;
+use crate::control::progress::Progress;
 use crate::control::redis::intake::RedisIntake;
 use crate::control::signals::Signals;
 use crate::control::stats::{RunStats, Snapshot, State};
@@ -23,6 +25,8 @@ use crate::sink::format::StreamHeader;
 use crate::sink::spool::SpoolConfig;
 use crate::sink::writer::{ShardCounters, ShardWriter};
 use crate::sink::OutputSpec;
+use crate::state::journal::Reason;
+use crate::state::StateKeeper;
 
 /// Packets between two looks at the clock (stats interval, progress, new arrivals).
 const TICK_PACKETS: u32 = 1 << 16;
@@ -36,7 +40,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let signals = Signals::install()?;
     let intake = intake_for(&args, &signals)?;
     spec.validate(shards)?;
-    Dispatcher::new(args, spec, intake, signals).run()
+    let state = (args.state.as_deref())
+        .map(|d| StateKeeper::open(d, &args, &spec))
+        .transpose()?;
+    if let Some(s) = state.as_ref().filter(|s| s.is_complete()) {
+        return s.completed_run(&discover::expand(&args.inputs)?);
+    }
+    Dispatcher::new(args, spec, intake, signals, state).run()
 }
 
 /// Where the run's files come from: the command line, watched spool directories, or a Redis queue.
@@ -96,6 +106,12 @@ struct Ctx {
     /// The stages' figures as of the last [`Ctx::service`], for stats while the merge waits for
     /// an authorization.
     seen: Seen,
+    /// Sequence number of the next cataloged file.
+    next_seq: u64,
+    /// The journal (`--state`).
+    state: Option<StateKeeper>,
+    progress: Progress,
+    pacer: Option<Pacer>,
 }
 
 /// Figures of the merge, the flow stage and the shard outputs, kept for stats shown while waiting.
@@ -104,6 +120,7 @@ struct Seen {
     merge: MergeStats,
     flow: FlowStats,
     shards: Vec<(String, ShardCounters)>,
+    in_flight: u64,
 }
 
 /// Everything a run holds.
@@ -118,7 +135,13 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    fn new(args: RunArgs, spec: OutputSpec, intake: Box<dyn Intake>, signals: Signals) -> Self {
+    fn new(
+        args: RunArgs,
+        spec: OutputSpec,
+        intake: Box<dyn Intake>,
+        signals: Signals,
+        state: Option<StateKeeper>,
+    ) -> Self {
         let merge = Merge::new(args.order, args.max_open);
         let sharder = Sharder::new(
             FlowConfig {
@@ -131,6 +154,8 @@ impl Dispatcher {
         let reorder = (window > 0).then(|| Reorder::new(window, args.reorder_buffer as usize));
         Dispatcher {
             ctx: Ctx {
+                progress: Progress::new(args.progress, args.stats_interval),
+                pacer: Pacer::new(args.max_pps),
                 args,
                 spec,
                 intake,
@@ -141,6 +166,8 @@ impl Dispatcher {
                 late_link_files: HashSet::new(),
                 last_report: Instant::now(),
                 seen: Seen::default(),
+                next_seq: 0,
+                state,
             },
             merge,
             sharder,
@@ -152,7 +179,7 @@ impl Dispatcher {
 
     fn run(mut self) -> Result<i32> {
         let stopped = self.stream()?;
-        self.flush_held()?;
+        self.checkpoint(if stopped { Reason::Stop } else { Reason::End })?;
         let Dispatcher {
             mut ctx,
             merge,
@@ -170,8 +197,13 @@ impl Dispatcher {
         for w in writers {
             w.finish().map_err(io_err)?;
         }
+        if let Some(s) = ctx.state.as_mut().filter(|_| !stopped) {
+            s.done()?;
+        }
         ctx.intake.close(stopped)?;
         ctx.write_stats_file(&snapshot)?;
+        ctx.progress.update(&snapshot);
+        ctx.progress.finish();
         log::info!(
             "done: {} packets from {} files to {} shards in {:.1}s",
             snapshot.packets,
@@ -224,12 +256,14 @@ impl Dispatcher {
                     w.flush().map_err(|e| Error::runtime(e.to_string()))?;
                 }
             }
-            if self.merge.is_idle()
-                && self
+            if self.merge.is_idle() {
+                if self
                     .ctx
                     .service(&mut self.merge, &self.sharder, &mut self.writers)?
-            {
-                return Ok(true);
+                {
+                    return Ok(true);
+                }
+                self.checkpoint_if_due()?;
             }
         }
     }
@@ -240,7 +274,7 @@ impl Dispatcher {
             return Ok(false);
         };
         let io_err = |e: io::Error| Error::runtime(e.to_string());
-        let mut tick = TICK_PACKETS;
+        let mut tick = self.ctx.tick();
         while let Some(slot) = self.merge.next(&mut self.ctx)? {
             self.idle_flush_due = true;
             let pkt = self.merge.packet(slot);
@@ -263,13 +297,14 @@ impl Dispatcher {
             .map_err(io_err)?;
             tick -= 1;
             if tick == 0 || self.ctx.signals.attention.load(Ordering::Relaxed) {
-                tick = TICK_PACKETS;
+                tick = self.ctx.tick();
                 if self
                     .ctx
                     .service(&mut self.merge, &self.sharder, &mut self.writers)?
                 {
                     return Ok(true);
                 }
+                self.checkpoint_if_due()?;
                 if let Arrivals::Files(c) = self.ctx.intake.poll(None, &self.ctx.signals)? {
                     self.admit(&c)?;
                 }
@@ -295,17 +330,53 @@ impl Dispatcher {
             .map_err(|e| Error::runtime(e.to_string()))
     }
 
+    /// With `--state`, a checkpoint when one is due.
+    fn checkpoint_if_due(&mut self) -> Result<()> {
+        match &self.ctx.state {
+            Some(s) if s.due(&self.writers) => self.checkpoint(Reason::Interval),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes out held packets and, with `--state`, flushes every shard and records a checkpoint;
+    /// the intake then hears of the files it committed as finished.
+    fn checkpoint(&mut self, reason: Reason) -> Result<()> {
+        self.flush_held()?;
+        let Some(state) = &mut self.ctx.state else {
+            return Ok(());
+        };
+        let header = self.ctx.header;
+        for (entry, end) in state.checkpoint(reason, &self.merge, &mut self.writers, header)? {
+            self.ctx.report_finished(&entry, &end);
+        }
+        Ok(())
+    }
+
     /// Catalogs new files and hands them to the merge; the first files fix the stream header.
     fn admit(&mut self, candidates: &[Candidate]) -> Result<()> {
-        let first_seq = self.ctx.stats.files_total + self.ctx.stats.files_skipped;
-        let (entries, rejected) = build_catalog(candidates, first_seq);
+        let (entries, rejected) = build_catalog(candidates, self.ctx.next_seq);
+        self.ctx.next_seq += candidates.len() as u64;
         self.ctx.stats.files_skipped += rejected.len() as u64;
         self.ctx.incomplete += rejected.len() as u64;
         for why in &rejected {
             self.ctx.intake.rejected(why)?;
         }
-        if self.ctx.header.is_none() && !entries.is_empty() {
-            self.ctx.header = Some(stream_header(&entries, self.ctx.args.link_mismatch)?);
+        let entries = match &mut self.ctx.state {
+            Some(s) => {
+                let (kept, damaged) = s.admit(entries);
+                self.ctx.incomplete += damaged;
+                kept
+            }
+            None => entries,
+        };
+        if self.ctx.header.is_none() {
+            self.ctx.header = match self.ctx.state.as_ref().and_then(StateKeeper::header) {
+                Some(h) => Some(h),
+                None if !entries.is_empty() => {
+                    Some(stream_header(&entries, self.ctx.args.link_mismatch)?)
+                }
+                None => None,
+            };
         }
         let header = self.ctx.header;
         let mut admitted = Vec::with_capacity(entries.len());
@@ -354,16 +425,32 @@ impl Dispatcher {
             backlog: args.spool_backlog as usize,
         };
         for k in 0..self.ctx.args.shards as usize {
-            let out = self
-                .ctx
-                .spec
-                .open(k, header, spool, &self.ctx.signals.stop)?;
-            let w = ShardWriter::start(out, header, true)
+            let resumed = match &self.ctx.state {
+                Some(s) => s.resume_output(k)?,
+                None => None,
+            };
+            let fresh = resumed.is_none();
+            let out = match resumed {
+                Some(out) => out,
+                None => self
+                    .ctx
+                    .spec
+                    .open(k, header, spool, &self.ctx.signals.stop)?,
+            };
+            let w = ShardWriter::start(out, header, fresh)
                 .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
             self.writers.push(w);
         }
         Ok(())
     }
+}
+
+/// Input bytes read of the files open in the merge (for progress and ETA).
+fn in_flight_bytes(merge: &Merge) -> u64 {
+    merge
+        .open_inputs()
+        .map(|i| i.capture.record_offset().min(i.entry.size))
+        .sum()
 }
 
 /// Each shard output's name and counters.
@@ -468,6 +555,14 @@ impl MergeHooks for Ctx {
             if self.signals.stop.load(Ordering::SeqCst) {
                 return Ok(false);
             }
+            if !waited {
+                // A controller may hold the next authorization until it hears of the files
+                // finished before: tell it now rather than at the next checkpoint.
+                let early = self.state.as_mut().map(StateKeeper::report_early);
+                for (done, end) in early.unwrap_or_default() {
+                    self.report_finished(&done, &end);
+                }
+            }
             waited = true;
             self.stats.state = State::Waiting;
             self.serve_waiting(entry)?;
@@ -475,7 +570,12 @@ impl MergeHooks for Ctx {
         if waited {
             self.stats.state = State::Running;
         }
+        self.stats.files_opened += 1;
         Ok(true)
+    }
+
+    fn resume_offset(&mut self, entry: &Entry) -> Option<u64> {
+        self.state.as_mut()?.resume_offset(entry)
     }
 
     fn irregular(&mut self, entry: &Entry, found: &Anomalies) {
@@ -512,11 +612,10 @@ impl MergeHooks for Ctx {
                 log::warn!("{}: skipped: {why}", entry.path.display());
             }
         }
-        if let Err(e) = self.intake.finished(entry, &end) {
-            log::error!(
-                "{}: could not record the end of the file: {e}",
-                entry.path.display()
-            );
+        match &mut self.state {
+            // The intake hears of it once a checkpoint has committed it.
+            Some(s) => s.finished(entry, packets, end),
+            None => self.report_finished(entry, &end),
         }
     }
 }
@@ -538,7 +637,25 @@ impl Ctx {
         }
     }
 
-    /// Handles pending signals and periodic work; returns true when the run must stop.
+    /// Tells the intake that the run is finished with `entry`.
+    fn report_finished(&mut self, entry: &Entry, end: &FileEnd) {
+        if let Err(e) = self.intake.finished(entry, end) {
+            log::error!(
+                "{}: could not record the end of the file: {e}",
+                entry.path.display()
+            );
+        }
+    }
+
+    /// Packets between two calls of [`Ctx::service`] from the hot loop.
+    fn tick(&self) -> u32 {
+        self.pacer
+            .as_ref()
+            .map_or(TICK_PACKETS, |p| p.tick(TICK_PACKETS))
+    }
+
+    /// Handles pending signals and periodic work (stats file, progress, pacing); returns true when
+    /// the run must stop.
     fn service(
         &mut self,
         merge: &mut Merge,
@@ -550,31 +667,65 @@ impl Ctx {
             merge: merge.stats,
             flow: sharder.stats(),
             shards: shard_counters(writers),
+            in_flight: in_flight_bytes(merge),
         };
         if self.signals.stats.swap(false, Ordering::SeqCst) {
-            self.print(&self.snapshot(merge, sharder, writers))?;
+            self.report(merge, sharder, writers)?;
         }
-        if self.signals.suspended() {
-            self.stats.state = State::Suspended;
-            self.stats.suspensions += 1;
-            for w in writers.iter_mut() {
-                w.flush().map_err(|e| Error::runtime(e.to_string()))?;
-            }
-            log::warn!("suspended (SIGUSR1 again resumes)");
-            while self.signals.suspended() && !self.signals.stop.load(Ordering::SeqCst) {
-                if self.signals.stats.swap(false, Ordering::SeqCst) {
-                    self.print(&self.snapshot(merge, sharder, writers))?;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            self.stats.state = State::Running;
-            log::warn!("resumed");
+        if self.signals.suspended() && !self.signals.stop.load(Ordering::SeqCst) {
+            self.suspend(merge, sharder, writers)?;
         }
+        let snapshot = self.snapshot(merge, sharder, writers);
+        if let Some(p) = &mut self.pacer {
+            p.wait(snapshot.packets, self.stats.suspended);
+        }
+        self.progress.update(&snapshot);
         if self.last_report.elapsed() >= self.args.stats_interval {
             self.last_report = Instant::now();
-            self.write_stats_file(&self.snapshot(merge, sharder, writers))?;
+            self.write_stats_file(&snapshot)?;
         }
         Ok(self.signals.stop.load(Ordering::SeqCst))
+    }
+
+    /// SIGUSR1: holds the stream where it is (inputs and outputs stay open, everything written so
+    /// far is flushed first) until SIGUSR1 comes again or a stop signal.
+    fn suspend(
+        &mut self,
+        merge: &mut Merge,
+        sharder: &Sharder,
+        writers: &mut [ShardWriter],
+    ) -> Result<()> {
+        let before = self.stats.state;
+        self.stats.state = State::Suspended;
+        self.stats.suspensions += 1;
+        for w in writers.iter_mut() {
+            w.flush().map_err(|e| Error::runtime(e.to_string()))?;
+        }
+        self.write_stats_file(&self.snapshot(merge, sharder, writers))?;
+        log::warn!("suspended (SIGUSR1 again resumes)");
+        let mut tick = Instant::now();
+        while self.signals.suspended() && !self.signals.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+            self.stats.suspended += tick.elapsed();
+            tick = Instant::now();
+            if self.signals.stats.swap(false, Ordering::SeqCst) {
+                self.report(merge, sharder, writers)?;
+            }
+            if self.last_report.elapsed() >= self.args.stats_interval {
+                self.last_report = Instant::now();
+                self.write_stats_file(&self.snapshot(merge, sharder, writers))?;
+            }
+        }
+        self.stats.state = before;
+        log::warn!("resumed");
+        Ok(())
+    }
+
+    /// SIGUSR2: stats lines and the stats file.
+    fn report(&self, merge: &Merge, sharder: &Sharder, writers: &[ShardWriter]) -> Result<()> {
+        let snapshot = self.snapshot(merge, sharder, writers);
+        self.print(&snapshot)?;
+        self.write_stats_file(&snapshot)
     }
 
     /// Stats and the stats file while the merge waits for `entry`'s authorization (with the
@@ -584,7 +735,7 @@ impl Ctx {
             let current = Some(entry.path.display().to_string());
             let seen = &ctx.seen;
             ctx.stats
-                .snapshot(current, seen.merge, seen.flow, &seen.shards)
+                .snapshot(current, seen.in_flight, seen.merge, seen.flow, &seen.shards)
         };
         if self.signals.stats.swap(false, Ordering::SeqCst) {
             self.print(&snapshot(self))?;
@@ -603,6 +754,7 @@ impl Ctx {
             .map(|i| i.entry.path.display().to_string());
         self.stats.snapshot(
             current,
+            in_flight_bytes(merge),
             merge.stats,
             sharder.stats(),
             &shard_counters(writers),

@@ -11,3 +11,4 @@ pub mod merge;
 pub mod reorder;
 pub mod scan;
 pub mod sink;
+pub mod state;

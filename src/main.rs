@@ -2,8 +2,8 @@
 
 use clap::Parser;
 
-use shardcap::cli::{Cli, Command};
-use shardcap::{control, dispatch, scan};
+use shardcap::cli::{Cli, Command, StateCommand};
+use shardcap::{control, dispatch, scan, state};
 
 fn main() {
     let cli = Cli::parse();
@@ -23,6 +23,7 @@ fn main() {
         Command::Run(args) => dispatch::run(*args),
         Command::Scan(args) => scan::run(args),
         Command::Ctl(args) => control::ctl::run(args),
+        Command::State(StateCommand::Show(args)) => state::show::run(args),
     };
     let code = match result {
         Ok(code) => code,

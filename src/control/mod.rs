@@ -1,6 +1,9 @@
-//! Operator control: signals, stats, the Redis queue and authorization gate, and `shardcap ctl`.
+//! Operator control: signals, stats, progress, pacing, the Redis queue and authorization gate, and
+//! `shardcap ctl`.
 
 pub mod ctl;
+pub mod pacing;
+pub mod progress;
 pub mod redis;
 pub mod signals;
 pub mod stats;

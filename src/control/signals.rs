@@ -1,5 +1,8 @@
-//! Signal flags: SIGUSR1 toggles suspend, SIGUSR2 asks for stats, SIGTERM/SIGINT stop gracefully
-//! (a second one exits at once). Handlers only touch atomics; the dispatcher polls one flag a packet.
+//! Signal flags: SIGUSR1 toggles suspend, SIGUSR2 asks for stats, SIGTERM/SIGINT stop gracefully.
+//! A second SIGTERM/SIGINT exits at once with status 130 and the message "second stop signal,
+//! exiting now without saving state": outputs stay `NAME.partial`, and the journal keeps its last
+//! checkpoint, from which a restart resumes. Handlers only touch atomics (and write(2)/_exit(2) for
+//! the second stop); the dispatcher polls one flag a packet.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

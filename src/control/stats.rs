@@ -21,11 +21,12 @@ pub enum State {
 }
 
 impl State {
-    /// pcapdj's wording.
+    /// pcapdj's wording: it says `Running` before the first packet and `Feeding fifo buffer` while
+    /// packets flow, whatever the output. `Stopping` and `Done` are shardcap's own.
     pub fn label(self) -> &'static str {
         match self {
-            State::Starting => "Starting",
-            State::Running => "Running",
+            State::Starting => "Running",
+            State::Running => "Feeding fifo buffer",
             State::Suspended => "Suspended",
             State::Waiting => "Waiting for authorization",
             State::Stopping => "Stopping",
@@ -51,6 +52,10 @@ pub struct Snapshot {
     pub uptime_s: f64,
     pub state: State,
     pub suspensions: u64,
+    /// Seconds spent suspended (not counted in rates and ETA).
+    pub suspended_s: f64,
+    /// Files opened so far (pcapdj's `Number of files`).
+    pub files_opened: u64,
     pub files_done: u64,
     pub files_total: u64,
     pub files_skipped: u64,
@@ -77,6 +82,10 @@ pub struct RunStats {
     pub start_wall: SystemTime,
     pub state: State,
     pub suspensions: u64,
+    /// Time spent suspended (not counted in rates and ETA).
+    pub suspended: Duration,
+    /// Files opened so far (pcapdj's `Number of files`).
+    pub files_opened: u64,
     pub files_done: u64,
     pub files_total: u64,
     pub files_skipped: u64,
@@ -93,6 +102,8 @@ impl RunStats {
             start_wall: SystemTime::now(),
             state: State::Starting,
             suspensions: 0,
+            suspended: Duration::ZERO,
+            files_opened: 0,
             files_done: 0,
             files_total: 0,
             files_skipped: 0,
@@ -106,16 +117,19 @@ impl RunStats {
     pub fn snapshot(
         &self,
         current_file: Option<String>,
+        in_flight_bytes: u64,
         merge: MergeStats,
         flow: FlowStats,
         shards: &[(String, ShardCounters)],
     ) -> Snapshot {
-        let uptime = self.started.elapsed().as_secs_f64().max(1e-9);
+        let uptime = self.started.elapsed().as_secs_f64();
+        let active = (uptime - self.suspended.as_secs_f64()).max(1e-9);
         let packets: u64 = shards.iter().map(|s| s.1.packets).sum();
         let bytes: u64 = shards.iter().map(|s| s.1.bytes).sum();
         let wire: u64 = shards.iter().map(|s| s.1.wire_bytes).sum();
-        let rate = self.input_bytes_done as f64 / uptime;
-        let left = self.input_bytes_total.saturating_sub(self.input_bytes_done) as f64;
+        let done = self.input_bytes_done + in_flight_bytes;
+        let rate = done as f64 / active;
+        let left = self.input_bytes_total.saturating_sub(done) as f64;
         Snapshot {
             start_time: self
                 .start_wall
@@ -125,6 +139,8 @@ impl RunStats {
             uptime_s: uptime,
             state: self.state,
             suspensions: self.suspensions,
+            suspended_s: self.suspended.as_secs_f64(),
+            files_opened: self.files_opened,
             files_done: self.files_done,
             files_total: self.files_total,
             files_skipped: self.files_skipped,
@@ -132,9 +148,9 @@ impl RunStats {
             packets,
             cap_lengths: bytes,
             lengths: wire,
-            input_bytes_done: self.input_bytes_done,
+            input_bytes_done: done,
             input_bytes_total: self.input_bytes_total,
-            packets_per_s: packets as f64 / uptime,
+            packets_per_s: packets as f64 / active,
             mbytes_per_s: rate / 1e6,
             eta_s: (rate > 0.0).then(|| left / rate),
             out_of_order: merge.out_of_order,
@@ -163,14 +179,15 @@ impl Default for RunStats {
 }
 
 impl Snapshot {
-    /// Writes `[STATS] Key:Value` lines: pcapdj's fields first, in its wording, then shardcap's.
+    /// Writes `[STATS] Key:Value` lines: pcapdj's fields first, in its wording and formats (start
+    /// time as local `%Y-%d-%m %H:%M:%S`, uptime in whole seconds), then shardcap's.
     pub fn write_lines(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let mut l = |k: &str, v: String| writeln!(out, "[STATS] {k}:{v}");
-        l("Start time", self.start_time.to_string())?;
-        l("Uptime", format!("{:.0} (seconds)", self.uptime_s))?;
+        l("Start time", pcapdj_time(self.start_time as i64))?;
+        l("Uptime", format!("{} (seconds)", self.uptime_s as u64))?;
         l("Internal state", self.state.label().to_string())?;
         l("Number of suspensions", self.suspensions.to_string())?;
-        l("Number of files", self.files_done.to_string())?;
+        l("Number of files", self.files_opened.to_string())?;
         l("Number of packets", self.packets.to_string())?;
         l("Number of cap_lengths", self.cap_lengths.to_string())?;
         l("Number of lengths", self.lengths.to_string())?;
@@ -182,6 +199,7 @@ impl Snapshot {
             "Files left",
             (self.files_total.saturating_sub(self.files_done)).to_string(),
         )?;
+        l("Files done", self.files_done.to_string())?;
         l("Files skipped", self.files_skipped.to_string())?;
         l("Bytes done", self.input_bytes_done.to_string())?;
         l("Bytes total", self.input_bytes_total.to_string())?;
@@ -194,6 +212,10 @@ impl Snapshot {
         )?;
         l("Out of order", self.out_of_order.to_string())?;
         l("Dropped (link type)", self.dropped_linktype.to_string())?;
+        l(
+            "Suspended for",
+            format!("{:.0} (seconds)", self.suspended_s),
+        )?;
         for s in &self.shards {
             l(&format!("Shard {} packets", s.shard), s.packets.to_string())?;
             l(&format!("Shard {} bytes", s.shard), s.bytes.to_string())?;
@@ -202,6 +224,25 @@ impl Snapshot {
                 format!("{} (ms)", s.blocked_ms),
             )?;
         }
-        Ok(())
+        out.flush()
     }
+}
+
+/// Local time as pcapdj prints its start time: `%Y-%d-%m %H:%M:%S` (year, day, month).
+fn pcapdj_time(epoch: i64) -> String {
+    // SAFETY: localtime_r writes only into `tm`, which lives on this stack frame.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let t = epoch as libc::time_t;
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return epoch.to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mday,
+        tm.tm_mon + 1,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
 }

@@ -1,0 +1,372 @@
+//! The journal file: JSON lines, appended and fsync'd, rewritten atomically (compacted) at start.
+//!
+//! A `file` record is committed by the next `checkpoint` or `done` record: both are written only
+//! after every shard output was flushed, so a file counts as done only once its packets are on
+//! disk. File records after the last checkpoint, and a torn last line, are ignored on load.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::identity::FileId;
+use crate::error::{Error, Result};
+use crate::sink::format::StreamHeader;
+
+/// Name of the journal inside the state directory.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+/// Format version written in the `run` record.
+pub const VERSION: u32 = 1;
+
+/// The options a journal is bound to: a restart must use the same ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunKey {
+    /// The `-o` argument.
+    pub output: String,
+    pub shards: u16,
+    pub hash: String,
+    pub tunnel: String,
+}
+
+/// First record: what the journal belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub version: u32,
+    /// When the first run of this journal started (seconds since the epoch).
+    pub created: u64,
+    /// When the latest run started.
+    pub started: u64,
+    /// How many times the run was started again on this journal.
+    pub restarts: u32,
+    #[serde(flatten)]
+    pub key: RunKey,
+}
+
+/// How a file ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every packet was streamed.
+    Complete,
+    /// Streamed up to damage; the rest is unreadable.
+    Damaged,
+    /// Not streamed (not authorized, not a capture any more, another link type).
+    Skipped,
+}
+
+/// A file the run is finished with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRecord {
+    #[serde(flatten)]
+    pub id: FileId,
+    /// Packets streamed from it (over all runs).
+    pub packets: u64,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub time: u64,
+}
+
+/// Why a checkpoint was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// `--checkpoint-interval` or `--checkpoint-bytes` elapsed.
+    Interval,
+    /// SIGTERM/SIGINT stopped the run.
+    Stop,
+    /// Every input was streamed.
+    End,
+}
+
+/// The pcap header every shard stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderRecord {
+    pub linktype: u32,
+    pub nanos: bool,
+    pub snaplen: u32,
+}
+
+impl From<StreamHeader> for HeaderRecord {
+    fn from(h: StreamHeader) -> Self {
+        HeaderRecord {
+            linktype: h.linktype,
+            nanos: h.nanos,
+            snaplen: h.snaplen,
+        }
+    }
+}
+
+impl From<HeaderRecord> for StreamHeader {
+    fn from(h: HeaderRecord) -> Self {
+        StreamHeader {
+            linktype: h.linktype,
+            nanos: h.nanos,
+            snaplen: h.snaplen,
+        }
+    }
+}
+
+/// A file open at a checkpoint: records before `offset` were streamed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InFlight {
+    #[serde(flatten)]
+    pub id: FileId,
+    /// Offset in the (decompressed) capture stream to resume at.
+    pub offset: u64,
+    /// Packets streamed from it so far.
+    pub packets: u64,
+}
+
+/// One shard output at a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputMark {
+    pub shard: usize,
+    pub name: String,
+    /// Length of the output file (file outputs), or bytes streamed by the latest run (others).
+    pub bytes: u64,
+}
+
+/// Where the run stood when every output had been flushed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub time: u64,
+    pub reason: Reason,
+    pub header: HeaderRecord,
+    pub open: Vec<InFlight>,
+    pub outputs: Vec<OutputMark>,
+}
+
+/// The run streamed every input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DoneRecord {
+    pub time: u64,
+    /// Files the journal holds as finished.
+    pub files: u64,
+    /// Packets streamed from them.
+    pub packets: u64,
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    Run(RunRecord),
+    File(FileRecord),
+    Checkpoint(Checkpoint),
+    Done(DoneRecord),
+}
+
+/// What a journal holds once read: only committed records.
+#[derive(Debug, Default, Serialize)]
+pub struct Contents {
+    pub run: Option<RunRecord>,
+    pub files: Vec<FileRecord>,
+    pub checkpoint: Option<Checkpoint>,
+    pub done: Option<DoneRecord>,
+    /// File records written after the last checkpoint (the run died before committing them).
+    pub uncommitted: usize,
+    /// The last line was cut short (the run died while writing it).
+    pub torn: bool,
+}
+
+impl Contents {
+    /// Reads the journal in `dir`; an absent journal is empty.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(JOURNAL_FILE);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
+            Err(e) => return Err(Error::runtime(format!("{}: {e}", path.display()))),
+        };
+        let mut c = Contents::default();
+        let mut pending = Vec::new();
+        let mut lines = BufReader::new(file).lines().enumerate().peekable();
+        while let Some((n, line)) = lines.next() {
+            let line = line.map_err(|e| Error::runtime(format!("{}: {e}", path.display())))?;
+            let record = match serde_json::from_str::<Record>(&line) {
+                Ok(r) => r,
+                Err(_) if lines.peek().is_none() => {
+                    c.torn = true;
+                    break;
+                }
+                Err(e) => {
+                    return Err(Error::runtime(format!(
+                        "{}: line {}: {e}; the journal is damaged (move it away to start over)",
+                        path.display(),
+                        n + 1
+                    )))
+                }
+            };
+            match record {
+                Record::Run(r) => c.run = Some(r),
+                Record::File(f) => pending.push(f),
+                Record::Checkpoint(k) => {
+                    c.files.append(&mut pending);
+                    c.checkpoint = Some(k);
+                }
+                Record::Done(d) => {
+                    c.files.append(&mut pending);
+                    c.done = Some(d);
+                }
+            }
+        }
+        c.uncommitted = pending.len();
+        Ok(c)
+    }
+
+    /// The records of a compacted journal holding the same committed state.
+    fn compacted(&self) -> Vec<Record> {
+        let mut out = Vec::with_capacity(self.files.len() + 3);
+        out.extend(self.run.clone().map(Record::Run));
+        out.extend(self.files.iter().cloned().map(Record::File));
+        out.extend(self.checkpoint.clone().map(Record::Checkpoint));
+        out.extend(self.done.clone().map(Record::Done));
+        out
+    }
+}
+
+/// The journal open for appending.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Rewrites the journal in `dir` atomically as `contents` compacted, with `run` as its run
+    /// record, and opens it for appending.
+    pub fn rewrite(dir: &Path, contents: &Contents, run: RunRecord) -> Result<Self> {
+        let path = dir.join(JOURNAL_FILE);
+        let tmp = dir.join(format!("{JOURNAL_FILE}.tmp"));
+        let fail = |e: io::Error| Error::runtime(format!("{}: cannot write: {e}", path.display()));
+        let mut records = contents.compacted();
+        match records.first_mut() {
+            Some(Record::Run(r)) => *r = run,
+            _ => records.insert(0, Record::Run(run)),
+        }
+        let mut f = File::create(&tmp).map_err(fail)?;
+        f.write_all(&encode(&records)).map_err(fail)?;
+        f.sync_all().map_err(fail)?;
+        fs::rename(&tmp, &path).map_err(fail)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
+        let file = OpenOptions::new().append(true).open(&path).map_err(fail)?;
+        Ok(Journal { file, path })
+    }
+
+    /// Appends `records` in one write and waits until they are on disk.
+    pub fn append(&mut self, records: &[Record]) -> Result<()> {
+        self.file
+            .write_all(&encode(records))
+            .and_then(|_| self.file.sync_data())
+            .map_err(|e| Error::runtime(format!("{}: cannot append: {e}", self.path.display())))
+    }
+}
+
+/// JSON lines of `records`.
+fn encode(records: &[Record]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut buf, r).expect("journal records serialize");
+        buf.push(b'\n');
+    }
+    buf
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> Record {
+        Record::File(FileRecord {
+            id: FileId {
+                path: path.into(),
+                size: 1,
+                head: "00".into(),
+            },
+            packets: 1,
+            outcome: Outcome::Complete,
+            detail: None,
+            time: 0,
+        })
+    }
+
+    fn checkpoint(seq: u64) -> Record {
+        Record::Checkpoint(Checkpoint {
+            seq,
+            time: 0,
+            reason: Reason::Interval,
+            header: HeaderRecord {
+                linktype: 1,
+                nanos: false,
+                snaplen: 65535,
+            },
+            open: vec![],
+            outputs: vec![],
+        })
+    }
+
+    fn run() -> RunRecord {
+        RunRecord {
+            version: VERSION,
+            created: 1,
+            started: 1,
+            restarts: 0,
+            key: RunKey {
+                output: "file:x".into(),
+                shards: 1,
+                hash: "5-tuple".into(),
+                tunnel: "outer".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn files_count_only_once_a_checkpoint_follows_and_torn_tail_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::rewrite(dir.path(), &Contents::default(), run()).unwrap();
+        j.append(&[file("a"), checkpoint(1)]).unwrap();
+        j.append(&[file("b")]).unwrap();
+        let mut raw = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL_FILE))
+            .unwrap();
+        raw.write_all(b"{\"type\":\"checkp").unwrap();
+        let c = Contents::load(dir.path()).unwrap();
+        assert_eq!(c.files.len(), 1);
+        assert_eq!(c.files[0].id.path, "a");
+        assert_eq!(c.uncommitted, 1);
+        assert!(c.torn);
+        assert_eq!(c.checkpoint.as_ref().unwrap().seq, 1);
+
+        let mut r = run();
+        r.restarts = 1;
+        Journal::rewrite(dir.path(), &c, r).unwrap();
+        let again = Contents::load(dir.path()).unwrap();
+        assert_eq!(again.files.len(), 1);
+        assert!(!again.torn);
+        assert_eq!(again.uncommitted, 0);
+        assert_eq!(again.run.unwrap().restarts, 1);
+    }
+
+    #[test]
+    fn damage_before_the_last_line_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(JOURNAL_FILE),
+            "garbage\n{\"type\":\"done\",\"time\":0,\"files\":0,\"packets\":0}\n",
+        )
+        .unwrap();
+        let e = Contents::load(dir.path()).unwrap_err();
+        assert!(e.message.contains("line 1"), "{e}");
+    }
+}

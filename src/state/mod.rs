@@ -1,0 +1,526 @@
+//! The run's journal (`--state DIR`): which files are finished (by content identity) and, at each
+//! checkpoint, where every open input stands and how long every output is. A restarted run with the
+//! same state skips finished files, resumes the files in flight at their checkpointed offsets, and
+//! cuts file outputs back to their checkpointed length, so file outputs get every packet exactly
+//! once. FIFO and stdout outputs cannot be cut back: a restart starts a new stream (with its own
+//! header) and repeats the packets written after the last checkpoint.
+
+pub mod identity;
+pub mod journal;
+pub mod show;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cli::RunArgs;
+use crate::error::{Error, Result, EXIT_OK};
+use crate::input::catalog::{self, Entry};
+use crate::input::discover::Candidate;
+use crate::merge::{FileEnd, Merge};
+use crate::sink::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::sink::output::{FileOutput, Output};
+use crate::sink::writer::ShardWriter;
+use crate::sink::OutputSpec;
+use identity::FileId;
+use journal::{
+    now, Checkpoint, Contents, DoneRecord, FileRecord, InFlight, Journal, Outcome, OutputMark,
+    Reason, Record, RunKey, RunRecord, VERSION,
+};
+
+/// Name of the lock file that keeps two runs off one state directory.
+const LOCK_FILE: &str = "lock";
+
+/// Where a file in flight at the last checkpoint resumes.
+struct Resume {
+    offset: u64,
+    /// Packets it had streamed before.
+    packets: u64,
+    /// The merge has opened it (from then on the merge reports its position).
+    taken: bool,
+    id: FileId,
+}
+
+/// The journal of one run, with what an earlier run left in it.
+pub struct StateKeeper {
+    dir: PathBuf,
+    journal: Journal,
+    spec: OutputSpec,
+    interval: Duration,
+    every_bytes: u64,
+    /// Finished files of earlier runs (and of this one, once committed).
+    finished: Vec<FileRecord>,
+    /// Finished records by content (size, head hash).
+    by_content: HashMap<(u64, String), usize>,
+    /// The last checkpoint of an earlier run.
+    previous: Option<Checkpoint>,
+    /// Identity each path had in the journal, to report changed files.
+    known: HashMap<String, FileId>,
+    done: Option<DoneRecord>,
+    /// Identities of admitted inputs, by merge sequence number.
+    ids: HashMap<u64, FileId>,
+    resumes: HashMap<u64, Resume>,
+    /// Finished files waiting for the next checkpoint to commit them.
+    pending: Vec<FileRecord>,
+    /// Finished files the intake has not heard of yet.
+    unreported: Vec<(Entry, FileEnd)>,
+    seq: u64,
+    last_at: Instant,
+    last_out: u64,
+    _lock: File,
+}
+
+impl StateKeeper {
+    /// Opens (or creates) the state in `dir` for a run with `args`: checks that the journal was
+    /// written for the same outputs (else a usage error), and compacts it.
+    pub fn open(dir: &Path, args: &RunArgs, spec: &OutputSpec) -> Result<Self> {
+        fs::create_dir_all(dir)
+            .map_err(|e| Error::usage(format!("--state {}: cannot create: {e}", dir.display())))?;
+        let lock = lock(dir)?;
+        let contents = Contents::load(dir)?;
+        let key = RunKey {
+            output: args.output.clone(),
+            shards: args.shards,
+            hash: value_name(args.hash),
+            tunnel: value_name(args.tunnel),
+        };
+        // A journal without a checkpoint binds nothing yet: nothing was streamed under it.
+        let bound = contents.checkpoint.is_some() || contents.done.is_some();
+        let run = match &contents.run {
+            Some(r) if r.key != key && bound => {
+                return Err(Error::usage(format!(
+                    "--state {} belongs to a run with -o {} -n {} --hash {} --tunnel {}, not -o {} -n {} \
+                     --hash {} --tunnel {}; use the same options, or another --state directory",
+                    dir.display(),
+                    r.key.output,
+                    r.key.shards,
+                    r.key.hash,
+                    r.key.tunnel,
+                    key.output,
+                    key.shards,
+                    key.hash,
+                    key.tunnel
+                )))
+            }
+            Some(r) if r.key == key => RunRecord {
+                started: now(),
+                restarts: r.restarts + 1,
+                ..r.clone()
+            },
+            _ => RunRecord {
+                version: VERSION,
+                created: now(),
+                started: now(),
+                restarts: 0,
+                key,
+            },
+        };
+        if contents.torn || contents.uncommitted > 0 {
+            log::info!(
+                "{}: the last run ended without a final checkpoint; resuming from checkpoint {}",
+                dir.display(),
+                contents.checkpoint.as_ref().map_or(0, |c| c.seq)
+            );
+        }
+        let journal = Journal::rewrite(dir, &contents, run)?;
+        let mut keeper = StateKeeper {
+            dir: dir.to_path_buf(),
+            journal,
+            spec: spec.clone(),
+            interval: args.checkpoint_interval,
+            every_bytes: args.checkpoint_bytes.max(1),
+            finished: Vec::new(),
+            by_content: HashMap::new(),
+            seq: contents.checkpoint.as_ref().map_or(0, |c| c.seq),
+            previous: contents.checkpoint,
+            known: HashMap::new(),
+            done: contents.done,
+            ids: HashMap::new(),
+            resumes: HashMap::new(),
+            pending: Vec::new(),
+            unreported: Vec::new(),
+            last_at: Instant::now(),
+            last_out: 0,
+            _lock: lock,
+        };
+        for f in contents.files {
+            keeper.remember(f);
+        }
+        for f in keeper.previous.iter().flat_map(|c| &c.open) {
+            keeper.known.insert(f.id.path.clone(), f.id.clone());
+        }
+        Ok(keeper)
+    }
+
+    fn remember(&mut self, f: FileRecord) {
+        self.known.insert(f.id.path.clone(), f.id.clone());
+        if f.outcome != Outcome::Skipped {
+            self.by_content
+                .insert((f.id.size, f.id.head.clone()), self.finished.len());
+        }
+        self.finished.push(f);
+    }
+
+    /// True when an earlier run on this state streamed every input and completed its outputs.
+    pub fn is_complete(&self) -> bool {
+        self.done.is_some()
+    }
+
+    /// For a completed state: checks that every capture among `candidates` (the command line's
+    /// inputs) was part of the run and returns the exit code of a run with nothing to do (a usage
+    /// error when there are new inputs, or files come from elsewhere, since the completed outputs
+    /// are final).
+    pub fn completed_run(&self, candidates: &[Candidate]) -> Result<i32> {
+        let Some(done) = self.done.clone() else {
+            return Err(Error::runtime("the state holds no completed run"));
+        };
+        if candidates.is_empty() {
+            return Err(Error::usage(format!(
+                "--state {}: this run completed and its outputs are final; files from --watch or a                  Redis queue need another --state directory",
+                self.dir.display()
+            )));
+        }
+        for (i, cand) in candidates.iter().enumerate() {
+            let Ok(entry) = catalog::probe(i as u64, cand) else {
+                continue;
+            };
+            let id = FileId::of(&entry.path, entry.size)?;
+            if self.streamed_before(&id).is_none() {
+                return Err(Error::usage(format!(
+                    "--state {}: this run completed and its outputs are final, but {} is not part \
+                     of it; use another --state directory to stream more files",
+                    self.dir.display(),
+                    entry.path.display()
+                )));
+            }
+        }
+        log::warn!(
+            "--state {}: the run completed at {} ({} files, {} packets); nothing to do",
+            self.dir.display(),
+            show::time(done.time),
+            done.files,
+            done.packets
+        );
+        Ok(EXIT_OK)
+    }
+
+    /// The finished record of a file with this content, under any name: content streamed once is
+    /// not streamed again (a copy, or a file that reappears in a spool, is skipped).
+    fn streamed_before(&self, id: &FileId) -> Option<&FileRecord> {
+        let i = *self.by_content.get(&(id.size, id.head.clone()))?;
+        Some(&self.finished[i])
+    }
+
+    /// Drops the entries an earlier run finished, notes where files in flight resume, and reports
+    /// files that changed since they were journaled. Returns the entries to stream and how many
+    /// dropped entries had been damaged (the run still ends with exit 3 for them).
+    pub fn admit(&mut self, entries: Vec<Entry>) -> (Vec<Entry>, u64) {
+        let mut kept = Vec::with_capacity(entries.len());
+        let (mut skipped, mut damaged) = (0u64, 0u64);
+        for e in entries {
+            let id = match FileId::of(&e.path, e.size) {
+                Ok(id) => id,
+                Err(err) => {
+                    log::warn!(
+                        "{}: cannot read it for the journal ({err}); streaming it without a record",
+                        e.path.display()
+                    );
+                    kept.push(e);
+                    continue;
+                }
+            };
+            if let Some(f) = self.streamed_before(&id) {
+                skipped += 1;
+                damaged += u64::from(f.outcome == Outcome::Damaged);
+                log::debug!(
+                    "{}: already streamed (as {}); skipped",
+                    e.path.display(),
+                    f.id.path
+                );
+                continue;
+            }
+            let in_flight =
+                self.previous.iter().flat_map(|c| &c.open).find(|f| {
+                    f.id.same_content(&id) && !self.resumes.values().any(|r| r.id == f.id)
+                });
+            if let Some(f) = in_flight {
+                self.resumes.insert(
+                    e.seq,
+                    Resume {
+                        offset: f.offset,
+                        packets: f.packets,
+                        taken: false,
+                        id: f.id.clone(),
+                    },
+                );
+            } else if let Some(old) = self.known.get(&id.path).filter(|o| !o.same_content(&id)) {
+                log::warn!(
+                    "{}: changed since the journal recorded it ({} bytes, head {}; now {} bytes, \
+                     head {}); streaming it again from the start",
+                    e.path.display(),
+                    old.size,
+                    old.head,
+                    id.size,
+                    id.head
+                );
+            }
+            self.ids.insert(e.seq, id);
+            kept.push(e);
+        }
+        if skipped > 0 {
+            log::info!(
+                "{skipped} files were streamed by an earlier run (--state {}); skipped",
+                self.dir.display()
+            );
+        }
+        (kept, damaged)
+    }
+
+    /// The stream header of an earlier run (resumed outputs keep it).
+    pub fn header(&self) -> Option<StreamHeader> {
+        self.previous.as_ref().map(|c| c.header.into())
+    }
+
+    /// Reopens shard `k`'s file output at its checkpointed length, dropping what was written after
+    /// the checkpoint. `None` when there is nothing to resume (no checkpoint, or not a file output):
+    /// the caller opens a fresh output.
+    pub fn resume_output(&self, k: usize) -> Result<Option<Box<dyn Output>>> {
+        let (Some(cp), OutputSpec::File(_)) = (&self.previous, &self.spec) else {
+            return Ok(None);
+        };
+        let Some(mark) = cp.outputs.iter().find(|m| m.shard == k) else {
+            return Ok(None);
+        };
+        let path = self.spec.path(k).expect("file outputs have paths");
+        let partial = FileOutput::partial_path(&path);
+        let fail = |what: String| {
+            Error::runtime(format!(
+                "{what}; cannot resume shard {k} from --state {} (restore the file, or move the \
+                 state directory away to start over)",
+                self.dir.display()
+            ))
+        };
+        let len = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        if !partial.exists() {
+            // A stopped or finished run renamed it; it continues as a partial file.
+            if !path.exists() || len(&path) < mark.bytes {
+                return Err(fail(format!(
+                    "{}: missing or shorter than the {} bytes the journal records",
+                    path.display(),
+                    mark.bytes
+                )));
+            }
+            fs::rename(&path, &partial).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        }
+        let have = len(&partial);
+        if have < mark.bytes {
+            return Err(fail(format!(
+                "{}: {have} bytes, shorter than the {} bytes the journal records",
+                partial.display(),
+                mark.bytes
+            )));
+        }
+        if have > mark.bytes {
+            log::info!(
+                "{}: dropping {} bytes written after the last checkpoint",
+                partial.display(),
+                have - mark.bytes
+            );
+        }
+        let out = FileOutput::resume(&path, mark.bytes)
+            .map_err(|e| fail(format!("{}: {e}", partial.display())))?;
+        Ok(Some(Box::new(out)))
+    }
+
+    /// Where the merge should start reading `entry` (its checkpointed offset), if anywhere.
+    pub fn resume_offset(&mut self, entry: &Entry) -> Option<u64> {
+        let r = self.resumes.get_mut(&entry.seq)?;
+        r.taken = true;
+        log::info!(
+            "{}: resuming at byte {} after {} packets",
+            entry.path.display(),
+            r.offset,
+            r.packets
+        );
+        Some(r.offset)
+    }
+
+    /// Notes that the merge is finished with `entry`; the next checkpoint commits it and hands it
+    /// back, so that the intake hears of it only once its packets are on disk.
+    pub fn finished(&mut self, entry: &Entry, packets: u64, end: FileEnd) {
+        let id = match self.ids.remove(&entry.seq) {
+            Some(id) => id,
+            None => FileId {
+                path: entry.path.to_string_lossy().into_owned(),
+                size: entry.size,
+                head: String::new(),
+            },
+        };
+        let before = self.resumes.remove(&entry.seq).map_or(0, |r| r.packets);
+        let (outcome, detail) = match &end {
+            FileEnd::Complete => (Outcome::Complete, None),
+            FileEnd::Damaged(e) => (Outcome::Damaged, Some(e.to_string())),
+            FileEnd::Skipped(why) => (Outcome::Skipped, Some(why.clone())),
+        };
+        let record = FileRecord {
+            id,
+            packets: before + packets,
+            outcome,
+            detail,
+            time: now(),
+        };
+        self.pending.push(record);
+        self.unreported.push((entry.clone(), end));
+    }
+
+    /// True when a checkpoint is due: something was streamed or finished since the last one, and
+    /// `--checkpoint-interval` or `--checkpoint-bytes` has passed.
+    pub fn due(&self, writers: &[ShardWriter]) -> bool {
+        let streamed = stream_bytes(writers).saturating_sub(self.last_out);
+        (streamed > 0 || !self.pending.is_empty())
+            && (self.last_at.elapsed() >= self.interval || streamed >= self.every_bytes)
+    }
+
+    /// Flushes every output and records a checkpoint: the offset of every input in flight and the
+    /// length of every output. Returns the files it committed as finished. Before the outputs are
+    /// opened nothing was streamed: nothing is recorded, and the finished files are handed back.
+    pub fn checkpoint(
+        &mut self,
+        reason: Reason,
+        merge: &Merge,
+        writers: &mut [ShardWriter],
+        header: Option<StreamHeader>,
+    ) -> Result<Vec<(Entry, FileEnd)>> {
+        let Some(header) = header.filter(|_| !writers.is_empty()) else {
+            return Ok(self.report_early());
+        };
+        for w in writers.iter_mut() {
+            w.flush().map_err(|e| Error::runtime(e.to_string()))?;
+        }
+        let emitted: HashMap<u64, u64> = merge
+            .open_inputs()
+            .map(|i| (i.entry.seq, i.packets))
+            .collect();
+        let mut open = Vec::new();
+        for (entry, offset) in merge.resume_points() {
+            let Some(id) = self.ids.get(&entry.seq) else {
+                continue;
+            };
+            let before = self.resumes.get(&entry.seq).map_or(0, |r| r.packets);
+            open.push(InFlight {
+                id: id.clone(),
+                offset,
+                packets: before + emitted.get(&entry.seq).copied().unwrap_or(0),
+            });
+        }
+        // Files in flight before that the merge has not reopened yet keep their old position.
+        open.extend(
+            self.resumes
+                .values()
+                .filter(|r| !r.taken)
+                .map(|r| InFlight {
+                    id: r.id.clone(),
+                    offset: r.offset,
+                    packets: r.packets,
+                }),
+        );
+        let outputs = writers
+            .iter()
+            .enumerate()
+            .map(|(k, w)| OutputMark {
+                shard: k,
+                name: w.name().to_string(),
+                bytes: self.output_len(k, w),
+            })
+            .collect();
+        self.seq += 1;
+        let cp = Checkpoint {
+            seq: self.seq,
+            time: now(),
+            reason,
+            header: header.into(),
+            open,
+            outputs,
+        };
+        let pending = std::mem::take(&mut self.pending);
+        let mut records: Vec<Record> = pending.iter().cloned().map(Record::File).collect();
+        records.push(Record::Checkpoint(cp));
+        self.journal.append(&records)?;
+        self.last_at = Instant::now();
+        self.last_out = stream_bytes(writers);
+        log::debug!("checkpoint {} ({reason:?})", self.seq);
+        for record in pending {
+            self.remember(record);
+        }
+        Ok(std::mem::take(&mut self.unreported))
+    }
+
+    /// Finished files the intake has not heard of, handed out before a checkpoint commits them:
+    /// for a run that must wait for a controller which may be waiting for them in turn. After a
+    /// crash before that checkpoint, such a file is streamed again only if its intake offers it
+    /// again.
+    pub fn report_early(&mut self) -> Vec<(Entry, FileEnd)> {
+        std::mem::take(&mut self.unreported)
+    }
+
+    /// Length of shard `k`'s output: the file's size for file outputs (flushed), else the bytes
+    /// this run streamed.
+    fn output_len(&self, k: usize, w: &ShardWriter) -> u64 {
+        match (&self.spec, self.spec.path(k)) {
+            (OutputSpec::File(_), Some(p)) => {
+                fs::metadata(FileOutput::partial_path(&p)).map_or(0, |m| m.len())
+            }
+            _ => FILE_HEADER_LEN as u64 + stream_bytes(std::slice::from_ref(w)),
+        }
+    }
+
+    /// Records that every input was streamed (after the final checkpoint and the outputs'
+    /// completion): a rerun on this state has nothing to do.
+    pub fn done(&mut self) -> Result<()> {
+        let streamed = self
+            .finished
+            .iter()
+            .filter(|f| f.outcome != Outcome::Skipped);
+        let done = DoneRecord {
+            time: now(),
+            files: streamed.clone().count() as u64,
+            packets: streamed.map(|f| f.packets).sum(),
+        };
+        self.journal.append(&[Record::Done(done)])
+    }
+}
+
+/// Bytes of records the writers took so far (record headers and data).
+fn stream_bytes(writers: &[ShardWriter]) -> u64 {
+    writers
+        .iter()
+        .map(|w| w.counters.bytes + RECORD_HEADER_LEN as u64 * w.counters.packets)
+        .sum()
+}
+
+/// The command-line spelling of a value-enum option.
+fn value_name<T: clap::ValueEnum>(v: T) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_string())
+}
+
+/// Takes the state directory's lock, so two runs never write one journal.
+fn lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::usage(format!(
+            "--state {}: another shardcap run is using it",
+            dir.display()
+        )));
+    }
+    Ok(file)
+}
