@@ -91,8 +91,9 @@ pub struct RunArgs {
     /// Continuous mode: take new captures from these spool directories as they complete.
     #[arg(long, value_name = "DIR")]
     pub watch: Vec<PathBuf>,
-    /// Continuous mode: a file unchanged this long counts as complete even if never closed (0: only
-    /// close-write and moved-in files are taken).
+    /// Continuous mode: a file unchanged this long counts as complete even if never closed, and so
+    /// does a file present at start (0: only closed and moved-in files, and files present at start
+    /// at once).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub settle: Duration,
     /// Continuous mode: file-name patterns never taken (temporary and partial names).

@@ -60,6 +60,8 @@ struct Sensor {
     base: u64,
     t0_ns: u64,
     step_ns: u64,
+    /// Index of the first file written (a sensor that goes on after a restart).
+    from: u64,
     files: u64,
     per_file: u64,
     stage: Option<PathBuf>,
@@ -68,7 +70,7 @@ struct Sensor {
 impl Sensor {
     fn run(&self, spool: &Path, period: Duration) -> Vec<u64> {
         let mut ids = Vec::new();
-        for k in 0..self.files {
+        for k in self.from..self.from + self.files {
             let name = format!("{}.pcap{k}", self.name);
             let path = self
                 .stage
@@ -124,6 +126,65 @@ fn read_outputs(dir: &Path, shards: usize) -> Vec<Vec<(Duration, u64)>> {
         .collect()
 }
 
+/// Starts `shardcap run --watch SPOOL` with 3 file outputs and a stats file in `dir`.
+fn watch(dir: &Path, spool: &Path, extra: &[&str]) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_shardcap"))
+        .args(["run", "--watch"])
+        .arg(spool)
+        .args([
+            "--settle",
+            "0",
+            "--stats-interval",
+            "100ms",
+            "-n",
+            "3",
+            "-o",
+        ])
+        .arg(format!("file:{}/out-{{shard}}.pcap", dir.display()))
+        .arg("--stats-file")
+        .arg(dir.join("stats.json"))
+        .args(extra)
+        .spawn()
+        .unwrap();
+    // Ready once it reports: the watch is in place, so writers may start.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("stats.json").exists() {
+        assert!(Instant::now() < deadline, "shardcap did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
+    Running(child)
+}
+
+/// Stops a dispatcher with SIGTERM; it must exit 0.
+fn stop(mut running: Running) {
+    let pid = nix::unistd::Pid::from_raw(running.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = running.0.wait().unwrap();
+    assert!(status.success(), "graceful stop exits 0, got {status:?}");
+}
+
+/// Checks that every written packet is in the outputs exactly once, each shard in time order.
+fn assert_once_in_order(dir: &Path, written: &[u64]) {
+    let mut seen = HashSet::new();
+    for (k, shard) in read_outputs(dir, 3).iter().enumerate() {
+        for pair in shard.windows(2) {
+            assert!(
+                pair[0].0 <= pair[1].0,
+                "shard {k}: {:?} then {:?} is out of order",
+                pair[0],
+                pair[1]
+            );
+        }
+        for &(_, id) in shard {
+            assert!(seen.insert(id), "packet {id} arrived twice");
+        }
+    }
+    let want: HashSet<u64> = written.iter().copied().collect();
+    let lost: Vec<_> = want.difference(&seen).take(5).collect();
+    assert!(lost.is_empty(), "packets lost, e.g. {lost:?}");
+    assert_eq!(seen.len(), written.len());
+}
+
 #[test]
 fn watched_spool_streams_every_packet_once_in_time_order() {
     let tmp = tempfile::tempdir().unwrap();
@@ -132,33 +193,18 @@ fn watched_spool_streams_every_packet_once_in_time_order() {
     fs::create_dir_all(&spool).unwrap();
     fs::create_dir_all(&stage).unwrap();
     let stats = tmp.path().join("stats.json");
-    let shards = 3;
-    let child = Command::new(env!("CARGO_BIN_EXE_shardcap"))
-        .args(["run", "--watch"])
-        .arg(&spool)
-        .args([
-            "--settle",
-            "0",
+    let running = watch(
+        tmp.path(),
+        &spool,
+        &[
             "--horizon",
             "3s",
-            "--stats-interval",
-            "100ms",
-        ])
-        .args([
             "--retention",
             "keep",
             "--retain-size",
             "20K",
-            "-n",
-            "3",
-            "-o",
-        ])
-        .arg(format!("file:{}/out-{{shard}}.pcap", tmp.path().display()))
-        .arg("--stats-file")
-        .arg(&stats)
-        .spawn()
-        .unwrap();
-    let mut running = Running(child);
+        ],
+    );
 
     // Two sensors over overlapping time: A writes in place and rotates, B stages and renames in.
     // Their timestamps interleave (A on even microseconds, B on odd ones).
@@ -167,6 +213,7 @@ fn watched_spool_streams_every_packet_once_in_time_order() {
         base: 0,
         t0_ns: 1_700_000_000_000_000_000,
         step_ns: 2_000,
+        from: 0,
         files: 4,
         per_file: 300,
         stage: None,
@@ -176,6 +223,7 @@ fn watched_spool_streams_every_packet_once_in_time_order() {
         base: 1_000_000,
         t0_ns: 1_700_000_000_000_001_000,
         step_ns: 2_000,
+        from: 0,
         files: 4,
         per_file: 300,
         stage: Some(stage.clone()),
@@ -195,37 +243,8 @@ fn watched_spool_streams_every_packet_once_in_time_order() {
         );
         thread::sleep(Duration::from_millis(100));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(running.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = running.0.wait().unwrap();
-    assert!(status.success(), "graceful stop exits 0, got {status:?}");
-
-    let outputs = read_outputs(tmp.path(), shards);
-    let mut seen = HashSet::new();
-    for (k, shard) in outputs.iter().enumerate() {
-        for pair in shard.windows(2) {
-            assert!(
-                pair[0].0 <= pair[1].0,
-                "shard {k}: {:?} then {:?} is out of order",
-                pair[0],
-                pair[1]
-            );
-        }
-        for &(_, id) in shard {
-            assert!(seen.insert(id), "packet {id} arrived twice");
-        }
-    }
-    let want: HashSet<u64> = written.iter().copied().collect();
-    assert_eq!(
-        seen.len(),
-        written.len(),
-        "packets lost: {:?}",
-        want.difference(&seen).take(5).collect::<Vec<_>>()
-    );
-    assert_eq!(seen, want);
+    stop(running);
+    assert_once_in_order(tmp.path(), &written);
 
     // Retention keeps at most 20 KiB of streamed captures (each file is ~20 KiB: one may stay).
     let kept: u64 = fs::read_dir(&spool)
@@ -236,4 +255,58 @@ fn watched_spool_streams_every_packet_once_in_time_order() {
         kept <= 20 << 10,
         "the spool keeps {kept} bytes beyond --retain-size 20K"
     );
+}
+
+#[test]
+fn a_restart_in_the_middle_resumes_without_loss_or_repeat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = tmp.path().join("spool");
+    fs::create_dir_all(&spool).unwrap();
+    let stats = tmp.path().join("stats.json");
+    let state = tmp.path().join("state");
+    let args = ["--horizon", "1s", "--state", state.to_str().unwrap()];
+    let sensor = |from| Sensor {
+        name: "sensorA",
+        base: 0,
+        t0_ns: 1_700_000_000_000_000_000,
+        step_ns: 2_000,
+        from,
+        files: 3,
+        per_file: 300,
+        stage: None,
+    };
+
+    // First run: three files written, stopped once two have been streamed.
+    let running = watch(tmp.path(), &spool, &args);
+    let mut written = sensor(0).run(&spool, Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats_packets(&stats) < 600 {
+        assert!(
+            Instant::now() < deadline,
+            "the first run did not stream two files"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    stop(running);
+
+    // Second run with the same state: the sensor goes on; every file in the spool (all kept) is
+    // seen again, but the journal says which are done.
+    fs::remove_file(&stats).unwrap();
+    let running = watch(tmp.path(), &spool, &args);
+    written.extend(sensor(3).run(&spool, Duration::from_millis(300)));
+    // The last file waits for its horizon; wait until the stats stop moving after it.
+    let mut last = (u64::MAX, Instant::now());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = stats_packets(&stats);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second run did not settle");
+        thread::sleep(Duration::from_millis(100));
+    }
+    stop(running);
+    assert_once_in_order(tmp.path(), &written);
 }

@@ -68,6 +68,8 @@ pub struct WatchIntake {
     inotify: Inotify,
     growing: HashMap<PathBuf, Growing>,
     taken: HashSet<PathBuf>,
+    /// Taken files that were written to afterwards (warned about once).
+    grown: HashSet<PathBuf>,
     held: Vec<Held>,
     /// Latest first-packet time seen from each source.
     source_front: HashMap<String, u64>,
@@ -101,12 +103,15 @@ impl WatchIntake {
             inotify,
             growing: HashMap::new(),
             taken: HashSet::new(),
+            grown: HashSet::new(),
             held: Vec::new(),
             source_front: HashMap::new(),
             retention,
             paused: false,
         };
-        w.rescan();
+        // Files present at start: their close events are gone. With a settle time they go through
+        // the settle check; without one they are taken as they are.
+        w.rescan(w.cfg.settle.is_zero());
         Ok(w)
     }
 
@@ -115,13 +120,14 @@ impl WatchIntake {
         self.cfg.ignore.iter().any(|p| p.matches(&name))
     }
 
-    /// Looks at every file in the watched directories (start, or after an event overflow).
-    fn rescan(&mut self) {
+    /// Looks at every file in the watched directories (start, or after an event overflow);
+    /// `complete`: take them as complete.
+    fn rescan(&mut self, complete: bool) {
         for d in self.cfg.dirs.clone() {
             let Ok(rd) = fs::read_dir(&d) else { continue };
             for e in rd.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_file()) {
-                    self.seen(e.path(), false);
+                    self.seen(e.path(), complete);
                 }
             }
         }
@@ -129,7 +135,17 @@ impl WatchIntake {
 
     /// Records a file event; `complete` when the writer closed it or moved it in.
     fn seen(&mut self, path: PathBuf, complete: bool) {
-        if self.taken.contains(&path) || path.file_name().is_none_or(|n| self.ignored(n)) {
+        if path.file_name().is_none_or(|n| self.ignored(n)) {
+            return;
+        }
+        if self.taken.contains(&path) {
+            if self.grown.insert(path.clone()) {
+                log::warn!(
+                    "{}: written to after it was taken as complete; packets added since are not \
+                     streamed (raise --settle for writers that pause)",
+                    path.display()
+                );
+            }
             return;
         }
         if complete {
@@ -272,7 +288,7 @@ impl WatchIntake {
         for ev in events {
             if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                 log::warn!("inotify queue overflowed; rescanning the spool");
-                self.rescan();
+                self.rescan(false);
                 continue;
             }
             let Some(name) = ev.name else { continue };
