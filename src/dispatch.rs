@@ -179,6 +179,7 @@ impl Dispatcher {
 
     fn run(mut self) -> Result<i32> {
         let stopped = self.stream()?;
+        self.note_reorder();
         self.checkpoint(if stopped { Reason::Stop } else { Reason::End })?;
         let Dispatcher {
             mut ctx,
@@ -298,6 +299,7 @@ impl Dispatcher {
             tick -= 1;
             if tick == 0 || self.ctx.signals.attention.load(Ordering::Relaxed) {
                 tick = self.ctx.tick();
+                self.note_reorder();
                 if self
                     .ctx
                     .service(&mut self.merge, &self.sharder, &mut self.writers)?
@@ -311,6 +313,13 @@ impl Dispatcher {
             }
         }
         Ok(false)
+    }
+
+    /// Copies the reorder window's counters into the run's stats (between packets).
+    fn note_reorder(&mut self) {
+        if let Some(r) = &self.reorder {
+            self.ctx.stats.reorder = r.stats;
+        }
     }
 
     /// Writes out every packet still held by the reorder window and the flow stage.

@@ -231,3 +231,41 @@ fn disorder_within_a_file_is_counted() {
         "disordered captures checked: {checked:?}"
     );
 }
+
+#[test]
+fn reorder_window_repairs_in_file_disorder() {
+    for rel in [
+        "arkime/out-of-order-ts-tcpseq.pcap",
+        "ndpi/out-of-order-ts-tftp.pcap",
+        "pcapplusplus/realistic-tls-sessions-2021.pcap",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = common::corpus(rel);
+        let r = run(tmp.path(), 3, &["--reorder-window", "1h"], &[&input]);
+        assert_eq!(r.code, 0, "{rel}: {}", r.stderr);
+        let shards = read_shards(tmp.path(), "s", 3).unwrap();
+        for (k, s) in shards.iter().enumerate() {
+            assert!(
+                non_decreasing(&s.packets),
+                "{rel}: shard {k} is not in time order"
+            );
+        }
+        let want: Vec<Rec> = read_capture(&input)
+            .packets
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        let got: Vec<Rec> = shards.into_iter().flat_map(|s| s.packets).collect();
+        same_packets(want, got).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let st = stats(&tmp.path().join("stats.json"));
+        assert!(
+            st["out_of_order"].as_u64().unwrap() > 0,
+            "{rel} is disordered"
+        );
+        assert_eq!(
+            st["reorder"]["repaired"], st["out_of_order"],
+            "{rel}: every late packet put back in order"
+        );
+        assert_eq!(st["reorder"]["too_late"], 0, "{rel}");
+    }
+}

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::flow::FlowStats;
 use crate::merge::MergeStats;
+use crate::reorder::ReorderStats;
 use crate::sink::writer::ShardCounters;
 
 /// The dispatcher's state, as stats show it.
@@ -72,6 +73,7 @@ pub struct Snapshot {
     pub dropped_linktype: u64,
     pub merge: MergeStats,
     pub flow: FlowStats,
+    pub reorder: ReorderStats,
     pub shards: Vec<ShardStats>,
 }
 
@@ -92,6 +94,8 @@ pub struct RunStats {
     pub input_bytes_done: u64,
     pub input_bytes_total: u64,
     pub dropped_linktype: u64,
+    /// The reorder window's counters, as of the last service tick.
+    pub reorder: ReorderStats,
 }
 
 impl RunStats {
@@ -110,6 +114,7 @@ impl RunStats {
             input_bytes_done: 0,
             input_bytes_total: 0,
             dropped_linktype: 0,
+            reorder: ReorderStats::default(),
         }
     }
 
@@ -157,6 +162,7 @@ impl RunStats {
             dropped_linktype: self.dropped_linktype,
             merge,
             flow,
+            reorder: self.reorder,
             shards: shards
                 .iter()
                 .enumerate()
