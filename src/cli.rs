@@ -29,6 +29,8 @@ pub enum Command {
     Run(RunArgs),
     /// Describe captures: one JSON object a line.
     Scan(ScanArgs),
+    /// Write realistic multi-sensor traffic as size-rotated captures (samples, tests, benchmarks).
+    Generate(crate::generate::GenerateArgs),
 }
 
 /// What to do with packets whose link type differs from the output's.

@@ -3,7 +3,7 @@
 use clap::Parser;
 
 use shardcap::cli::{Cli, Command};
-use shardcap::{dispatch, scan};
+use shardcap::{dispatch, generate, scan};
 
 fn main() {
     let cli = Cli::parse();
@@ -22,6 +22,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => dispatch::run(args),
         Command::Scan(args) => scan::run(args),
+        Command::Generate(args) => generate::run(args),
     };
     let code = match result {
         Ok(code) => code,
