@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Dispatcher throughput against `cat` of the same files, measured in the same run, plus peak memory.
+#
+# Generates SIZE of realistic rotated captures (2 sensors) with `shardcap generate`, warms the page
+# cache, then runs every case ROUNDS times, interleaved (so machine noise hits all cases alike), and
+# prints the median wall time of each, its ratio to its baseline, and shardcap's peak RSS.
+# The fair baselines write what shardcap writes (DESIGN.md, "Performance notes"): a file on the same
+# filesystem, fsync'd as shardcap's file outputs are; or a FIFO drained by `cat > /dev/null`.
+#
+#   scripts/bench.sh [SIZE]          SIZE like 3G (default), 500M
+#   env: BENCH_DIR (default /tmp/shardcap-bench): the generated inputs;
+#        OUT_DIR (default /dev/shm/shardcap-bench-out, tmpfs, so that file outputs measure shardcap
+#        and not the disk; set it to a disk directory to include the disk): every output;
+#        ROUNDS (default 3), SHARDS (default 8), KEEP=1 keeps the generated inputs for a rerun,
+#        SHARDCAP_BIN=PATH measures that binary instead of building target/release/shardcap.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size=${1:-3G}
+rounds=${ROUNDS:-3}
+shards=${SHARDS:-8}
+dir=${BENCH_DIR:-/tmp/shardcap-bench}
+
+[ -x /usr/bin/time ] || { echo "bench: needs GNU time (apt-get install time)" >&2; exit 2; }
+if [ -n "${SHARDCAP_BIN:-}" ]; then
+  bin=$(realpath "$SHARDCAP_BIN")
+else
+  cargo build --release --quiet
+  bin="$(realpath "${CARGO_TARGET_DIR:-target}")/release/shardcap"
+fi
+
+in="$dir/in"
+out=${OUT_DIR:-/dev/shm/shardcap-bench-out}
+cleanup() {
+  jobs -p | xargs -r kill 2>/dev/null || true
+  rm -rf "$out" "$dir"/rss-*
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$in"
+}
+trap cleanup EXIT
+mkdir -p "$in" "$out"
+
+# Rotated files of 128 MiB (smaller for small sizes), two sensors.
+bytes=$(numfmt --from=iec "$size")
+file_size=$((128 << 20))
+per_sensor=$(( (bytes + 2 * file_size - 1) / (2 * file_size) ))
+if [ "$per_sensor" -lt 4 ]; then
+  per_sensor=4
+  file_size=$(( bytes / 8 ))
+fi
+if [ "$(find "$in" -type f | wc -l)" -ne $((2 * per_sensor)) ]; then
+  rm -rf "${in:?}"/*
+  "$bin" generate --out "$in" --sensors 2 --files-per-sensor "$per_sensor" --size "$file_size" \
+    --duration 300s --seed 1
+fi
+mapfile -t files < <(find "$in" -type f | sort)
+total=$(cat "${files[@]}" | wc -c)
+packets=$("$bin" scan "$in" | sed -E 's/.*"packets":([0-9]+).*/\1/' | awk '{n += $1} END {print n}')
+
+# Warm the page cache.
+cat "${files[@]}" > /dev/null
+cat "${files[@]}" > /dev/null
+
+# One discarding reader per FIFO, started before the writer opens it.
+fifo_readers() {
+  local k
+  for ((k = 0; k < $1; k++)); do
+    mkfifo "$out/fifo-$k"
+    cat "$out/fifo-$k" > /dev/null &
+  done
+}
+# shardcap NAME ARGS...: shardcap under GNU time, peak RSS (KiB) appended to $dir/rss-NAME.
+shardcap() { local name=$1; shift; /usr/bin/time -a -f %M -o "$dir/rss-$name" "$bin" "$@"; }
+
+cat_null()  { cat "${files[@]}" > /dev/null; }
+cat_file()  { cat "${files[@]}" > "$out/cat.pcap"; sync "$out/cat.pcap"; }
+cat_fifo()  { fifo_readers 1; cat "${files[@]}" > "$out/fifo-0"; wait; }
+run_files() { shardcap run_files run -q -n "$shards" -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
+run_fifos() { fifo_readers "$shards"; shardcap run_fifos run -q -n "$shards" -o "fifo:$out/fifo-{shard}" "${files[@]}"; wait; }
+run_one()   { shardcap run_one run -q -n 1 -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
+run_given() { shardcap run_given run -q -n "$shards" --order given -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
+
+cases=(cat_null cat_file run_files run_one run_given cat_fifo run_fifos)
+declare -A times
+for ((r = 1; r <= rounds; r++)); do
+  for c in "${cases[@]}"; do
+    rm -rf "${out:?}"/*
+    sync
+    t0=$(date +%s%N)
+    "$c"
+    t1=$(date +%s%N)
+    times[$c]+="$((t1 - t0)) "
+  done
+done
+
+median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+declare -A med
+for c in "${cases[@]}"; do med[$c]=$(echo "${times[$c]}" | median); done
+
+printf '\nshardcap dispatcher benchmark: %d MB in %d files, %d packets, %d shards, median of %d rounds\n' \
+  $((total / 1000000)) "${#files[@]}" "$packets" "$shards" "$rounds"
+printf 'machine: %s cores, %s, %s; %s\n\n' "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
+  "$(uname -r)" "$(date -u +%Y-%m-%dT%H:%MZ)"
+printf '%-42s %8s %11s  %-16s %s\n' case wall throughput "vs baseline" "peak RSS"
+row() { # CASE LABEL [BASELINE]
+  local mem="" ratio=""
+  [ -f "$dir/rss-$1" ] && mem="$(( $(sort -n "$dir/rss-$1" | tail -1) / 1024 )) MiB"
+  [ -n "${3:-}" ] && ratio=$(awk -v a="${med[$1]}" -v b="${med[$3]}" -v n="$3" 'BEGIN {printf "%.2fx %s", a / b, n}')
+  awk -v t="${med[$1]}" -v bytes="$total" -v label="$2" -v ratio="$ratio" -v mem="$mem" \
+    'BEGIN {printf "%-42s %6.2f s %6.0f MB/s  %-16s %s\n", label, t / 1e9, bytes / 1e6 / (t / 1e9), ratio, mem}'
+}
+row cat_null  "cat FILES > /dev/null"
+row cat_file  "cat FILES > file; sync file"             cat_null
+row run_files "shardcap run -n $shards -o file:"        cat_file
+row run_one   "shardcap run -n 1 -o file:"              cat_file
+row run_given "shardcap run -n $shards --order given"   cat_file
+row cat_fifo  "cat FILES > fifo | cat > /dev/null"      cat_null
+row run_fifos "shardcap run -n $shards -o fifo: | cats" cat_fifo
