@@ -91,9 +91,40 @@ impl PcapReader {
     }
 
     /// Moves to the next record. `Ok(false)` at the clean end of the file.
-    #[inline]
+    #[inline(always)]
     pub fn advance(&mut self) -> Result<bool, ReadError> {
         self.buf.consume(self.current);
+        // Fast path: the whole next record is buffered (all but one record a buffer refill).
+        let hl = self.record_header;
+        let h = self.buf.data();
+        if let (Some(rec), false) = (h.first_chunk::<16>(), self.done) {
+            // The four fields every record header starts with, read at fixed offsets.
+            let be = self.variant.big_endian;
+            let field = |i: usize| {
+                let v = u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
+                if be {
+                    v.swap_bytes()
+                } else {
+                    v
+                }
+            };
+            let caplen = field(8) as usize;
+            if caplen <= self.max_caplen && h.len() >= hl + caplen {
+                self.ts_ns = field(0) as u64 * 1_000_000_000 + field(4) as u64 * self.frac_ns;
+                self.caplen = caplen as u32;
+                self.len = field(12);
+                self.current = hl + caplen;
+                return Ok(true);
+            }
+        }
+        self.advance_slow()
+    }
+
+    /// [`PcapReader::advance`] when the next record is not wholly buffered: refills, and reports
+    /// the end of the file or damage.
+    #[cold]
+    #[inline(never)]
+    fn advance_slow(&mut self) -> Result<bool, ReadError> {
         self.current = 0;
         if self.done {
             return Ok(false);
