@@ -12,7 +12,9 @@
 #        OUT_DIR (default /dev/shm/shardcap-bench-out, tmpfs, so that file outputs measure shardcap
 #        and not the disk; set it to a disk directory to include the disk): every output;
 #        ROUNDS (default 3), SHARDS (default 8), KEEP=1 keeps the generated inputs for a rerun,
-#        SHARDCAP_BIN=PATH measures that binary instead of building target/release/shardcap.
+#        SHARDCAP_BIN=PATH measures that binary instead of building target/release/shardcap,
+#        MANY_FILES (default 2000): the many-inputs case, that many 256 KiB files from two sensors,
+#        where the open file descriptors are sampled from /proc during the run (0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${1:-3G}
@@ -32,11 +34,12 @@ in="$dir/in"
 out=${OUT_DIR:-/dev/shm/shardcap-bench-out}
 cleanup() {
   jobs -p | xargs -r kill 2>/dev/null || true
-  rm -rf "$out" "$dir"/rss-*
+  rm -rf "$out" "$dir"/rss-* "$dir"/time-* "$dir/many"
   [ "${KEEP:-0}" = 1 ] || rm -rf "$in"
 }
 trap cleanup EXIT
 mkdir -p "$in" "$out"
+rm -f "$dir"/rss-* "$dir"/time-*
 
 # Rotated files of 128 MiB (smaller for small sizes), two sensors.
 bytes=$(numfmt --from=iec "$size")
@@ -79,33 +82,38 @@ run_one()   { shardcap run_one run -q -n 1 -o "file:$out/shard-{shard}.pcap" "${
 run_given() { shardcap run_given run -q -n "$shards" --order given -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
 
 cases=(cat_null cat_file run_files run_one run_given cat_fifo run_fifos)
-declare -A times
+# Each case's wall, user and system time (bash's time: the case and every process it waited for).
+TIMEFORMAT='%R %U %S'
 for ((r = 1; r <= rounds; r++)); do
   for c in "${cases[@]}"; do
     rm -rf "${out:?}"/*
     sync
-    t0=$(date +%s%N)
-    "$c"
-    t1=$(date +%s%N)
-    times[$c]+="$((t1 - t0)) "
+    { time "$c"; } 2>> "$dir/time-$c"
   done
 done
 
-median() { tr ' ' '\n' | grep . | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-declare -A med
-for c in "${cases[@]}"; do med[$c]=$(echo "${times[$c]}" | median); done
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+declare -A med cpu
+for c in "${cases[@]}"; do
+  med[$c]=$(awk '{print $1}' "$dir/time-$c" | median)
+  cpu[$c]=$(awk '{print $2 + $3}' "$dir/time-$c" | median)
+done
 
 printf '\nshardcap dispatcher benchmark: %d MB in %d files, %d packets, %d shards, median of %d rounds\n' \
   $((total / 1000000)) "${#files[@]}" "$packets" "$shards" "$rounds"
 printf 'machine: %s cores, %s, %s; %s\n\n' "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
   "$(uname -r)" "$(date -u +%Y-%m-%dT%H:%MZ)"
-printf '%-42s %8s %11s  %-16s %s\n' case wall throughput "vs baseline" "peak RSS"
+printf '%-40s %7s %11s %-18s %7s %-18s %s\n' case wall throughput "  wall vs baseline" CPU "  CPU vs baseline" "peak RSS"
 row() { # CASE LABEL [BASELINE]
-  local mem="" ratio=""
+  local mem="" ratio="" cratio=""
   [ -f "$dir/rss-$1" ] && mem="$(( $(sort -n "$dir/rss-$1" | tail -1) / 1024 )) MiB"
-  [ -n "${3:-}" ] && ratio=$(awk -v a="${med[$1]}" -v b="${med[$3]}" -v n="$3" 'BEGIN {printf "%.2fx %s", a / b, n}')
-  awk -v t="${med[$1]}" -v bytes="$total" -v label="$2" -v ratio="$ratio" -v mem="$mem" \
-    'BEGIN {printf "%-42s %6.2f s %6.0f MB/s  %-16s %s\n", label, t / 1e9, bytes / 1e6 / (t / 1e9), ratio, mem}'
+  if [ -n "${3:-}" ]; then
+    ratio=$(awk -v a="${med[$1]}" -v b="${med[$3]}" -v n="$3" 'BEGIN {printf "%.2fx %s", a / b, n}')
+    cratio=$(awk -v a="${cpu[$1]}" -v b="${cpu[$3]}" -v n="$3" 'BEGIN {printf "%.2fx %s", a / b, n}')
+  fi
+  awk -v t="${med[$1]}" -v c="${cpu[$1]}" -v bytes="$total" -v label="$2" -v ratio="$ratio" \
+    -v cratio="$cratio" -v mem="$mem" 'BEGIN {printf "%-40s %5.2f s %6.0f MB/s  %-16s %5.2f s  %-16s %s\n",
+      label, t, bytes / 1e6 / t, ratio, c, cratio, mem}'
 }
 row cat_null  "cat FILES > /dev/null"
 row cat_file  "cat FILES > file; sync file"             cat_null
@@ -114,3 +122,34 @@ row run_one   "shardcap run -n 1 -o file:"              cat_file
 row run_given "shardcap run -n $shards --order given"   cat_file
 row cat_fifo  "cat FILES > fifo | cat > /dev/null"      cat_null
 row run_fifos "shardcap run -n $shards -o fifo: | cats" cat_fifo
+
+# Many small inputs: open files and memory stay bounded (files open when packet time reaches
+# them and close at their end; two sensors overlap, so about two inputs are open at a time).
+many=${MANY_FILES:-2000}
+[ "$many" -gt 0 ] || exit 0
+in="$dir/many"
+rm -rf "${in:?}" "${out:?}"/*
+mkdir -p "$in"
+"$bin" generate --out "$in" --sensors 2 --files-per-sensor $((many / 2)) --size 256K --duration 3600s --seed 2 > /dev/null
+mapfile -t files < <(find "$in" -type f | sort)
+total=$(cat "${files[@]}" | wc -c)
+cat "${files[@]}" > /dev/null
+t0=$(date +%s%N); cat "${files[@]}" > "$out/cat.pcap"; sync "$out/cat.pcap"; t1=$(date +%s%N)
+rm -f "$out/cat.pcap"
+/usr/bin/time -f %M -o "$dir/rss-many" "$bin" run -q -n "$shards" -o "file:$out/shard-{shard}.pcap" "$in" &
+sleep 0.05
+pid=$(pgrep -n -f "$bin run -q -n $shards") || pid=
+t2=$(date +%s%N)
+max_fds=0
+while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do
+  n=$(find "/proc/$pid/fd" -mindepth 1 2>/dev/null | wc -l)
+  [ "$n" -gt "$max_fds" ] && max_fds=$n
+  sleep 0.01
+done
+wait
+t3=$(date +%s%N)
+printf '\nmany inputs: %d files of 256 KiB from 2 sensors (%d MB), shardcap run -n %d -o file: (--order time)\n' \
+  "${#files[@]}" $((total / 1000000)) "$shards"
+awk -v c=$((t1 - t0)) -v s=$((t3 - t2)) -v fds="$max_fds" -v rss="$(cat "$dir/rss-many")" \
+  'BEGIN {printf "cat > file %.2f s, shardcap %.2f s (%.2fx); most open descriptors seen %d (stdio, %d outputs, inputs); peak RSS %d MiB\n",
+          c / 1e9, s / 1e9, s / c, fds, '"$shards"', rss / 1024}'
