@@ -141,3 +141,23 @@ impl Drop for ReadBuffer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn a_reused_buffer_shows_only_its_own_stream() {
+        let mut big = ReadBuffer::new(Box::new(Cursor::new(vec![0xaa; 3 << 20])), DEFAULT_CAPACITY);
+        assert!(big.ensure(DEFAULT_CAPACITY).unwrap());
+        drop(big);
+        let mut small = ReadBuffer::new(Box::new(Cursor::new(b"hello".to_vec())), DEFAULT_CAPACITY);
+        assert!(small.ensure(5).unwrap());
+        assert_eq!(small.data(), b"hello");
+        assert!(!small.ensure(6).unwrap());
+        small.consume(5);
+        assert!(small.at_end().unwrap());
+        assert_eq!(small.offset(), 5);
+    }
+}
