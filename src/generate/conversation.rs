@@ -296,10 +296,7 @@ impl Conversation {
             What::Udp { data } => {
                 let len = packet::UDP_LEN + data.len as usize;
                 let pseudo = packet::ip(out, &src.ip, &dst.ip, fields(packet::PROTO_UDP, 0), len);
-                let l4 = out.len();
-                packet::udp(out, src.port, dst.port, data.len as usize);
-                out.extend_from_slice(self.owned(data));
-                packet::finish_checksum(out, l4, pseudo, Checksum::Udp);
+                packet::udp_datagram(out, src.port, dst.port, self.owned(data), pseudo);
             }
             What::Icmp {
                 typ,

@@ -70,16 +70,9 @@ pub fn fragmented_dns(conv: &mut Conversation, rng: &mut Rng, start: u64, name: 
             }],
             &mut payload,
         );
-        let pseudo = packet::pseudo_sum(
-            &server.ip,
-            &client.ip,
-            PROTO_UDP,
-            packet::UDP_LEN + payload.len(),
-        );
-        let at = b.len();
-        packet::udp(b, server.port, client.port, payload.len());
-        b.extend_from_slice(&payload);
-        packet::finish_checksum(&mut b[..], at, pseudo, packet::Checksum::Udp);
+        let len = packet::UDP_LEN + payload.len();
+        let pseudo = packet::pseudo_sum(&server.ip, &client.ip, PROTO_UDP, len);
+        packet::udp_datagram(b, server.port, client.port, &payload, pseudo);
     });
     let ip_id = rng.next_u64() as u16;
     let mut t = start + rng.log_uniform(1.0 * MS, 120.0 * MS) as u64;
@@ -142,16 +135,9 @@ pub fn port_unreachable(conv: &mut Conversation, rng: &mut Rng, start: u64) {
     let mut payload = vec![0u8; rng.range(16, 120) as usize];
     rng.fill(&mut payload);
     let udp = conv.own(|b| {
-        let pseudo = packet::pseudo_sum(
-            &client.ip,
-            &server.ip,
-            PROTO_UDP,
-            packet::UDP_LEN + payload.len(),
-        );
-        let at = b.len();
-        packet::udp(b, client.port, server.port, payload.len());
-        b.extend_from_slice(&payload);
-        packet::finish_checksum(&mut b[..], at, pseudo, packet::Checksum::Udp);
+        let len = packet::UDP_LEN + payload.len();
+        let pseudo = packet::pseudo_sum(&client.ip, &server.ip, PROTO_UDP, len);
+        packet::udp_datagram(b, client.port, server.port, &payload, pseudo);
     });
     let id = rng.next_u64() as u16;
     conv.push(

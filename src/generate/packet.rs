@@ -42,6 +42,15 @@ pub enum Addr {
 }
 
 impl Addr {
+    /// `v6` if `want_v6`, else `v4`: one host's address in the family a conversation uses.
+    pub fn of_family(want_v6: bool, v4: [u8; 4], v6: [u8; 16]) -> Addr {
+        if want_v6 {
+            Addr::V6(v6)
+        } else {
+            Addr::V4(v4)
+        }
+    }
+
     /// The EtherType that carries this family.
     pub fn ethertype(&self) -> u16 {
         match self {
@@ -153,6 +162,15 @@ pub fn udp(out: &mut Vec<u8>, sport: u16, dport: u16, payload_len: usize) {
     out.extend_from_slice(&dport.to_be_bytes());
     out.extend_from_slice(&((UDP_LEN + payload_len) as u16).to_be_bytes());
     out.extend_from_slice(&[0, 0]);
+}
+
+/// Appends a UDP header, `payload` and the checksum, given the pseudo-header sum (from [`ip`] or
+/// [`pseudo_sum`]).
+pub fn udp_datagram(out: &mut Vec<u8>, sport: u16, dport: u16, payload: &[u8], pseudo: u64) {
+    let l4 = out.len();
+    udp(out, sport, dport, payload.len());
+    out.extend_from_slice(payload);
+    finish_checksum(out, l4, pseudo, Checksum::Udp);
 }
 
 /// Appends an ICMP header (type, code, zero checksum, and the 4 type-specific bytes).

@@ -167,31 +167,19 @@ impl Traffic {
         let ephemeral = rng.range(32768, 60999) as u16;
         let local = |v6: bool, port| Endpoint {
             mac: client.mac,
-            ip: if v6 {
-                Addr::V6(client.v6)
-            } else {
-                Addr::V4(client.v4)
-            },
+            ip: Addr::of_family(v6, client.v4, client.v6),
             port,
             ttl: 64,
         };
         let remote = |v6: bool, port| Endpoint {
             mac: self.gateway,
-            ip: if v6 {
-                Addr::V6(site.v6)
-            } else {
-                Addr::V4(site.v4)
-            },
+            ip: Addr::of_family(v6, site.v4, site.v6),
             port,
             ttl: site.ttl,
         };
         let resolver = |v6: bool| Endpoint {
             mac: self.resolver.mac,
-            ip: if v6 {
-                Addr::V6(self.resolver.v6)
-            } else {
-                Addr::V4(self.resolver.v4)
-            },
+            ip: Addr::of_family(v6, self.resolver.v4, self.resolver.v6),
             port: 53,
             ttl: 64,
         };
