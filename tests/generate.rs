@@ -383,3 +383,34 @@ fn compressed_and_nanosecond_variants() {
         }
     }
 }
+
+/// samples/ is exactly what the command in samples/README.md writes (regenerate both together).
+#[test]
+fn samples_are_what_their_readme_command_writes() {
+    let readme = std::fs::read_to_string("samples/README.md").unwrap();
+    let command = readme
+        .lines()
+        .find(|l| l.starts_with("shardcap generate "))
+        .expect("the command in samples/README.md");
+    let dir = tempfile::tempdir().unwrap();
+    let args = command.replace("--out samples", &format!("--out {}", dir.path().display()));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_shardcap"))
+        .args(args.split_whitespace().skip(1))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let written = files_of(dir.path(), "sensor");
+    assert_eq!(
+        written.len(),
+        files_of(Path::new("samples"), "sensor").len()
+    );
+    for path in written {
+        let name = path.file_name().unwrap();
+        assert!(
+            std::fs::read(&path).unwrap()
+                == std::fs::read(Path::new("samples").join(name)).unwrap(),
+            "samples/{name:?} differs from what the README command writes"
+        );
+    }
+}
