@@ -22,7 +22,14 @@ rounds=${ROUNDS:-3}
 shards=${SHARDS:-8}
 dir=${BENCH_DIR:-/tmp/shardcap-bench}
 
-[ -x /usr/bin/time ] || { echo "bench: needs GNU time (apt-get install time)" >&2; exit 2; }
+if [ ! -x /usr/bin/time ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    apt-get install -y -qq time > /dev/null
+  else
+    echo "bench: needs GNU time for peak RSS (apt-get install time)" >&2
+    exit 2
+  fi
+fi
 if [ -n "${SHARDCAP_BIN:-}" ]; then
   bin=$(realpath "$SHARDCAP_BIN")
 else
