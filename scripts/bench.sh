@@ -42,7 +42,8 @@ out=${OUT_DIR:-/dev/shm/shardcap-bench-out}
 cleanup() {
   jobs -p | xargs -r kill 2>/dev/null || true
   rm -rf "$out" "$dir"/rss-* "$dir"/time-* "$dir/many"
-  [ "${KEEP:-0}" = 1 ] || rm -rf "$in"
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$dir/in"
+  rmdir "$dir" 2> /dev/null || true
 }
 trap cleanup EXIT
 mkdir -p "$in" "$out"
@@ -143,17 +144,19 @@ total=$(cat "${files[@]}" | wc -c)
 cat "${files[@]}" > /dev/null
 t0=$(date +%s%N); cat "${files[@]}" > "$out/cat.pcap"; sync "$out/cat.pcap"; t1=$(date +%s%N)
 rm -f "$out/cat.pcap"
-/usr/bin/time -f %M -o "$dir/rss-many" "$bin" run -q -n "$shards" -o "file:$out/shard-{shard}.pcap" "$in" &
-sleep 0.05
-pid=$(pgrep -n -f "$bin run -q -n $shards") || pid=
 t2=$(date +%s%N)
+/usr/bin/time -f %M -o "$dir/rss-many" "$bin" run -q -n "$shards" -o "file:$out/shard-{shard}.pcap" "$in" &
+timer=$!
 max_fds=0
-while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do
-  n=$(find "/proc/$pid/fd" -mindepth 1 2>/dev/null | wc -l)
-  [ "$n" -gt "$max_fds" ] && max_fds=$n
+while kill -0 "$timer" 2> /dev/null; do
+  pid=$(pgrep -P "$timer") || pid=
+  if [ -n "$pid" ]; then
+    n=$(find "/proc/$pid/fd" -mindepth 1 2> /dev/null | wc -l)
+    [ "$n" -gt "$max_fds" ] && max_fds=$n
+  fi
   sleep 0.01
 done
-wait
+wait "$timer"
 t3=$(date +%s%N)
 printf '\nmany inputs: %d files of 256 KiB from 2 sensors (%d MB), shardcap run -n %d -o file: (--order time)\n' \
   "${#files[@]}" $((total / 1000000)) "$shards"
