@@ -129,11 +129,7 @@ impl Traffic {
 
     /// Builds the next frame into `out`; returns its timestamp (ns since the epoch).
     pub fn next_frame(&mut self, out: &mut Vec<u8>) -> u64 {
-        while self
-            .heap
-            .peek()
-            .map_or(true, |&Reverse((t, _))| t >= self.next_arrival)
-        {
+        while !matches!(self.heap.peek(), Some(&Reverse((t, _))) if t < self.next_arrival) {
             self.arrive();
         }
         let mut top = self.heap.peek_mut().expect("a conversation is scheduled");
