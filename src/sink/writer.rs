@@ -12,9 +12,9 @@ use super::output::Output;
 use crate::input::Packet;
 
 /// Size of one shard buffer.
-pub const BUFFER_SIZE: usize = 512 << 10;
+pub const BUFFER_SIZE: usize = 256 << 10;
 /// Buffers per shard (one being filled, the rest queued or being written).
-pub const BUFFERS: usize = 2;
+pub const BUFFERS: usize = 4;
 
 enum Msg {
     Data(Vec<u8>),
