@@ -35,6 +35,8 @@ pub enum Command {
     /// Inspect a run's journal (`--state DIR`).
     #[command(subcommand)]
     State(StateCommand),
+    /// Write realistic multi-sensor traffic as size-rotated captures (samples, tests, benchmarks).
+    Generate(crate::generate::GenerateArgs),
 }
 
 /// What to do with packets whose link type differs from the output's.

@@ -167,13 +167,41 @@ impl Merge {
                         self.active = Some(slot);
                         return Ok(Some(slot));
                     }
-                    self.heap.push(Reverse((ts, input.entry.seq, slot)));
+                    let key = Reverse((ts, input.entry.seq, slot));
+                    if let Some(next) = self.swap_with_earliest(key) {
+                        return Ok(Some(next));
+                    }
+                    self.heap.push(key);
                 }
                 Ok(false) => self.close(slot, FileEnd::Complete, hooks),
                 Err(e) => self.close(slot, FileEnd::Damaged(e), hooks),
             }
         }
         self.select(hooks)
+    }
+
+    /// Overlapping inputs (several sensors) take turns every few packets. When the active input
+    /// (now at `key`) has passed the earliest waiting one and no pending file is due before that
+    /// one, the two swap places in the heap: one sift instead of a push and a pop. Returns the
+    /// new active slot, or `None` (nothing changed) when the full selection is needed.
+    #[inline]
+    fn swap_with_earliest(&mut self, key: Reverse<(u64, u64, usize)>) -> Option<usize> {
+        let mut top = self.heap.peek_mut()?;
+        let earliest = top.0 .0;
+        let due = self
+            .pending
+            .front()
+            .is_some_and(|f| f.first_ts.unwrap_or(0) <= earliest);
+        if due || key > *top {
+            return None;
+        }
+        let Reverse((ts, _, slot)) = std::mem::replace(&mut *top, key);
+        drop(top);
+        self.active = Some(slot);
+        self.update_limit();
+        self.slots[slot].as_mut().unwrap().packets += 1;
+        self.note_ts(ts);
+        Some(slot)
     }
 
     #[cold]

@@ -5,9 +5,23 @@
 //! into its shard's output.
 
 use std::io::{self, Read};
+use std::sync::Mutex;
 
 /// Default size of one input buffer.
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
+
+/// Buffers of closed readers, kept for the next files so that opening one (thousands of small
+/// rotated files) neither allocates nor zero-fills a buffer.
+static SPARE: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+/// Most spare buffers kept (each at most [`DEFAULT_CAPACITY`] bytes).
+const SPARE_MAX: usize = 4;
+
+/// A spare buffer of exactly `capacity` bytes, if one is kept.
+fn take_spare(capacity: usize) -> Option<Box<[u8]>> {
+    let mut spare = SPARE.lock().ok()?;
+    let i = spare.iter().position(|b| b.len() == capacity)?;
+    Some(spare.swap_remove(i))
+}
 
 /// Sequential reader with an in-place view of the next unconsumed bytes.
 pub struct ReadBuffer {
@@ -25,7 +39,7 @@ impl ReadBuffer {
     pub fn new(src: Box<dyn Read + Send>, capacity: usize) -> Self {
         ReadBuffer {
             src,
-            buf: vec![0u8; capacity].into_boxed_slice(),
+            buf: take_spare(capacity).unwrap_or_else(|| vec![0u8; capacity].into_boxed_slice()),
             start: 0,
             end: 0,
             offset: 0,
@@ -111,5 +125,39 @@ impl ReadBuffer {
     /// True when the stream is exhausted and nothing is buffered.
     pub fn at_end(&mut self) -> io::Result<bool> {
         Ok(!self.ensure(1)?)
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if buf.is_empty() || buf.len() > DEFAULT_CAPACITY {
+            return;
+        }
+        if let Ok(mut spare) = SPARE.lock() {
+            if spare.len() < SPARE_MAX {
+                spare.push(buf);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn a_reused_buffer_shows_only_its_own_stream() {
+        let mut big = ReadBuffer::new(Box::new(Cursor::new(vec![0xaa; 3 << 20])), DEFAULT_CAPACITY);
+        assert!(big.ensure(DEFAULT_CAPACITY).unwrap());
+        drop(big);
+        let mut small = ReadBuffer::new(Box::new(Cursor::new(b"hello".to_vec())), DEFAULT_CAPACITY);
+        assert!(small.ensure(5).unwrap());
+        assert_eq!(small.data(), b"hello");
+        assert!(!small.ensure(6).unwrap());
+        small.consume(5);
+        assert!(small.at_end().unwrap());
+        assert_eq!(small.offset(), 5);
     }
 }

@@ -93,9 +93,40 @@ impl PcapReader {
     }
 
     /// Moves to the next record. `Ok(false)` at the clean end of the file.
-    #[inline]
+    #[inline(always)]
     pub fn advance(&mut self) -> Result<bool, ReadError> {
         self.buf.consume(self.current);
+        // Fast path: the whole next record is buffered (all but one record a buffer refill).
+        let hl = self.record_header;
+        let h = self.buf.data();
+        if let (Some(rec), false) = (h.first_chunk::<16>(), self.done) {
+            // The four fields every record header starts with, read at fixed offsets.
+            let be = self.variant.big_endian;
+            let field = |i: usize| {
+                let v = u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
+                if be {
+                    v.swap_bytes()
+                } else {
+                    v
+                }
+            };
+            let caplen = field(8) as usize;
+            if caplen <= self.max_caplen && h.len() >= hl + caplen {
+                self.ts_ns = field(0) as u64 * 1_000_000_000 + field(4) as u64 * self.frac_ns;
+                self.caplen = caplen as u32;
+                self.len = field(12);
+                self.current = hl + caplen;
+                return Ok(true);
+            }
+        }
+        self.advance_slow()
+    }
+
+    /// [`PcapReader::advance`] when the next record is not wholly buffered: refills, and reports
+    /// the end of the file or damage.
+    #[cold]
+    #[inline(never)]
+    fn advance_slow(&mut self) -> Result<bool, ReadError> {
         self.current = 0;
         if self.done {
             return Ok(false);
@@ -182,5 +213,92 @@ impl PcapReader {
     /// Irregularities of the file header (the records were read anyway).
     pub fn anomalies(&self) -> &Anomalies {
         &self.anomalies
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::detect::Format;
+    use std::io::Cursor;
+
+    /// A little- or big-endian microsecond pcap with records of the given data lengths.
+    fn pcap(big_endian: bool, lens: &[usize]) -> Vec<u8> {
+        let w = |v: u32| {
+            if big_endian {
+                v.to_be_bytes()
+            } else {
+                v.to_le_bytes()
+            }
+        };
+        let mut out = Vec::new();
+        out.extend_from_slice(&w(0xa1b2_c3d4));
+        out.extend_from_slice(&if big_endian {
+            [0, 2, 0, 4]
+        } else {
+            [2, 0, 4, 0]
+        });
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&w(65535));
+        out.extend_from_slice(&w(1));
+        for (i, &len) in lens.iter().enumerate() {
+            for v in [100 + i as u32, 7, len as u32, len as u32 + 4] {
+                out.extend_from_slice(&w(v));
+            }
+            out.resize(out.len() + len, i as u8);
+        }
+        out
+    }
+
+    fn open(bytes: Vec<u8>, capacity: usize) -> PcapReader {
+        let Some(Format::Pcap(variant)) = Format::sniff(&bytes) else {
+            panic!("not pcap");
+        };
+        PcapReader::open(
+            ReadBuffer::new(Box::new(Cursor::new(bytes)), capacity),
+            variant,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn records_read_alike_whatever_the_buffer_and_byte_order() {
+        let lens = [60, 1514, 0, 300, 9000, 42];
+        for big_endian in [false, true] {
+            for capacity in [64, 1000, 1 << 20] {
+                let mut r = open(pcap(big_endian, &lens), capacity);
+                for (i, &len) in lens.iter().enumerate() {
+                    assert!(r.advance().unwrap(), "record {i}");
+                    let p = r.packet();
+                    assert_eq!(p.ts_ns, (100 + i as u64) * 1_000_000_000 + 7_000);
+                    assert_eq!((p.data.len(), p.len as usize), (len, len + 4));
+                    assert!(p.data.iter().all(|&b| b == i as u8));
+                }
+                assert!(!r.advance().unwrap());
+                assert!(!r.advance().unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn damage_is_reported_at_its_offset_after_the_intact_records() {
+        let mut bytes = pcap(false, &[100, 100, 100]);
+        bytes.truncate(bytes.len() - 10);
+        let mut r = open(bytes, 1 << 20);
+        assert!(r.advance().unwrap());
+        assert!(r.advance().unwrap());
+        let e = r.advance().unwrap_err();
+        assert_eq!(e.offset, 24 + 2 * 116);
+        assert!(e.message.contains("cut short"), "{e}");
+        assert!(!r.advance().unwrap());
+
+        let mut bytes = pcap(false, &[100, 100]);
+        let second = 24 + 116;
+        bytes[second + 8..second + 12].copy_from_slice(&(100u32 << 20).to_le_bytes());
+        let mut r = open(bytes, 1 << 20);
+        assert!(r.advance().unwrap());
+        let e = r.advance().unwrap_err();
+        assert_eq!(e.offset, second as u64);
+        assert!(e.message.contains("exceeds the limit"), "{e}");
     }
 }

@@ -39,7 +39,21 @@ impl StreamHeader {
         h[4..8].copy_from_slice(&(frac as u32).to_le_bytes());
         h[8..12].copy_from_slice(&(pkt.data.len() as u32).to_le_bytes());
         h[12..16].copy_from_slice(&pkt.len.to_le_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(pkt.data);
+        // One capacity check for header and data, then two plain copies.
+        let n = RECORD_HEADER_LEN + pkt.data.len();
+        out.reserve(n);
+        let at = out.len();
+        // SAFETY: `reserve` left room for `n` more bytes after `at`; the two copies fill exactly
+        // `at..at + n` from buffers that cannot overlap `out`'s spare capacity.
+        unsafe {
+            let dst = out.as_mut_ptr().add(at);
+            std::ptr::copy_nonoverlapping(h.as_ptr(), dst, RECORD_HEADER_LEN);
+            std::ptr::copy_nonoverlapping(
+                pkt.data.as_ptr(),
+                dst.add(RECORD_HEADER_LEN),
+                pkt.data.len(),
+            );
+            out.set_len(at + n);
+        }
     }
 }

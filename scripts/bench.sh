@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Dispatcher throughput against `cat` of the same files, measured in the same run, plus peak memory.
+#
+# Generates SIZE of realistic rotated captures (2 sensors) with `shardcap generate`, warms the page
+# cache, then runs every case ROUNDS times, interleaved (so machine noise hits all cases alike), and
+# prints the median wall time of each, its ratio to its baseline, and shardcap's peak RSS.
+# The fair baselines write what shardcap writes (DESIGN.md, "Performance notes"): a file on the same
+# filesystem, fsync'd as shardcap's file outputs are; or a FIFO drained by `cat > /dev/null`.
+#
+#   scripts/bench.sh [SIZE]          SIZE like 3G (default), 500M
+#   env: BENCH_DIR (default /tmp/shardcap-bench): the generated inputs;
+#        OUT_DIR (default /dev/shm/shardcap-bench-out, tmpfs, so that file outputs measure shardcap
+#        and not the disk; set it to a disk directory to include the disk): every output;
+#        ROUNDS (default 3), SHARDS (default 8), KEEP=1 keeps the generated inputs for a rerun,
+#        SHARDCAP_BIN=PATH measures that binary instead of building target/release/shardcap,
+#        MANY_FILES (default 2000): the many-inputs case, that many 256 KiB files from two sensors,
+#        where the open file descriptors are sampled from /proc during the run (0 skips it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size=${1:-3G}
+rounds=${ROUNDS:-3}
+shards=${SHARDS:-8}
+dir=${BENCH_DIR:-/tmp/shardcap-bench}
+
+if [ ! -x /usr/bin/time ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    apt-get install -y -qq time > /dev/null
+  else
+    echo "bench: needs GNU time for peak RSS (apt-get install time)" >&2
+    exit 2
+  fi
+fi
+if [ -n "${SHARDCAP_BIN:-}" ]; then
+  bin=$(realpath "$SHARDCAP_BIN")
+else
+  cargo build --release --quiet
+  bin="$(realpath "${CARGO_TARGET_DIR:-target}")/release/shardcap"
+fi
+
+in="$dir/in"
+out=${OUT_DIR:-/dev/shm/shardcap-bench-out}
+cleanup() {
+  jobs -p | xargs -r kill 2>/dev/null || true
+  rm -rf "$out" "$dir"/rss-* "$dir"/time-* "$dir/many"
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$dir/in"
+  rmdir "$dir" 2> /dev/null || true
+}
+trap cleanup EXIT
+mkdir -p "$in" "$out"
+rm -f "$dir"/rss-* "$dir"/time-*
+
+# Rotated files of 128 MiB (smaller for small sizes), two sensors.
+bytes=$(numfmt --from=iec "$size")
+file_size=$((128 << 20))
+per_sensor=$(( (bytes + 2 * file_size - 1) / (2 * file_size) ))
+if [ "$per_sensor" -lt 4 ]; then
+  per_sensor=4
+  file_size=$(( bytes / 8 ))
+fi
+if [ "$(find "$in" -type f | wc -l)" -ne $((2 * per_sensor)) ]; then
+  rm -rf "${in:?}"/*
+  "$bin" generate --out "$in" --sensors 2 --files-per-sensor "$per_sensor" --size "$file_size" \
+    --duration 300s --seed 1
+fi
+mapfile -t files < <(find "$in" -type f | sort)
+total=$(cat "${files[@]}" | wc -c)
+packets=$("$bin" scan "$in" | sed -E 's/.*"packets":([0-9]+).*/\1/' | awk '{n += $1} END {print n}')
+
+# Warm the page cache.
+cat "${files[@]}" > /dev/null
+cat "${files[@]}" > /dev/null
+
+# One discarding reader per FIFO, started before the writer opens it.
+fifo_readers() {
+  local k
+  for ((k = 0; k < $1; k++)); do
+    mkfifo "$out/fifo-$k"
+    cat "$out/fifo-$k" > /dev/null &
+  done
+}
+# shardcap NAME ARGS...: shardcap under GNU time, peak RSS (KiB) appended to $dir/rss-NAME.
+shardcap() { local name=$1; shift; /usr/bin/time -a -f %M -o "$dir/rss-$name" "$bin" "$@"; }
+
+cat_null()  { cat "${files[@]}" > /dev/null; }
+cat_file()  { cat "${files[@]}" > "$out/cat.pcap"; sync "$out/cat.pcap"; }
+cat_fifo()  { fifo_readers 1; cat "${files[@]}" > "$out/fifo-0"; wait; }
+run_files() { shardcap run_files run -q -n "$shards" -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
+run_fifos() { fifo_readers "$shards"; shardcap run_fifos run -q -n "$shards" -o "fifo:$out/fifo-{shard}" "${files[@]}"; wait; }
+run_one()   { shardcap run_one run -q -n 1 -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
+run_given() { shardcap run_given run -q -n "$shards" --order given -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
+
+cases=(cat_null cat_file run_files run_one run_given cat_fifo run_fifos)
+# Each case's wall, user and system time (bash's time: the case and every process it waited for).
+TIMEFORMAT='%R %U %S'
+for ((r = 1; r <= rounds; r++)); do
+  for c in "${cases[@]}"; do
+    rm -rf "${out:?}"/*
+    sync
+    { time "$c"; } 2>> "$dir/time-$c"
+  done
+done
+
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+declare -A med cpu
+for c in "${cases[@]}"; do
+  med[$c]=$(awk '{print $1}' "$dir/time-$c" | median)
+  cpu[$c]=$(awk '{print $2 + $3}' "$dir/time-$c" | median)
+done
+
+printf '\nshardcap dispatcher benchmark: %d MB in %d files, %d packets, %d shards, median of %d rounds\n' \
+  $((total / 1000000)) "${#files[@]}" "$packets" "$shards" "$rounds"
+printf 'machine: %s cores, %s, %s; %s\n\n' "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
+  "$(uname -r)" "$(date -u +%Y-%m-%dT%H:%MZ)"
+printf '%-40s %7s %11s %-18s %7s %-18s %s\n' case wall throughput "  wall vs baseline" CPU "  CPU vs baseline" "peak RSS"
+row() { # CASE LABEL [BASELINE]
+  local mem="" ratio="" cratio=""
+  [ -f "$dir/rss-$1" ] && mem="$(( $(sort -n "$dir/rss-$1" | tail -1) / 1024 )) MiB"
+  if [ -n "${3:-}" ]; then
+    ratio=$(awk -v a="${med[$1]}" -v b="${med[$3]}" -v n="$3" 'BEGIN {printf "%.2fx %s", a / b, n}')
+    cratio=$(awk -v a="${cpu[$1]}" -v b="${cpu[$3]}" -v n="$3" 'BEGIN {printf "%.2fx %s", a / b, n}')
+  fi
+  awk -v t="${med[$1]}" -v c="${cpu[$1]}" -v bytes="$total" -v label="$2" -v ratio="$ratio" \
+    -v cratio="$cratio" -v mem="$mem" 'BEGIN {printf "%-40s %5.2f s %6.0f MB/s  %-16s %5.2f s  %-16s %s\n",
+      label, t, bytes / 1e6 / t, ratio, c, cratio, mem}'
+}
+row cat_null  "cat FILES > /dev/null"
+row cat_file  "cat FILES > file; sync file"             cat_null
+row run_files "shardcap run -n $shards -o file:"        cat_file
+row run_one   "shardcap run -n 1 -o file:"              cat_file
+row run_given "shardcap run -n $shards --order given"   cat_file
+row cat_fifo  "cat FILES > fifo | cat > /dev/null"      cat_null
+row run_fifos "shardcap run -n $shards -o fifo: | cats" cat_fifo
+
+# Many small inputs: open files and memory stay bounded (files open when packet time reaches
+# them and close at their end; two sensors overlap, so about two inputs are open at a time).
+many=${MANY_FILES:-2000}
+[ "$many" -gt 0 ] || exit 0
+in="$dir/many"
+rm -rf "${in:?}" "${out:?}"/*
+mkdir -p "$in"
+"$bin" generate --out "$in" --sensors 2 --files-per-sensor $((many / 2)) --size 256K --duration 3600s --seed 2 > /dev/null
+mapfile -t files < <(find "$in" -type f | sort)
+total=$(cat "${files[@]}" | wc -c)
+cat "${files[@]}" > /dev/null
+t0=$(date +%s%N); cat "${files[@]}" > "$out/cat.pcap"; sync "$out/cat.pcap"; t1=$(date +%s%N)
+rm -f "$out/cat.pcap"
+t2=$(date +%s%N)
+/usr/bin/time -f %M -o "$dir/rss-many" "$bin" run -q -n "$shards" -o "file:$out/shard-{shard}.pcap" "$in" &
+timer=$!
+max_fds=0
+while kill -0 "$timer" 2> /dev/null; do
+  pid=$(pgrep -P "$timer") || pid=
+  if [ -n "$pid" ]; then
+    n=$(find "/proc/$pid/fd" -mindepth 1 2> /dev/null | wc -l)
+    [ "$n" -gt "$max_fds" ] && max_fds=$n
+  fi
+  sleep 0.01
+done
+wait "$timer"
+t3=$(date +%s%N)
+printf '\nmany inputs: %d files of 256 KiB from 2 sensors (%d MB), shardcap run -n %d -o file: (--order time)\n' \
+  "${#files[@]}" $((total / 1000000)) "$shards"
+awk -v c=$((t1 - t0)) -v s=$((t3 - t2)) -v fds="$max_fds" -v rss="$(cat "$dir/rss-many")" \
+  'BEGIN {printf "cat > file %.2f s, shardcap %.2f s (%.2fx); most open descriptors seen %d (stdio, %d outputs, inputs); peak RSS %d MiB\n",
+          c / 1e9, s / 1e9, s / c, fds, '"$shards"', rss / 1024}'
