@@ -279,3 +279,26 @@ fn an_absurd_record_length_is_an_error_for_that_record_not_an_allocation() {
         );
     }
 }
+
+#[test]
+fn a_file_output_never_replaces_a_device_or_pipe() {
+    // file: outputs are renamed over their target when complete; a target that is not a regular
+    // file (here a FIFO, standing in for /dev/null) must be refused before anything is written.
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("pipe");
+    nix::unistd::mkfifo(&target, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let r = shardcap([
+        "run".to_string(),
+        "-o".into(),
+        format!("file:{}", target.display()),
+        corpus("arkime/big-endian-icmp.pcap").display().to_string(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        fs::symlink_metadata(&target).unwrap().file_type().is_fifo(),
+        "the FIFO is still a FIFO"
+    );
+    assert_eq!(entries(tmp.path()), [target], "nothing else was written");
+}

@@ -47,7 +47,7 @@ pub fn probe(seq: u64, cand: &Candidate) -> Result<Entry, Rejected> {
 fn probe_path(seq: u64, path: &Path) -> Result<Entry, Option<ReadError>> {
     let md =
         fs::metadata(path).map_err(|e| Some(ReadError::new(0, format!("cannot stat: {e}"))))?;
-    let (mut cap, format, compression) = Capture::open_with(path, 64 << 10)?.ok_or(None)?;
+    let (mut cap, format, compression) = Capture::open_with(path, 8 << 10)?.ok_or(None)?;
     let first_ts = match cap.advance() {
         Ok(true) => Some(cap.ts()),
         Ok(false) => None,

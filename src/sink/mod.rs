@@ -100,6 +100,9 @@ impl OutputSpec {
                         d.display()
                     )));
                 }
+                if matches!(self, OutputSpec::File(_)) {
+                    FileOutput::check_target(&p).map_err(|e| Error::usage(e.to_string()))?;
+                }
             } else if let Err(e) = StdoutOutput::open() {
                 return Err(Error::usage(e.to_string()));
             }

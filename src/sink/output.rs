@@ -43,8 +43,25 @@ impl FileOutput {
         PathBuf::from(name)
     }
 
+    /// Refuses a target that exists and is not a regular file (a device such as /dev/null, a FIFO,
+    /// a directory): the finished output is renamed over its target, which would replace it.
+    pub fn check_target(path: &Path) -> io::Result<()> {
+        match fs::symlink_metadata(path) {
+            Ok(md) if !md.file_type().is_file() => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} exists and is not a regular file; a file: output replaces its target when \
+                     complete (use -o stdout or fifo: to feed a device or a pipe)",
+                    path.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Creates (truncates) `NAME.partial`.
     pub fn create(path: &Path) -> io::Result<Self> {
+        Self::check_target(path)?;
         let partial = Self::partial_path(path);
         let file = File::create(&partial)?;
         Ok(FileOutput {
@@ -107,7 +124,10 @@ impl StdoutOutput {
 
 impl Output for StdoutOutput {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.lock().write_all(buf)
+        // Stdout is line-buffered: flush so a reader sees every record (and the header) at once.
+        let mut out = self.0.lock();
+        out.write_all(buf)?;
+        out.flush()
     }
 
     fn sync(&mut self) -> io::Result<()> {
