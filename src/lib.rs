@@ -6,6 +6,7 @@ pub mod control;
 pub mod dispatch;
 pub mod error;
 pub mod flow;
+pub mod ids;
 pub mod input;
 pub mod merge;
 pub mod reorder;
