@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::flow::{HashMode, TunnelMode};
+use crate::ids::IdsKind;
 use crate::input::retention::Policy;
 use crate::merge::Order;
 
@@ -63,9 +64,9 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "outer")]
     pub tunnel: TunnelMode,
     /// Outputs: fifo:PATTERN, file:PATTERN, dir:PATH (a pcapdir spool) or stdout; PATTERN
-    /// contains {shard}.
+    /// contains {shard}. With --ids or --exec the default is fifo:LOGDIR/shard-{shard}.pipe.
     #[arg(short, long)]
-    pub output: String,
+    pub output: Option<String>,
     /// Spool (-o dir:): segment size limit (bytes; K, M, G suffixes are powers of 1024).
     #[arg(long, value_parser = parse_size, default_value = "64MiB")]
     pub segment_size: u64,
@@ -152,6 +153,31 @@ pub struct RunArgs {
     /// Most output between two checkpoints of the journal (e.g. 256M, 1G).
     #[arg(long, value_parser = parse_size, default_value = "256M")]
     pub checkpoint_bytes: u64,
+    // Consumers (src/ids/).
+    /// Start one consumer per shard: `sh -c CMD` with {input} (its FIFO or spool directory),
+    /// {shard} and {logdir} expanded.
+    #[arg(long, value_name = "CMD", conflicts_with = "ids")]
+    pub exec: Option<String>,
+    /// Start one IDS instance per shard with shardcap's shipped configuration.
+    #[arg(long, value_enum)]
+    pub ids: Option<IdsKind>,
+    /// Consumers' log directories go here, one per shard (shard-K/) [default: ./logs].
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// Suricata rule file (repeatable) instead of the shipped suricata-conf/rules/local.rules.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// Restart a consumer that dies and resume its shard at the next input file, reporting the
+    /// packets it lost (exit 3), instead of failing the run.
+    #[arg(long)]
+    pub ids_restart: bool,
+    /// Build directory of zeek-plugin/ (the pcapdir:: packet source) for spool input
+    /// [default: zeek-plugin/build of the source tree, else Zeek's installed plugins].
+    #[arg(long, value_name = "DIR")]
+    pub zeek_plugin: Option<PathBuf>,
+    /// Packet-processing threads per IDS instance [default: the cores divided among the shards].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub ids_threads: Option<u16>,
 }
 
 /// Who authorizes each input file before it is read.

@@ -13,6 +13,7 @@ use crate::control::signals::Signals;
 use crate::control::stats::{RunStats, Snapshot, State};
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
 use crate::flow::{FlowConfig, FlowStats, Sharder};
+use crate::ids::{self, Consumers};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
@@ -34,11 +35,19 @@ const TICK_PACKETS: u32 = 1 << 16;
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// Runs the dispatcher; returns the exit code.
-pub fn run(args: RunArgs) -> Result<i32> {
+pub fn run(mut args: RunArgs) -> Result<i32> {
     let shards = args.shards as usize;
-    let spec = OutputSpec::parse(&args.output, shards)?;
+    let output = args.output.clone().or_else(|| ids::default_output(&args));
+    let output = output.ok_or_else(|| {
+        Error::usage(
+            "no -o given: say where shards go (fifo:, file:, dir:, stdout) or start --ids/--exec",
+        )
+    })?;
+    let spec = OutputSpec::parse(&output, shards)?;
+    args.output = Some(output.clone());
     let signals = Signals::install()?;
     let intake = intake_for(&args, &signals)?;
+    let consumers = ids::plan(&args, &spec)?;
     spec.validate(shards)?;
     let state = (args.state.as_deref())
         .map(|d| StateKeeper::open(d, &args, &spec))
@@ -46,7 +55,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if let Some(s) = state.as_ref().filter(|s| s.is_complete()) {
         return s.completed_run(&discover::expand(&args.inputs)?);
     }
-    Dispatcher::new(args, spec, intake, signals, state).run()
+    Dispatcher::new(args, spec, intake, signals, state, consumers).run()
 }
 
 /// Where the run's files come from: the command line, watched spool directories, or a Redis queue.
@@ -112,6 +121,8 @@ struct Ctx {
     state: Option<StateKeeper>,
     progress: Progress,
     pacer: Option<Pacer>,
+    /// The shards' consumer processes (none without --ids/--exec).
+    consumers: Consumers,
 }
 
 /// Figures of the merge, the flow stage and the shard outputs, kept for stats shown while waiting.
@@ -141,6 +152,7 @@ impl Dispatcher {
         intake: Box<dyn Intake>,
         signals: Signals,
         state: Option<StateKeeper>,
+        consumers: Consumers,
     ) -> Self {
         let merge = Merge::new(args.order, args.max_open);
         let sharder = Sharder::new(
@@ -168,6 +180,7 @@ impl Dispatcher {
                 seen: Seen::default(),
                 next_seq: 0,
                 state,
+                consumers,
             },
             merge,
             sharder,
@@ -178,9 +191,13 @@ impl Dispatcher {
     }
 
     fn run(mut self) -> Result<i32> {
-        let stopped = self.stream()?;
+        let stopped = match self.stream() {
+            Ok(stopped) => stopped,
+            Err(e) => return Err(self.ctx.consumers.explain(e)),
+        };
         self.note_reorder();
-        self.checkpoint(if stopped { Reason::Stop } else { Reason::End })?;
+        self.checkpoint(if stopped { Reason::Stop } else { Reason::End })
+            .map_err(|e| self.ctx.consumers.explain(e))?;
         let Dispatcher {
             mut ctx,
             merge,
@@ -196,8 +213,9 @@ impl Dispatcher {
         };
         let snapshot = ctx.snapshot(&merge, &sharder, &writers);
         for w in writers {
-            w.finish().map_err(io_err)?;
+            w.finish().map_err(|e| ctx.consumers.explain(io_err(e)))?;
         }
+        ctx.consumers.finish()?;
         if let Some(s) = ctx.state.as_mut().filter(|_| !stopped) {
             s.done()?;
         }
@@ -224,7 +242,7 @@ impl Dispatcher {
                 ctx.stats.dropped_linktype
             );
         }
-        Ok(if ctx.incomplete > 0 {
+        Ok(if ctx.incomplete > 0 || ctx.consumers.lost_packets > 0 {
             EXIT_SKIPPED
         } else {
             EXIT_OK
@@ -278,6 +296,12 @@ impl Dispatcher {
         let mut tick = self.ctx.tick();
         while let Some(slot) = self.merge.next(&mut self.ctx)? {
             self.idle_flush_due = true;
+            if self.ctx.consumers.resume_due() {
+                let (spec, stop) = (&self.ctx.spec, &self.ctx.signals.stop);
+                self.ctx
+                    .consumers
+                    .resume(&mut self.writers, spec, header, stop)?;
+            }
             let pkt = self.merge.packet(slot);
             if pkt.linktype != header.linktype && self.ctx.args.link_mismatch == LinkMismatch::Error
             {
@@ -427,26 +451,32 @@ impl Dispatcher {
             nanos: false,
             snaplen: 262_144,
         });
+        self.ctx.consumers.start(&self.ctx.signals.attention)?;
         let args = &self.ctx.args;
         let spool = SpoolConfig {
             segment_size: args.segment_size,
             segment_age: args.segment_age,
             backlog: args.spool_backlog as usize,
         };
-        for k in 0..self.ctx.args.shards as usize {
-            let resumed = match &self.ctx.state {
-                Some(s) => s.resume_output(k)?,
-                None => None,
-            };
-            let fresh = resumed.is_none();
-            let out = match resumed {
-                Some(out) => out,
-                None => self
-                    .ctx
-                    .spec
-                    .open(k, header, spool, &self.ctx.signals.stop)?,
-            };
-            let w = ShardWriter::start(out, header, fresh)
+        let (spec, stop, state) = (&self.ctx.spec, &self.ctx.signals.stop, &self.ctx.state);
+        let mut resumed = vec![false; args.shards as usize];
+        let outs = self
+            .ctx
+            .consumers
+            .open_outputs(args.shards as usize, stop, |k, stop| {
+                if let Some(out) = state
+                    .as_ref()
+                    .map(|s| s.resume_output(k))
+                    .transpose()?
+                    .flatten()
+                {
+                    resumed[k] = true;
+                    return Ok(out);
+                }
+                spec.open(k, header, spool, stop)
+            })?;
+        for (k, out) in outs.into_iter().enumerate() {
+            let w = ShardWriter::start(out, header, !resumed[k])
                 .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
             self.writers.push(w);
         }
@@ -559,6 +589,7 @@ fn stream_header(entries: &[Entry], mismatch: LinkMismatch) -> Result<StreamHead
 impl MergeHooks for Ctx {
     fn opening(&mut self, entry: &Entry) -> Result<bool> {
         log::debug!("{}: opening", entry.path.display());
+        self.consumers.at_file_boundary();
         let mut waited = false;
         while self.intake.authorize(entry, &self.signals)? == Gate::NotYet {
             if self.signals.stop.load(Ordering::SeqCst) {
@@ -678,6 +709,7 @@ impl Ctx {
             shards: shard_counters(writers),
             in_flight: in_flight_bytes(merge),
         };
+        self.consumers.check()?;
         if self.signals.stats.swap(false, Ordering::SeqCst) {
             self.report(merge, sharder, writers)?;
         }

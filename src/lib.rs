@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod error;
 pub mod flow;
 pub mod generate;
+pub mod ids;
 pub mod input;
 pub mod merge;
 pub mod reorder;

@@ -81,7 +81,7 @@ impl StateKeeper {
         let lock = lock(dir)?;
         let contents = Contents::load(dir)?;
         let key = RunKey {
-            output: args.output.clone(),
+            output: args.output.clone().unwrap_or_default(),
             shards: args.shards,
             hash: value_name(args.hash),
             tunnel: value_name(args.tunnel),

@@ -1,0 +1,92 @@
+//! `--exec 'CMD'`: any program as a shard's consumer. `{input}` (the shard's FIFO or spool
+//! directory), `{shard}` and `{logdir}` are expanded, and the result runs through `sh -c`.
+
+use std::borrow::Cow;
+
+use super::consumer::{ConsumerSpec, Ending, Readiness};
+use super::{Feed, ShardSlot};
+
+/// The consumer that runs `template` for `slot`.
+pub fn command(template: &str, slot: &ShardSlot) -> ConsumerSpec {
+    ConsumerSpec {
+        shard: slot.shard,
+        name: "exec".into(),
+        argv: vec!["sh".into(), "-c".into(), expand(template, slot)],
+        env: Vec::new(),
+        cwd: None,
+        log_dir: slot.log_dir.clone(),
+        ready: match slot.feed {
+            Feed::Fifo(_) => Readiness::OpenedFifo,
+            Feed::Spool(_) => Readiness::Started,
+        },
+        ending: Ending::AtEndOfInput,
+    }
+}
+
+/// `template` with `{input}`, `{shard}` and `{logdir}` replaced; paths are quoted for the shell
+/// when they hold anything but plain path characters.
+pub fn expand(template: &str, slot: &ShardSlot) -> String {
+    let input = slot.feed.path().to_string_lossy();
+    let logdir = slot.log_dir.to_string_lossy();
+    template
+        .replace("{input}", &shell_quote(&input))
+        .replace("{shard}", &slot.shard.to_string())
+        .replace("{logdir}", &shell_quote(&logdir))
+}
+
+/// `s` as one shell word.
+fn shell_quote(s: &str) -> Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(format!("'{}'", s.replace('\'', r"'\''")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn slot(feed: Feed, log_dir: &str) -> ShardSlot {
+        ShardSlot {
+            shard: 2,
+            feed,
+            log_dir: PathBuf::from(log_dir),
+        }
+    }
+
+    #[test]
+    fn placeholders_expand_and_odd_paths_are_quoted() {
+        let s = slot(
+            Feed::Fifo("/run/ids/shard-2.pipe".into()),
+            "/var/log/it's here",
+        );
+        let spec = command("cat {input} > {logdir}/out-{shard}.pcap", &s);
+        assert_eq!(
+            spec.argv,
+            [
+                "sh",
+                "-c",
+                r"cat /run/ids/shard-2.pipe > '/var/log/it'\''s here'/out-2.pcap"
+            ]
+        );
+        assert_eq!(spec.ready, Readiness::OpenedFifo);
+        assert_eq!(spec.ending, Ending::AtEndOfInput);
+    }
+
+    #[test]
+    fn quoted_path_survives_the_shell() {
+        let s = slot(Feed::Spool("/tmp/a b/shard-2".into()), "/tmp/$HOME`x`");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &expand("printf '%s|%s' {input} {logdir}", &s)])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "/tmp/a b/shard-2|/tmp/$HOME`x`"
+        );
+        assert_eq!(command("x", &s).ready, Readiness::Started);
+    }
+}

@@ -1,0 +1,304 @@
+//! IDS consumers: one process per shard (`--ids suricata|zeek` presets or any `--exec` command),
+//! each reading its shard's FIFO or spool directory and writing to its own log directory, supervised
+//! for the whole run.
+
+pub mod consumer;
+pub mod exec;
+pub mod guarded;
+pub mod supervise;
+pub mod suricata;
+pub mod zeek;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::cli::RunArgs;
+use crate::error::{Error, Result};
+use crate::sink::OutputSpec;
+use consumer::ConsumerSpec;
+pub use supervise::Consumers;
+
+/// The log directory when `--ids` or `--exec` is given without `--log-dir`.
+pub const DEFAULT_LOG_DIR: &str = "logs";
+
+/// The IDS presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdsKind {
+    /// Suricata with suricata-conf/ (FIFO: `-r`; spool: continuous directory mode).
+    Suricata,
+    /// Zeek with JSON logs and community-id (FIFO; spool through the pcapdir plugin).
+    Zeek,
+}
+
+/// How a shard's stream reaches its consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feed {
+    /// A FIFO carrying one pcap stream.
+    Fifo(PathBuf),
+    /// A spool directory of numbered segments (`PATH/shard-K`).
+    Spool(PathBuf),
+}
+
+impl Feed {
+    /// The FIFO or the spool directory.
+    pub fn path(&self) -> &Path {
+        match self {
+            Feed::Fifo(p) | Feed::Spool(p) => p,
+        }
+    }
+
+    /// Shard `k`'s feed for the output `spec`, as an absolute path: a FIFO, or `PATH/shard-K` of
+    /// a `dir:PATH` spool.
+    pub fn of(spec: &OutputSpec, k: usize) -> Result<Self> {
+        let path = || absolute(&spec.path(k).expect("a path output"));
+        match spec {
+            OutputSpec::Fifo(_) => Ok(Feed::Fifo(path()?)),
+            OutputSpec::Dir(_) => Ok(Feed::Spool(path()?)),
+            OutputSpec::File(_) | OutputSpec::Stdout => Err(Error::usage(
+                "consumers (--ids, --exec) read fifo: outputs or dir: spools; \
+                 drop -o to get FIFOs in the log directory",
+            )),
+        }
+    }
+}
+
+/// What one shard's consumer reads and where it writes its logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSlot {
+    pub shard: usize,
+    pub feed: Feed,
+    /// `LOGDIR/shard-K`.
+    pub log_dir: PathBuf,
+}
+
+/// True when the run starts consumers.
+pub fn wanted(args: &RunArgs) -> bool {
+    args.ids.is_some() || args.exec.is_some()
+}
+
+/// The `-o` used when consumers are started and no `-o` was given: FIFOs `LOGDIR/shard-K.pipe`.
+pub fn default_output(args: &RunArgs) -> Option<String> {
+    wanted(args).then(|| {
+        let dir = args
+            .log_dir
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_LOG_DIR));
+        format!("fifo:{}/shard-{{shard}}.pipe", dir.display())
+    })
+}
+
+/// Checks the consumer options (`spec` is the `-o` given or defaulted), creates the log directories and builds one consumer a shard (not
+/// started yet). Everything wrong here is a usage error: nothing has been written.
+pub fn plan(args: &RunArgs, spec: &OutputSpec) -> Result<Consumers> {
+    if !wanted(args) {
+        let stray = [
+            (!args.rules.is_empty(), "--rules"),
+            (args.ids_restart, "--ids-restart"),
+            (args.zeek_plugin.is_some(), "--zeek-plugin"),
+            (args.ids_threads.is_some(), "--ids-threads"),
+            (args.log_dir.is_some(), "--log-dir"),
+        ];
+        if let Some((_, flag)) = stray.iter().find(|(given, _)| *given) {
+            return Err(Error::usage(format!(
+                "{flag} applies to consumers: add --ids suricata|zeek or --exec CMD"
+            )));
+        }
+        return Ok(Consumers::none());
+    }
+    if !args.rules.is_empty() && args.ids != Some(IdsKind::Suricata) {
+        return Err(Error::usage("--rules applies to --ids suricata"));
+    }
+    if args.zeek_plugin.is_some() && args.ids != Some(IdsKind::Zeek) {
+        return Err(Error::usage("--zeek-plugin applies to --ids zeek"));
+    }
+    if args.ids_threads.is_some() && args.ids != Some(IdsKind::Suricata) {
+        return Err(Error::usage("--ids-threads applies to --ids suricata"));
+    }
+    let shards = args.shards as usize;
+    let log_dir = absolute(
+        args.log_dir
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_LOG_DIR)),
+    )?;
+    fs::create_dir_all(&log_dir).map_err(|e| {
+        Error::usage(format!(
+            "--log-dir {}: cannot create it: {e}",
+            log_dir.display()
+        ))
+    })?;
+    let build = preset(args, shards)?;
+    let mut specs = Vec::with_capacity(shards);
+    for k in 0..shards {
+        let slot = ShardSlot {
+            shard: k,
+            feed: Feed::of(spec, k)?,
+            log_dir: log_dir.join(format!("shard-{k}")),
+        };
+        prepare_log_dir(&slot.log_dir, args.ids == Some(IdsKind::Suricata))?;
+        match &slot.feed {
+            Feed::Fifo(p) => make_fifo(p)?,
+            // The reader may look for its directory before the spool output is opened.
+            Feed::Spool(d) => fs::create_dir_all(d)
+                .map_err(|e| Error::usage(format!("{}: cannot create it: {e}", d.display())))?,
+        }
+        specs.push(build(&slot));
+    }
+    Ok(Consumers::new(specs, args.ids_restart))
+}
+
+/// Builds a shard's consumer.
+type Preset = Box<dyn Fn(&ShardSlot) -> ConsumerSpec>;
+
+/// The consumer builder chosen by `--ids`/`--exec`.
+fn preset(args: &RunArgs, shards: usize) -> Result<Preset> {
+    if let Some(template) = args.exec.clone() {
+        return Ok(Box::new(move |slot| exec::command(&template, slot)));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match args.ids.expect("wanted") {
+        IdsKind::Suricata => {
+            need_program("suricata", "install Suricata 7 (Debian: suricata)")?;
+            let conf_dir = shipped("suricata-conf", "suricata.yaml")?;
+            let mut rules = Vec::with_capacity(args.rules.len());
+            for r in &args.rules {
+                if !r.is_file() {
+                    return Err(Error::usage(format!(
+                        "--rules {}: no such file",
+                        r.display()
+                    )));
+                }
+                rules.push(absolute(r)?);
+            }
+            let suricata = suricata::Suricata {
+                conf_dir,
+                rules,
+                threads: suricata::threads_per_instance(
+                    shards,
+                    cores,
+                    args.ids_threads.map(usize::from),
+                ),
+            };
+            Ok(Box::new(move |slot| suricata.command(slot, cores)))
+        }
+        IdsKind::Zeek => {
+            let version = zeek::ZeekVersion::detect("zeek")
+                .map_err(|e| Error::usage(format!("--ids zeek: {e} (is Zeek installed?)")))?;
+            let plugin_dir = match &args.zeek_plugin {
+                Some(d) if d.is_dir() => Some(absolute(d)?),
+                Some(d) => {
+                    return Err(Error::usage(format!(
+                        "--zeek-plugin {}: not a directory (build zeek-plugin/ first)",
+                        d.display()
+                    )))
+                }
+                None => shipped("zeek-plugin/build", "").ok(),
+            };
+            let z = zeek::Zeek {
+                version,
+                plugin_dir,
+                inherited_plugin_path: std::env::var("ZEEK_PLUGIN_PATH").ok(),
+            };
+            Ok(Box::new(move |slot| z.command(slot)))
+        }
+    }
+}
+
+/// Creates a shard's log directory; refuses one that already holds logs (a rerun would mix them).
+fn prepare_log_dir(dir: &Path, control_socket: bool) -> Result<()> {
+    let used = fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    if used {
+        return Err(Error::usage(format!(
+            "{} already holds logs of an earlier run; move it away or choose another --log-dir",
+            dir.display()
+        )));
+    }
+    fs::create_dir_all(dir)
+        .map_err(|e| Error::usage(format!("{}: cannot create it: {e}", dir.display())))?;
+    let socket = suricata::Suricata::socket_path(dir);
+    if control_socket && socket.as_os_str().len() > suricata::MAX_SOCKET_PATH {
+        return Err(Error::usage(format!(
+            "{}: too long for a control socket path inside it; choose a shorter --log-dir",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Creates the FIFO `path` unless it exists (a consumer may look for it before shardcap opens it).
+fn make_fifo(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match fs::metadata(path) {
+        Ok(md) if md.file_type().is_fifo() => Ok(()),
+        Ok(_) => Err(Error::usage(format!(
+            "{} exists and is not a FIFO; remove it or choose another path",
+            path.display()
+        ))),
+        Err(_) => nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644))
+            .map_err(|e| Error::usage(format!("{}: cannot create the FIFO: {e}", path.display()))),
+    }
+}
+
+/// A file shipped with shardcap (`name`, holding `probe`), found in the source tree the binary was
+/// built from or in an installed share directory.
+pub fn shipped(name: &str, probe: &str) -> Result<PathBuf> {
+    let mut places = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join(name)];
+    if let Some(prefix) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent().map(Path::to_path_buf))
+    {
+        places.push(prefix.join("share/shardcap").join(name));
+    }
+    places.push(Path::new("/usr/local/share/shardcap").join(name));
+    places.push(Path::new("/usr/share/shardcap").join(name));
+    places
+        .iter()
+        .find(|p| p.join(probe).exists())
+        .cloned()
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "cannot find {name}/ (looked in {})",
+                places
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+}
+
+/// Fails with `hint` unless `program` is on PATH.
+fn need_program(program: &str, hint: &str) -> Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|d| d.join(program).is_file()) {
+        Ok(())
+    } else {
+        Err(Error::usage(format!("{program} is not on PATH: {hint}")))
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::usage(format!("{}: {e}", p.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feeds_follow_the_output() {
+        let fifo = OutputSpec::parse("fifo:/run/s-{shard}.pipe", 2).unwrap();
+        assert_eq!(
+            Feed::of(&fifo, 1).unwrap(),
+            Feed::Fifo("/run/s-1.pipe".into())
+        );
+        let spool = OutputSpec::parse("dir:/spool", 4).unwrap();
+        assert_eq!(
+            Feed::of(&spool, 3).unwrap(),
+            Feed::Spool("/spool/shard-3".into())
+        );
+        let file = OutputSpec::parse("file:/o-{shard}.pcap", 2).unwrap();
+        let err = Feed::of(&file, 0).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
+        assert!(err.to_string().contains("drop -o"), "{err}");
+    }
+}

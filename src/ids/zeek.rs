@@ -1,0 +1,228 @@
+//! The Zeek preset: one `zeek` per shard, run in its log directory, JSON logs with community-id,
+//! `-C` for offline traces, reading its FIFO (`-r pcap::FIFO` from Zeek 8.2 on, the plain path
+//! before) or its spool through the `pcapdir::` packet source plugin (zeek-plugin/).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::consumer::{ConsumerSpec, Ending, Readiness};
+use super::{Feed, ShardSlot};
+
+/// A Zeek release, as `zeek --version` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ZeekVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl ZeekVersion {
+    /// Parses `zeek version 6.0.3` (also `8.1.0-dev.42`, or a bare `7.0`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let v = text.trim().rsplit(' ').next()?;
+        let mut parts = v.split(|c: char| !c.is_ascii_digit());
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(ZeekVersion { major, minor })
+    }
+
+    /// Runs `program --version`.
+    pub fn detect(program: &str) -> Result<Self, String> {
+        let out = Command::new(program)
+            .arg("--version")
+            .output()
+            .map_err(|e| format!("cannot run `{program} --version`: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Self::parse(&text).ok_or_else(|| {
+            format!(
+                "`{program} --version` printed {:?}, not a Zeek version",
+                text.trim()
+            )
+        })
+    }
+
+    /// Zeek 8.2 reads a FIFO only through the explicit `pcap::` packet source.
+    fn needs_pcap_prefix(self) -> bool {
+        self >= ZeekVersion { major: 8, minor: 2 }
+    }
+
+    /// Community-id logging ships with Zeek from 6.0 on (a zkg package before).
+    fn has_community_id(self) -> bool {
+        self.major >= 6
+    }
+}
+
+impl fmt::Display for ZeekVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// How Zeek instances are started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zeek {
+    /// The installed Zeek's version.
+    pub version: ZeekVersion,
+    /// The `pcapdir` plugin's build directory, put in ZEEK_PLUGIN_PATH for spool input; `None` when
+    /// the plugin is installed in Zeek's own plugin directory.
+    pub plugin_dir: Option<PathBuf>,
+    /// ZEEK_PLUGIN_PATH as shardcap found it, kept after the plugin directory.
+    pub inherited_plugin_path: Option<String>,
+}
+
+impl Zeek {
+    /// The consumer for `slot`: a pure function of its inputs. Zeek runs in the shard's log
+    /// directory (where it writes its logs), so every path given must be absolute.
+    pub fn command(&self, slot: &ShardSlot) -> ConsumerSpec {
+        let mut argv: Vec<String> = vec!["zeek".into(), "-C".into(), "-r".into()];
+        let mut env = Vec::new();
+        match &slot.feed {
+            Feed::Fifo(p) if self.version.needs_pcap_prefix() => {
+                argv.push(format!("pcap::{}", p.display()))
+            }
+            Feed::Fifo(p) => argv.push(p.display().to_string()),
+            Feed::Spool(dir) => {
+                argv.push(format!("pcapdir::{}", dir.display()));
+                if let Some(plugin) = &self.plugin_dir {
+                    let mut path = plugin.display().to_string();
+                    if let Some(old) = self.inherited_plugin_path.as_deref() {
+                        path = format!("{path}:{old}");
+                    }
+                    env.push(("ZEEK_PLUGIN_PATH".to_string(), path));
+                }
+            }
+        }
+        argv.push("LogAscii::use_json=T".into());
+        if self.version.has_community_id() {
+            argv.push("policy/protocols/conn/community-id-logging".into());
+        }
+        ConsumerSpec {
+            shard: slot.shard,
+            name: "zeek".into(),
+            argv,
+            env,
+            cwd: Some(slot.log_dir.clone()),
+            log_dir: slot.log_dir.clone(),
+            ready: match slot.feed {
+                Feed::Fifo(_) => Readiness::OpenedFifo,
+                Feed::Spool(_) => Readiness::Started,
+            },
+            ending: Ending::AtEndOfInput,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeek(version: &str, plugin: Option<&str>) -> Zeek {
+        Zeek {
+            version: ZeekVersion::parse(version).unwrap(),
+            plugin_dir: plugin.map(PathBuf::from),
+            inherited_plugin_path: None,
+        }
+    }
+
+    fn slot(feed: Feed) -> ShardSlot {
+        ShardSlot {
+            shard: 0,
+            feed,
+            log_dir: "/logs/shard-0".into(),
+        }
+    }
+
+    fn fifo() -> ShardSlot {
+        slot(Feed::Fifo("/logs/shard-0.pipe".into()))
+    }
+
+    fn spool() -> ShardSlot {
+        slot(Feed::Spool("/spool/shard-0".into()))
+    }
+
+    #[test]
+    fn versions_parse() {
+        let v = |s| ZeekVersion::parse(s).unwrap();
+        assert_eq!(
+            v("zeek version 6.0.3\n"),
+            ZeekVersion { major: 6, minor: 0 }
+        );
+        assert_eq!(
+            v("zeek version 8.1.0-dev.42"),
+            ZeekVersion { major: 8, minor: 1 }
+        );
+        assert_eq!(v("8.2"), ZeekVersion { major: 8, minor: 2 });
+        assert_eq!(ZeekVersion::parse("zeek version"), None);
+        assert!(ZeekVersion::detect("/nonexistent/zeek").is_err());
+    }
+
+    #[test]
+    fn fifo_before_8_2_reads_the_plain_path() {
+        for version in [
+            "zeek version 6.0.4",
+            "zeek version 7.0.5",
+            "zeek version 8.1.1",
+        ] {
+            let spec = zeek(version, Some("/p")).command(&fifo());
+            assert_eq!(
+                spec.display_command(),
+                "zeek -C -r /logs/shard-0.pipe LogAscii::use_json=T \
+                 policy/protocols/conn/community-id-logging",
+                "{version}"
+            );
+            assert!(spec.env.is_empty());
+            assert_eq!(spec.cwd.as_deref(), Some("/logs/shard-0".as_ref()));
+            assert_eq!(spec.ready, Readiness::OpenedFifo);
+            assert_eq!(spec.ending, Ending::AtEndOfInput);
+        }
+    }
+
+    #[test]
+    fn fifo_from_8_2_uses_the_pcap_source() {
+        let spec = zeek("zeek version 8.2.0", None).command(&fifo());
+        assert_eq!(
+            spec.display_command(),
+            "zeek -C -r pcap::/logs/shard-0.pipe LogAscii::use_json=T \
+             policy/protocols/conn/community-id-logging"
+        );
+    }
+
+    #[test]
+    fn zeek_5_has_no_community_id_script() {
+        let spec = zeek("zeek version 5.2.2", None).command(&fifo());
+        assert_eq!(
+            spec.display_command(),
+            "zeek -C -r /logs/shard-0.pipe LogAscii::use_json=T"
+        );
+    }
+
+    #[test]
+    fn spool_reads_through_the_plugin() {
+        for version in ["6.0", "7.0", "8.2"] {
+            let spec = zeek(version, Some("/src/zeek-plugin/build")).command(&spool());
+            assert_eq!(
+                spec.display_command(),
+                "zeek -C -r pcapdir::/spool/shard-0 LogAscii::use_json=T \
+                 policy/protocols/conn/community-id-logging",
+                "{version}"
+            );
+            assert_eq!(
+                spec.env,
+                [(
+                    "ZEEK_PLUGIN_PATH".to_string(),
+                    "/src/zeek-plugin/build".to_string()
+                )]
+            );
+            assert_eq!(spec.ready, Readiness::Started);
+            assert_eq!(spec.ending, Ending::AtEndOfInput);
+        }
+    }
+
+    #[test]
+    fn spool_keeps_an_inherited_plugin_path_and_an_installed_plugin_needs_none() {
+        let mut z = zeek("7.0", Some("/b"));
+        z.inherited_plugin_path = Some("/site/plugins".into());
+        assert_eq!(z.command(&spool()).env[0].1, "/b:/site/plugins");
+        assert!(zeek("7.0", None).command(&spool()).env.is_empty());
+    }
+}
