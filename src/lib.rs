@@ -10,5 +10,6 @@ pub mod input;
 pub mod merge;
 pub mod reorder;
 pub mod scan;
+pub mod ship;
 pub mod sink;
 pub mod state;

@@ -3,7 +3,7 @@
 use clap::Parser;
 
 use shardcap::cli::{Cli, Command, StateCommand};
-use shardcap::{control, dispatch, scan, state};
+use shardcap::{control, dispatch, scan, ship, state};
 
 fn main() {
     let cli = Cli::parse();
@@ -24,6 +24,7 @@ fn main() {
         Command::Scan(args) => scan::run(args),
         Command::Ctl(args) => control::ctl::run(args),
         Command::State(StateCommand::Show(args)) => state::show::run(args),
+        Command::Ship(args) => ship::run(*args),
     };
     let code = match result {
         Ok(code) => code,
