@@ -38,6 +38,8 @@ pub enum Command {
     State(StateCommand),
     /// Write realistic multi-sensor traffic as size-rotated captures (samples, tests, benchmarks).
     Generate(crate::generate::GenerateArgs),
+    /// Ship Zeek and Suricata logs to Elasticsearch (or, without --es, write the bulk NDJSON).
+    Ship(Box<ShipArgs>),
 }
 
 /// What to do with packets whose link type differs from the output's.
@@ -178,6 +180,12 @@ pub struct RunArgs {
     /// Packet-processing threads per IDS instance [default: the cores divided among the shards].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub ids_threads: Option<u16>,
+    /// Ship the logs under --log-dir to Elasticsearch at URL while the run goes on; finish
+    /// shipping before exiting.
+    #[arg(long, value_name = "URL")]
+    pub ship: Option<String>,
+    #[command(flatten, next_help_heading = "Shipping (with --ship)")]
+    pub ship_options: ShipOptions,
 }
 
 /// Who authorizes each input file before it is read.
@@ -306,6 +314,94 @@ pub struct StateShowArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `shardcap ship`.
+#[derive(Debug, Args)]
+pub struct ShipArgs {
+    /// Log directories, searched recursively for Zeek logs (JSON or TSV) and Suricata eve.json.
+    #[arg(required = true)]
+    pub logdirs: Vec<PathBuf>,
+    /// Elasticsearch URL: http[s]://[USER:PASSWORD@]HOST:PORT. Without it, the bulk requests are
+    /// written as NDJSON to --out.
+    #[arg(long, value_name = "URL")]
+    pub es: Option<String>,
+    /// Without --es: the NDJSON file to write (default stdout).
+    #[arg(long, conflicts_with = "es")]
+    pub out: Option<PathBuf>,
+    /// Keep following the logs (new files, growth, rotation, truncation) until stopped.
+    #[arg(long)]
+    pub follow: bool,
+    /// Checkpoints and dead-letter file (with --es; default LOGDIR/.ship of the first LOGDIR).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Write stats as JSON to this file on SIGUSR2, periodically and at the end.
+    #[arg(long)]
+    pub stats_file: Option<PathBuf>,
+    /// Interval of the stats file and of progress lines.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub stats_interval: Duration,
+    #[command(flatten)]
+    pub options: ShipOptions,
+}
+
+/// How logs are shipped: shared by `ship` and `run --ship`.
+#[derive(Debug, Clone, Args)]
+pub struct ShipOptions {
+    /// Send a bulk request when its body reaches this size (uncompressed).
+    #[arg(long, value_parser = parse_size, default_value = "5MiB")]
+    pub batch_bytes: u64,
+    /// Send a bulk request when it holds this many records.
+    #[arg(long, default_value_t = 5000)]
+    pub batch_docs: usize,
+    /// Send a bulk request at most this long after its first record.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub batch_wait: Duration,
+    /// Bulk requests in flight at once.
+    #[arg(long, default_value_t = 2)]
+    pub max_in_flight: usize,
+    /// Put before index names (`PREFIXzeek-conn-2024.03.01`).
+    #[arg(long, default_value = "")]
+    pub index_prefix: String,
+    /// Write to data streams (`logs-zeek.conn-NAMESPACE`) instead of daily indices.
+    #[arg(long)]
+    pub data_streams: bool,
+    /// The data streams' namespace.
+    #[arg(long, default_value = "default")]
+    pub data_stream_namespace: String,
+    /// Add Elastic Common Schema fields (source.ip, destination.port, network.community_id, ...).
+    #[arg(long)]
+    pub ecs: bool,
+    /// Run id stored in every document (default: the one in the state directory, else generated).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Sensor or input set name stored in every document (default: the host name).
+    #[arg(long)]
+    pub sensor: Option<String>,
+    /// User for basic authentication.
+    #[arg(long)]
+    pub es_user: Option<String>,
+    /// Password for basic authentication.
+    #[arg(long, requires = "es_user")]
+    pub es_password: Option<String>,
+    /// API key (`id:key` or its base64 form).
+    #[arg(long)]
+    pub es_api_key: Option<String>,
+    /// PEM file of the CA that signed the server's certificate.
+    #[arg(long)]
+    pub es_ca: Option<PathBuf>,
+    /// Do not install the index templates at start.
+    #[arg(long)]
+    pub no_templates: bool,
+    /// Longest wait between two retries.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub retry_max: Duration,
+    /// How often the log directories are walked for new and renamed files.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub scan_interval: Duration,
+    /// Close a caught-up file after this long without growth (reopened when it grows).
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub close_inactive: Duration,
 }
 
 /// `shardcap scan`.

@@ -9,6 +9,7 @@ use crate::cli::{AuthMode, LinkMismatch, RunArgs};
 use crate::control::pacing::Pacer;
 use crate::control::progress::Progress;
 use crate::control::redis::intake::RedisIntake;
+use crate::control::report;
 use crate::control::signals::Signals;
 use crate::control::stats::{RunStats, Snapshot, State};
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
@@ -22,6 +23,7 @@ use crate::input::watch::{WatchConfig, WatchIntake};
 use crate::input::{Anomalies, Packet};
 use crate::merge::{FileEnd, Merge, MergeHooks, MergeStats, OpenInput};
 use crate::reorder::Reorder;
+use crate::ship;
 use crate::sink::format::StreamHeader;
 use crate::sink::spool::SpoolConfig;
 use crate::sink::writer::{ShardCounters, ShardWriter};
@@ -45,6 +47,9 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
     })?;
     let spec = OutputSpec::parse(&output, shards)?;
     args.output = Some(output.clone());
+    if args.log_dir.is_none() && (args.ids.is_some() || args.exec.is_some()) {
+        args.log_dir = Some(ids::DEFAULT_LOG_DIR.into());
+    }
     let signals = Signals::install()?;
     let intake = intake_for(&args, &signals)?;
     let consumers = ids::plan(&args, &spec)?;
@@ -52,10 +57,13 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
     let state = (args.state.as_deref())
         .map(|d| StateKeeper::open(d, &args, &spec))
         .transpose()?;
+    let shipper = ship::start_for_run(&args)?;
     if let Some(s) = state.as_ref().filter(|s| s.is_complete()) {
-        return s.completed_run(&discover::expand(&args.inputs)?);
+        let done = discover::expand(&args.inputs).and_then(|c| s.completed_run(&c));
+        return ship::finish_for_run(shipper, done);
     }
-    Dispatcher::new(args, spec, intake, signals, state, consumers).run()
+    let code = Dispatcher::new(args, spec, intake, signals, state, consumers).run();
+    ship::finish_for_run(shipper, code)
 }
 
 /// Where the run's files come from: the command line, watched spool directories, or a Redis queue.
@@ -815,12 +823,6 @@ impl Ctx {
         let Some(path) = &self.args.stats_file else {
             return Ok(());
         };
-        let tmp = path.with_extension("tmp");
-        let json = serde_json::to_vec_pretty(snap).map_err(|e| Error::runtime(e.to_string()))?;
-        std::fs::write(&tmp, json)
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| {
-                Error::runtime(format!("{}: cannot write stats file: {e}", path.display()))
-            })
+        report::write_json_atomic(path, snap)
     }
 }

@@ -1,6 +1,7 @@
 //! shardcap: merge packet captures by packet time, shard them by symmetric flow hash, feed Zeek and
 //! Suricata instances, and ship their logs to Elasticsearch.
 
+pub mod calendar;
 pub mod cli;
 pub mod control;
 pub mod dispatch;
@@ -12,5 +13,6 @@ pub mod input;
 pub mod merge;
 pub mod reorder;
 pub mod scan;
+pub mod ship;
 pub mod sink;
 pub mod state;

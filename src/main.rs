@@ -3,7 +3,7 @@
 use clap::Parser;
 
 use shardcap::cli::{Cli, Command, StateCommand};
-use shardcap::{control, dispatch, generate, scan, state};
+use shardcap::{control, dispatch, generate, scan, ship, state};
 
 fn main() {
     let cli = Cli::parse();
@@ -25,6 +25,7 @@ fn main() {
         Command::Ctl(args) => control::ctl::run(args),
         Command::State(StateCommand::Show(args)) => state::show::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Ship(args) => ship::run(*args),
     };
     let code = match result {
         Ok(code) => code,

@@ -5,5 +5,6 @@ pub mod ctl;
 pub mod pacing;
 pub mod progress;
 pub mod redis;
+pub mod report;
 pub mod signals;
 pub mod stats;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::control::report;
 use crate::flow::FlowStats;
 use crate::merge::MergeStats;
 use crate::reorder::ReorderStats;
@@ -188,7 +189,7 @@ impl Snapshot {
     /// Writes `[STATS] Key:Value` lines: pcapdj's fields first, in its wording and formats (start
     /// time as local `%Y-%d-%m %H:%M:%S`, uptime in whole seconds), then shardcap's.
     pub fn write_lines(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let mut l = |k: &str, v: String| writeln!(out, "[STATS] {k}:{v}");
+        let mut l = |k: &str, v: String| report::stat_line(out, k, &v);
         l("Start time", pcapdj_time(self.start_time as i64))?;
         l("Uptime", format!("{} (seconds)", self.uptime_s as u64))?;
         l("Internal state", self.state.label().to_string())?;

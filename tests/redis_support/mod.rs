@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,27 +35,7 @@ pub fn name(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
-/// A loopback port nobody listens on now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `f` until it returns `Some`, panicking with `what` after a generous bound (a hang guard,
-/// not a timing assertion).
-pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < until, "gave up waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use crate::common::{free_port, wait_for};
 
 /// A redis-server child in its own temp dir.
 pub struct RedisServer {
