@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::io;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cli::{AuthMode, LinkMismatch, RunArgs};
@@ -23,7 +24,7 @@ use crate::input::watch::{WatchConfig, WatchIntake};
 use crate::input::{Anomalies, Packet};
 use crate::merge::{FileEnd, Merge, MergeHooks, MergeStats, OpenInput};
 use crate::reorder::Reorder;
-use crate::ship;
+use crate::ship::{self, stats::ShipSnapshot, ShipHandle};
 use crate::sink::format::StreamHeader;
 use crate::sink::spool::SpoolConfig;
 use crate::sink::writer::{ShardCounters, ShardWriter};
@@ -62,7 +63,9 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
         let done = discover::expand(&args.inputs).and_then(|c| s.completed_run(&c));
         return ship::finish_for_run(shipper, done);
     }
-    let code = Dispatcher::new(args, spec, intake, signals, state, consumers).run();
+    let mut dispatcher = Dispatcher::new(args, spec, intake, signals, state, consumers);
+    dispatcher.ctx.ship = shipper.as_ref().map(ShipHandle::latest);
+    let code = dispatcher.run();
     ship::finish_for_run(shipper, code)
 }
 
@@ -131,6 +134,8 @@ struct Ctx {
     pacer: Option<Pacer>,
     /// The shards' consumer processes (none without --ids/--exec).
     consumers: Consumers,
+    /// The log shipper's latest figures (`--ship`).
+    ship: Option<Arc<Mutex<ShipSnapshot>>>,
 }
 
 /// Figures of the merge, the flow stage and the shard outputs, kept for stats shown while waiting.
@@ -176,6 +181,7 @@ impl Dispatcher {
             ctx: Ctx {
                 progress: Progress::new(args.progress, args.stats_interval),
                 pacer: Pacer::new(args.max_pps),
+                ship: None,
                 args,
                 spec,
                 intake,
@@ -783,8 +789,11 @@ impl Ctx {
         let snapshot = |ctx: &Self| {
             let current = Some(entry.path.display().to_string());
             let seen = &ctx.seen;
-            ctx.stats
-                .snapshot(current, seen.in_flight, seen.merge, seen.flow, &seen.shards)
+            let mut snap =
+                ctx.stats
+                    .snapshot(current, seen.in_flight, seen.merge, seen.flow, &seen.shards);
+            snap.ship = ctx.ship_figures();
+            snap
         };
         if self.signals.stats.swap(false, Ordering::SeqCst) {
             self.print(&snapshot(self))?;
@@ -801,13 +810,21 @@ impl Ctx {
             .open_inputs()
             .next()
             .map(|i| i.entry.path.display().to_string());
-        self.stats.snapshot(
+        let mut snap = self.stats.snapshot(
             current,
             in_flight_bytes(merge),
             merge.stats,
             sharder.stats(),
             &shard_counters(writers),
-        )
+        );
+        snap.ship = self.ship_figures();
+        snap
+    }
+
+    /// The shipper's latest figures, if it runs.
+    fn ship_figures(&self) -> Option<ShipSnapshot> {
+        let latest = self.ship.as_ref()?;
+        Some(latest.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
 
     fn print(&self, snap: &Snapshot) -> Result<()> {

@@ -401,14 +401,23 @@ fn run_with_ship_ships_the_log_dir_before_exiting() {
         args.push(capture.to_str().unwrap());
         common::shardcap(args)
     };
+    let stats = out.path().join("stats.json");
     let r = run(&[
         "--log-dir",
         logs.path().to_str().unwrap(),
         "--ship",
         &server.url,
+        "--stats-file",
+        stats.to_str().unwrap(),
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(server.count("zeek-*"), n);
+    // The run's own stats carry the shipper's figures (as of the run's end, before the final
+    // catch-up of the shipper).
+    let st: serde_json::Value = serde_json::from_slice(&fs::read(&stats).unwrap()).unwrap();
+    let ship = &st["ship"];
+    assert!(ship.is_object(), "the run's stats include shipping: {st}");
+    assert!(ship["records_shipped"].as_u64().unwrap() <= n);
     assert!(logs.path().join(".ship/checkpoints.json").exists());
     let docs = server.docs("zeek-conn-*");
     let shards: std::collections::HashSet<_> = docs

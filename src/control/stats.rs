@@ -9,6 +9,7 @@ use crate::control::report;
 use crate::flow::FlowStats;
 use crate::merge::MergeStats;
 use crate::reorder::ReorderStats;
+use crate::ship::stats::ShipSnapshot;
 use crate::sink::writer::ShardCounters;
 
 /// The dispatcher's state, as stats show it.
@@ -76,6 +77,8 @@ pub struct Snapshot {
     pub flow: FlowStats,
     pub reorder: ReorderStats,
     pub shards: Vec<ShardStats>,
+    /// The log shipper's figures, when `run --ship` ships while it runs.
+    pub ship: Option<ShipSnapshot>,
 }
 
 /// Run-wide counters kept by the dispatcher.
@@ -164,6 +167,7 @@ impl RunStats {
             merge,
             flow,
             reorder: self.reorder,
+            ship: None,
             shards: shards
                 .iter()
                 .enumerate()
@@ -230,6 +234,19 @@ impl Snapshot {
                 &format!("Shard {} blocked", s.shard),
                 format!("{} (ms)", s.blocked_ms),
             )?;
+        }
+        if let Some(ship) = &self.ship {
+            l("Ship records shipped", ship.records_shipped.to_string())?;
+            l(
+                "Ship records already indexed",
+                ship.records_existing.to_string(),
+            )?;
+            l(
+                "Ship records per second",
+                format!("{:.0}", ship.records_per_s),
+            )?;
+            l("Ship lag (bytes)", ship.lag_bytes.to_string())?;
+            l("Ship dead-lettered", ship.dead_lettered.to_string())?;
         }
         out.flush()
     }

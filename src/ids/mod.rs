@@ -96,11 +96,13 @@ pub fn plan(args: &RunArgs, spec: &OutputSpec) -> Result<Consumers> {
             (args.ids_restart, "--ids-restart"),
             (args.zeek_plugin.is_some(), "--zeek-plugin"),
             (args.ids_threads.is_some(), "--ids-threads"),
-            (args.log_dir.is_some(), "--log-dir"),
+            // --ship reads --log-dir too: logs written by consumers outside this run.
+            (args.log_dir.is_some() && args.ship.is_none(), "--log-dir"),
         ];
         if let Some((_, flag)) = stray.iter().find(|(given, _)| *given) {
             return Err(Error::usage(format!(
-                "{flag} applies to consumers: add --ids suricata|zeek or --exec CMD"
+                "{flag} applies to consumers (or, for --log-dir, to --ship): add --ids \
+                 suricata|zeek or --exec CMD"
             )));
         }
         return Ok(Consumers::none());

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -128,6 +128,8 @@ pub struct Shipper {
     last_scan: Option<Instant>,
     last_save: Instant,
     last_report: Instant,
+    /// The latest snapshot, for a dispatcher that runs this shipper (`run --ship`).
+    published: Option<Arc<Mutex<ShipSnapshot>>>,
     state_label: &'static str,
 }
 
@@ -281,6 +283,7 @@ impl Shipper {
             last_scan: None,
             last_save: Instant::now(),
             last_report: Instant::now(),
+            published: None,
             state_label: "Starting",
         })
     }
@@ -294,12 +297,15 @@ impl Shipper {
         };
         let (finish, stop) = (ctl.finish.clone(), ctl.signals.stop.clone());
         let mut shipper = Shipper::new(cfg, roots, ctl)?;
+        let latest = Arc::new(Mutex::new(shipper.snapshot()));
+        shipper.published = Some(latest.clone());
         let thread = std::thread::Builder::new()
             .name("ship".into())
             .spawn(move || shipper.run())?;
         Ok(ShipHandle {
             finish,
             stop,
+            latest,
             thread: Some(thread),
         })
     }
@@ -855,6 +861,9 @@ impl Shipper {
                 snap.write_lines(&mut io::stderr().lock())?;
             }
         }
+        if let Some(latest) = &self.published {
+            *latest.lock().unwrap_or_else(|e| e.into_inner()) = self.snapshot();
+        }
         if self.last_report.elapsed() >= self.cfg.stats_interval {
             self.last_report = Instant::now();
             let snap = self.snapshot();
@@ -926,10 +935,16 @@ fn dlq_error(dlq: &DeadLetter, e: io::Error) -> Error {
 pub struct ShipHandle {
     finish: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    latest: Arc<Mutex<ShipSnapshot>>,
     thread: Option<JoinHandle<Result<ShipSummary>>>,
 }
 
 impl ShipHandle {
+    /// The shipper's latest figures, refreshed on each turn of its loop.
+    pub fn latest(&self) -> Arc<Mutex<ShipSnapshot>> {
+        self.latest.clone()
+    }
+
     /// Ships everything written so far (after a last walk of the directories), then ends.
     pub fn finish(mut self) -> Result<ShipSummary> {
         self.finish.store(true, Ordering::SeqCst);
