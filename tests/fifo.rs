@@ -7,10 +7,10 @@ mod common;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::Duration;
 
-use common::{command, corpus, finished, read_capture, read_stream, same_packets, ChildGuard, Rec};
+use common::{
+    corpus, finished, read_capture, read_stream, same_packets, spawn, wait_until, ChildGuard, Rec,
+};
 
 const SHARDS: usize = 3;
 
@@ -30,41 +30,28 @@ fn fifo(dir: &Path, k: usize) -> PathBuf {
 /// Starts `cat FIFO > out-k.pcap`.
 fn cat_reader(dir: &Path, k: usize) -> ChildGuard {
     let out = File::create(dir.join(format!("out-{k}.pcap"))).unwrap();
-    let child = Command::new("cat")
-        .arg(fifo(dir, k))
-        .stdout(out)
-        .spawn()
-        .expect("start cat");
-    ChildGuard(Some(child))
+    ChildGuard::start(Command::new("cat").arg(fifo(dir, k)).stdout(out))
 }
 
 fn start_shardcap(dir: &Path, inputs: &[PathBuf]) -> ChildGuard {
-    let mut args = vec![
-        "run".to_string(),
-        "-n".into(),
-        SHARDS.to_string(),
-        "-o".into(),
-        format!("fifo:{}/f-{{shard}}", dir.display()),
-    ];
-    args.extend(inputs.iter().map(|p| p.display().to_string()));
-    let child = command(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shardcap");
-    ChildGuard(Some(child))
+    let shards = SHARDS.to_string();
+    let pattern = format!("fifo:{}/f-{{shard}}", dir.display());
+    let mut args = vec!["run", "-n", &shards, "-o", &pattern];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    spawn(&args)
 }
 
 /// Waits until shardcap has created the FIFO (it creates missing ones).
-fn wait_for(path: &Path, shardcap: &mut ChildGuard) {
-    while !path.exists() {
-        assert!(
-            shardcap.running(),
-            "shardcap ended before creating {path:?}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+fn wait_for_fifo(path: &Path, shardcap: &mut ChildGuard) {
+    wait_until(&format!("shardcap to create {path:?}"), || {
+        path.exists() || {
+            assert!(
+                shardcap.running(),
+                "shardcap ended before creating {path:?}"
+            );
+            false
+        }
+    });
 }
 
 /// Waits for shardcap and its readers; each reader's file must be a whole stream, and together
@@ -113,7 +100,7 @@ fn readers_started_after_shardcap_get_whole_streams() {
     let mut shardcap = start_shardcap(tmp.path(), &inputs);
     let readers: Vec<ChildGuard> = (0..SHARDS)
         .map(|k| {
-            wait_for(&fifo(tmp.path(), k), &mut shardcap);
+            wait_for_fifo(&fifo(tmp.path(), k), &mut shardcap);
             cat_reader(tmp.path(), k)
         })
         .collect();
@@ -129,14 +116,12 @@ fn a_reader_that_exits_early_is_reported_by_name() {
     for k in 0..SHARDS {
         nix::unistd::mkfifo(&fifo(tmp.path(), k), nix::sys::stat::Mode::S_IRWXU).unwrap();
     }
-    let quitter = ChildGuard(Some(
+    let quitter = ChildGuard::start(
         Command::new("head")
             .args(["-c", "100"])
             .arg(fifo(tmp.path(), 0))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start head"),
-    ));
+            .stdout(Stdio::null()),
+    );
     let readers: Vec<ChildGuard> = (1..SHARDS).map(|k| cat_reader(tmp.path(), k)).collect();
     let run = finished(start_shardcap(tmp.path(), &inputs).output());
     assert!(quitter.wait().success());

@@ -6,7 +6,6 @@ mod common;
 mod redis_support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use redis_support::*;
@@ -23,13 +22,7 @@ fn redis_killed_and_restarted_mid_run_loses_nothing() {
     ]);
     let files: Vec<PathBuf> = SMALL.iter().map(|f| corpus(f)).collect();
     let names: Vec<String> = files.iter().map(|p| name(p)).collect();
-    redis.rpush("PCAPDJ_IN_QUEUE", &names);
-    let out = tempfile::tempdir().unwrap();
-    let run = dispatcher(
-        &redis.url(),
-        &out.path().join("s.pcap"),
-        &["--order", "given"],
-    );
+    let (out, run) = dispatch_in_order(&redis, &names);
     let announced = |redis: &RedisServer, n: &str| {
         wait_for("an announcement", || {
             (redis.list("PCAPDJ_NEXT") == [n]).then_some(())
@@ -85,14 +78,7 @@ fn redis_killed_and_restarted_mid_run_loses_nothing() {
 
 #[test]
 fn refused_credentials_at_start_are_exit_2_and_a_password_works() {
-    let redis = RedisServer::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--requirepass",
-        "s3cret",
-    ]);
+    let redis = RedisServer::start_with_password("s3cret", &[]);
     let wrong = format!("redis://:nope@127.0.0.1:{}", redis.port);
     let run = finish(spawn(&[
         "run",
@@ -128,19 +114,7 @@ fn refused_credentials_at_start_are_exit_2_and_a_password_works() {
 
 /// A CA and a server certificate for 127.0.0.1, made with the openssl command.
 fn certificates(dir: &Path) {
-    let sh = |script: &str| {
-        let ok = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .current_dir(dir)
-            .output()
-            .expect("openssl (installed by .ci/run)");
-        assert!(
-            ok.status.success(),
-            "{}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
-    };
+    let sh = |script: &str| common::shell(script, dir);
     sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca \
         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign");
     sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1");
@@ -160,24 +134,21 @@ fn tls_with_a_password() {
     let tls_port = free_port();
     let file = |n: &str| certs.path().join(n).to_str().unwrap().to_string();
     let port = tls_port.to_string();
-    let redis = RedisServer::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--requirepass",
+    let redis = RedisServer::start_with_password(
         "pw",
-        "--tls-port",
-        &port,
-        "--tls-cert-file",
-        &file("server.pem"),
-        "--tls-key-file",
-        &file("server.key"),
-        "--tls-ca-cert-file",
-        &file("ca.pem"),
-        "--tls-auth-clients",
-        "no",
-    ]);
+        &[
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &file("server.pem"),
+            "--tls-key-file",
+            &file("server.key"),
+            "--tls-ca-cert-file",
+            &file("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
     let url = format!("rediss://:pw@127.0.0.1:{tls_port}");
     let ca = file("ca.pem");
     let capture = corpus(SMALL[0]);

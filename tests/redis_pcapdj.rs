@@ -88,14 +88,8 @@ fn no_packet_before_its_authorization_in_either_form() {
     let redis = RedisServer::start();
     let files: Vec<PathBuf> = SMALL[..3].iter().map(|f| corpus(f)).collect();
     let names: Vec<String> = files.iter().map(|p| name(p)).collect();
-    redis.rpush("PCAPDJ_IN_QUEUE", &names);
-    let out = tempfile::tempdir().unwrap();
+    let (out, mut run) = dispatch_in_order(&redis, &names);
     let partial = out.path().join("s.pcap.partial");
-    let mut run = dispatcher(
-        &redis.url(),
-        &out.path().join("s.pcap"),
-        &["--order", "given"],
-    );
     let stdout = watch_stdout(&mut run);
     let mut con = redis.con();
     let mut written = 24;
@@ -112,7 +106,7 @@ fn no_packet_before_its_authorization_in_either_form() {
             "file {i}: only the previous files are written before its authorization"
         );
         if i == 0 {
-            signal(&run, Signal::SIGUSR2);
+            run.signal(Signal::SIGUSR2);
             wait_for("the stats while waiting", || {
                 let text = stdout.lock().unwrap();
                 text.contains("[STATS] Number of lengths:").then_some(())
@@ -169,14 +163,9 @@ fn unreadable_and_damaged_files_go_to_failed() {
         name(&damaged),
         name(&good[1]),
     ];
-    redis.rpush("PCAPDJ_IN_QUEUE", &queue);
     let auth = Authorizer::start(redis.url(), "PCAPDJ_NEXT", "PCAPDJ_AUTH");
-    let out = tempfile::tempdir().unwrap();
-    let run = finish(dispatcher(
-        &redis.url(),
-        &out.path().join("s.pcap"),
-        &["--order", "given"],
-    ));
+    let (out, run) = dispatch_in_order(&redis, &queue);
+    let run = finish(run);
     assert_eq!(run.code, 3, "some input skipped: {}", run.stderr);
     let granted = auth.stop();
     assert_eq!(
@@ -211,17 +200,11 @@ fn unreadable_and_damaged_files_go_to_failed() {
 fn a_stop_while_waiting_gives_the_file_back() {
     let redis = RedisServer::start();
     let names: Vec<String> = SMALL[..2].iter().map(|f| name(&corpus(f))).collect();
-    redis.rpush("PCAPDJ_IN_QUEUE", &names);
-    let out = tempfile::tempdir().unwrap();
-    let run = dispatcher(
-        &redis.url(),
-        &out.path().join("s.pcap"),
-        &["--order", "given"],
-    );
+    let (out, run) = dispatch_in_order(&redis, &names);
     wait_for("the announcement", || {
         (redis.list("PCAPDJ_NEXT") == names[..1]).then_some(())
     });
-    signal(&run, Signal::SIGTERM);
+    run.signal(Signal::SIGTERM);
     let run = finish(run);
     expect_exit(&run, 0);
     assert_eq!(

@@ -57,7 +57,7 @@ fn kill_9_mid_file_then_restart_loses_nothing() {
         [name(&big)],
         "the big one in flight"
     );
-    signal(&run1, Signal::SIGKILL);
+    run1.signal(Signal::SIGKILL);
     run1.wait();
     drop(reader);
     assert_eq!(

@@ -99,27 +99,25 @@ fn server_stopped_and_restarted_mid_run_loses_nothing() {
     ) as u64;
     let state = tempfile::tempdir().unwrap();
     let stats_path = state.path().join("stats.json");
-    let proc = Proc::spawn(shardcap([
-        "ship",
-        "--follow",
-        "--es",
-        &server.url,
-        "--state",
-        state.path().to_str().unwrap(),
-        "--batch-docs",
-        "50",
-        "--batch-wait",
-        "50ms",
-        "--scan-interval",
-        "100ms",
-        "--retry-max",
-        "300ms",
-        "--stats-file",
-        stats_path.to_str().unwrap(),
-        "--stats-interval",
-        "50ms",
-        logs.path().to_str().unwrap(),
-    ]));
+    let proc = Proc::spawn(follow(
+        &server,
+        state.path(),
+        logs.path(),
+        &[
+            "--batch-docs",
+            "50",
+            "--batch-wait",
+            "50ms",
+            "--scan-interval",
+            "100ms",
+            "--retry-max",
+            "300ms",
+            "--stats-file",
+            stats_path.to_str().unwrap(),
+            "--stats-interval",
+            "50ms",
+        ],
+    ));
     wait_until("the first logs are indexed", || server.count("*") == first);
 
     server.stop();

@@ -6,7 +6,6 @@ mod common;
 mod ship_support;
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
 use nix::sys::signal::Signal;
@@ -28,13 +27,7 @@ fn dead_letter_check(kind: Kind) {
     );
     fs::write(logs.path().join("conn.log"), text).unwrap();
     let state = tempfile::tempdir().unwrap();
-    let (code, err) = ship(&[
-        "--es",
-        &server.url,
-        "--state",
-        state.path().to_str().unwrap(),
-        logs.path().to_str().unwrap(),
-    ]);
+    let (code, err) = ship_to(&server, state.path(), &[logs.path().to_str().unwrap()]);
     assert_eq!(code, 3, "dead letters end with exit 3: {err}");
     assert!(err.contains("dead-lettered"), "{err}");
     assert_eq!(server.count("zeek-*"), 3);
@@ -66,13 +59,7 @@ fn dead_letter_check(kind: Kind) {
         .unwrap()
         .contains("invalid JSON"));
     // Dead letters are final: a second run neither retries nor repeats them.
-    let (code, _) = ship(&[
-        "--es",
-        &server.url,
-        "--state",
-        state.path().to_str().unwrap(),
-        logs.path().to_str().unwrap(),
-    ]);
+    let (code, _) = ship_to(&server, state.path(), &[logs.path().to_str().unwrap()]);
     assert_eq!(code, 0);
     assert_eq!(dead_letters(state.path()).len(), 2);
 }
@@ -95,25 +82,11 @@ struct Nginx {
     key_port: u16,
 }
 
-fn sh(cmd: &str, dir: &Path) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 impl Nginx {
     fn start(upstream: u16, api_key_b64: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        sh(
+        common::shell(
             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=shardcap test CA' \
              -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
              -keyout ca.key -out ca.crt 2>/dev/null && \
@@ -196,33 +169,22 @@ fn basic_auth_api_key_and_tls_through_nginx() {
     assert_eq!(code, 2, "bad credentials fail at start: {err}");
     assert!(err.contains("401"), "{err}");
 
-    let (code, err) = ship(&[
-        "--es",
-        &basic,
-        "--es-user",
-        "elastic",
-        "--es-password",
-        "changeme",
-        "--state",
-        &state("b"),
-        dir,
-    ]);
+    let with_password = |extra: &[&str]| {
+        let args = [
+            "--es",
+            &basic,
+            "--es-user",
+            "elastic",
+            "--es-password",
+            "changeme",
+        ];
+        ship(&[&args[..], extra, &[dir]].concat())
+    };
+    let (code, err) = with_password(&["--state", &state("b")]);
     assert_eq!(code, 2, "an unknown CA fails at start: {err}");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 
-    let (code, err) = ship(&[
-        "--es",
-        &basic,
-        "--es-user",
-        "elastic",
-        "--es-password",
-        "changeme",
-        "--es-ca",
-        &ca,
-        "--state",
-        &state("c"),
-        dir,
-    ]);
+    let (code, err) = with_password(&["--es-ca", &ca, "--state", &state("c")]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(server.count("zeek-*"), n);
 
@@ -271,19 +233,12 @@ fn forbidden_in_the_middle_stops_with_exit_1() {
     let logs = tempfile::tempdir().unwrap();
     let first = copy_fixtures("zeek-tsv", &logs.path().join("a")) as u64;
     let state = tempfile::tempdir().unwrap();
-    let proc = Proc::spawn(shardcap([
-        "ship",
-        "--follow",
-        "--es",
-        &server.url,
-        "--state",
-        state.path().to_str().unwrap(),
-        "--scan-interval",
-        "100ms",
-        "--batch-wait",
-        "50ms",
-        logs.path().to_str().unwrap(),
-    ]));
+    let proc = Proc::spawn(follow(
+        &server,
+        state.path(),
+        logs.path(),
+        &["--scan-interval", "100ms", "--batch-wait", "50ms"],
+    ));
     wait_until("the first logs are indexed", || {
         server.count("zeek-*") == first
     });
@@ -304,15 +259,7 @@ fn data_streams() {
     let n = copy_fixtures("zeek-tsv", logs.path()) as u64;
     let dir = logs.path().to_str().unwrap();
     let st = tempfile::tempdir().unwrap();
-    let (code, err) = ship(&[
-        "--es",
-        &noida.url,
-        "--data-streams",
-        "--ecs",
-        "--state",
-        st.path().to_str().unwrap(),
-        dir,
-    ]);
+    let (code, err) = ship_to(&noida, st.path(), &["--data-streams", "--ecs", dir]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(noida.count("logs-zeek.*"), n);
     assert_eq!(
@@ -332,14 +279,7 @@ fn data_streams() {
     // osmem has no data streams: every record is refused, none is lost.
     let osmem = Server::start(Kind::Osmem);
     let st = tempfile::tempdir().unwrap();
-    let (code, err) = ship(&[
-        "--es",
-        &osmem.url,
-        "--data-streams",
-        "--state",
-        st.path().to_str().unwrap(),
-        dir,
-    ]);
+    let (code, err) = ship_to(&osmem, st.path(), &["--data-streams", dir]);
     assert_eq!(code, 3, "{err}");
     let dl = dead_letters(st.path());
     assert_eq!(dl.len() as u64, n);

@@ -58,27 +58,25 @@ fn rotation_truncation_and_new_files_lose_nothing() {
     fs::create_dir_all(&s1).unwrap();
     let state = tempfile::tempdir().unwrap();
     let stats_path = state.path().join("stats.json");
-    let mut proc = Proc::spawn_piped(shardcap([
-        "ship",
-        "--follow",
-        "--es",
-        &server.url,
-        "--state",
-        state.path().to_str().unwrap(),
-        "--batch-docs",
-        "100",
-        "--batch-wait",
-        "50ms",
-        "--scan-interval",
-        "100ms",
-        "--close-inactive",
-        "300ms",
-        "--stats-file",
-        stats_path.to_str().unwrap(),
-        "--stats-interval",
-        "50ms",
-        logs.path().to_str().unwrap(),
-    ]));
+    let mut proc = Proc::spawn_piped(follow(
+        &server,
+        state.path(),
+        logs.path(),
+        &[
+            "--batch-docs",
+            "100",
+            "--batch-wait",
+            "50ms",
+            "--scan-interval",
+            "100ms",
+            "--close-inactive",
+            "300ms",
+            "--stats-file",
+            stats_path.to_str().unwrap(),
+            "--stats-interval",
+            "50ms",
+        ],
+    ));
 
     // Growth, with lines completed later.
     let mut eve_file = File::create(s0.join("eve.json")).unwrap();
@@ -192,17 +190,12 @@ fn many_files_with_bounded_descriptors() {
         fs::write(dir.join(format!("dns.{k:04}.log")), lines.concat()).unwrap();
     }
     let state = tempfile::tempdir().unwrap();
-    let proc = Proc::spawn(shardcap([
-        "ship",
-        "--follow",
-        "--es",
-        &server.url,
-        "--state",
-        state.path().to_str().unwrap(),
-        "--batch-wait",
-        "50ms",
-        logs.path().to_str().unwrap(),
-    ]));
+    let proc = Proc::spawn(follow(
+        &server,
+        state.path(),
+        logs.path(),
+        &["--batch-wait", "50ms"],
+    ));
     let total = 3 * files as u64;
     wait_until("every file", || server.count("zeek-*") == total);
     let fds = fs::read_dir(format!("/proc/{}/fd", proc.pid()))

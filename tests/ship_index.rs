@@ -49,20 +49,12 @@ fn check_everything_indexed(kind: Kind) {
     let state = tempfile::tempdir().unwrap();
     let stats_path = state.path().join("stats.json");
     let dir = logs.dir.path().to_str().unwrap();
-    let st = state.path().to_str().unwrap();
-    let (code, err) = ship(&[
-        "--es",
-        &server.url,
-        "--ecs",
-        "--sensor",
-        "lab-1",
-        "--state",
-        st,
-        "--stats-file",
-        stats_path.to_str().unwrap(),
-        dir,
-    ]);
-    assert_eq!(code, 0, "{err}");
+    let stats_file = stats_path.to_str().unwrap();
+    let ship_once = |args: &[&str]| {
+        let (code, err) = ship_to(&server, state.path(), &[args, &[dir]].concat());
+        assert_eq!(code, 0, "{err}");
+    };
+    ship_once(&["--ecs", "--sensor", "lab-1", "--stats-file", stats_file]);
 
     // Every record once: the counts equal the records written.
     assert_eq!(server.count("suricata-*"), logs.eve as u64);
@@ -167,19 +159,9 @@ fn check_everything_indexed(kind: Kind) {
     );
 
     // Shipping again adds nothing; a replay from scratch indexes nothing twice (409 on create).
-    let (code, err) = ship(&["--es", &server.url, "--state", st, dir]);
-    assert_eq!(code, 0, "{err}");
+    ship_once(&[]);
     std::fs::remove_file(state.path().join("checkpoints.json")).unwrap();
-    let (code, err) = ship(&[
-        "--es",
-        &server.url,
-        "--state",
-        st,
-        "--stats-file",
-        stats_path.to_str().unwrap(),
-        dir,
-    ]);
-    assert_eq!(code, 0, "{err}");
+    ship_once(&["--stats-file", stats_file]);
     let s = stats(&stats_path).unwrap();
     assert_eq!(s["records_shipped"], 0);
     assert_eq!(

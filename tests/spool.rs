@@ -1,6 +1,7 @@
 //! The pcapdir spool (`-o dir:`): segments carry exactly the `-o file:` stream, appear whole and
 //! in order, end with a marker, and the writer waits for a slow consumer.
 
+mod common;
 mod spool_support;
 
 use std::collections::BTreeMap;
@@ -8,7 +9,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Stdio;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::{wait_until, ChildGuard};
 
 use shardcap::sink::format::StreamHeader;
 use shardcap::sink::output::Output;
@@ -60,18 +63,12 @@ fn segments_carry_the_file_stream() {
     let files = file_outputs(tmp.path(), &inputs, SHARDS);
     let root = tmp.path().join("spool");
     let size = 64 << 10;
-    check(shardcap_run(
+    check(spool_run(
         &inputs,
-        &[
-            "-n",
-            &SHARDS.to_string(),
-            "-o",
-            &format!("dir:{}", root.display()),
-            "--segment-size",
-            &size.to_string(),
-            "--spool-backlog",
-            "100000",
-        ],
+        SHARDS,
+        &root,
+        &size.to_string(),
+        100_000,
     ));
     for (k, (header, records)) in files.iter().enumerate() {
         assert_eq!(
@@ -163,47 +160,33 @@ fn a_full_backlog_holds_the_stream_until_the_consumer_deletes() {
     let files = file_outputs(tmp.path(), &inputs, 2);
     let root = tmp.path().join("spool");
     let backlog = 2;
-    let mut child = shardcap_run(
-        &inputs,
-        &[
-            "-n",
-            "2",
-            "-o",
-            &format!("dir:{}", root.display()),
-            "--segment-size",
-            "16K",
-            "--spool-backlog",
-            &backlog.to_string(),
-        ],
-    )
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let guard = KillOnDrop(&mut child);
+    let mut shardcap =
+        ChildGuard::start(spool_run(&inputs, 2, &root, "16K", backlog).stderr(Stdio::piped()));
     let mut consumer = Consumer::new(2);
 
     // Without a consumer, a shard fills its backlog and shardcap cannot finish: the inputs make
     // far more segments than the backlogs hold.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while (0..2).all(|k| {
-        let dir = spool::shard_dir(&root, k);
-        !dir.exists() || segments(&dir).len() < backlog
-    }) {
-        assert!(!consumer.pass(&root, false), "finished without a consumer");
-        assert!(Instant::now() < deadline, "the backlog never filled");
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("a full backlog", || {
+        let filled = (0..2).any(|k| {
+            let dir = spool::shard_dir(&root, k);
+            dir.exists() && segments(&dir).len() >= backlog
+        });
+        if !filled {
+            assert!(!consumer.pass(&root, false), "finished without a consumer");
+        }
+        filled
+    });
     for _ in 0..20 {
         assert!(!consumer.pass(&root, false), "finished without a consumer");
         thread::sleep(Duration::from_millis(10));
     }
-    assert!(guard.0.try_wait().unwrap().is_none(), "shardcap exited");
+    assert!(shardcap.running(), "shardcap exited");
 
     // Consuming lets it go on to the end.
-    while !consumer.pass(&root, true) {
-        thread::sleep(Duration::from_millis(2));
-    }
-    let status = guard.0.wait().unwrap();
+    wait_until("the consumer to take every segment", || {
+        consumer.pass(&root, true)
+    });
+    let status = shardcap.wait();
     assert!(status.success(), "shardcap: {status}");
     assert!(
         consumer.most_waiting <= backlog,
@@ -215,16 +198,6 @@ fn a_full_backlog_holds_the_stream_until_the_consumer_deletes() {
             consumer.records[k] == *records,
             "shard {k}: consumed records differ from the file output"
         );
-    }
-}
-
-/// Kills the child if the test fails before it exits.
-struct KillOnDrop<'a>(&'a mut std::process::Child);
-
-impl Drop for KillOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -303,11 +276,7 @@ fn an_idle_stream_reaches_the_consumer_after_the_segment_age() {
     }
     // No more writes: only the writer thread's tick can publish the segment.
     let dir = spool::shard_dir(&root, 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while segments(&dir).is_empty() {
-        assert!(Instant::now() < deadline, "the aged segment never appeared");
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the aged segment", || !segments(&dir).is_empty());
     let first = fs::read(dir.join(spool::segment_name(1))).unwrap();
     let shipped = count_records(&first[FILE_HEADER..], "segment 1");
     assert!(shipped > 0 && shipped < n);

@@ -6,21 +6,14 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 
-/// Kills the dispatcher if a test fails before stopping it.
-struct Running(Child);
+mod common;
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{wait_until, ChildGuard};
 
 /// An Ethernet/IPv4/UDP frame whose payload carries a unique packet id.
 fn frame(id: u64, flow: u16) -> Vec<u8> {
@@ -127,39 +120,33 @@ fn read_outputs(dir: &Path, shards: usize) -> Vec<Vec<(Duration, u64)>> {
 }
 
 /// Starts `shardcap run --watch SPOOL` with 3 file outputs and a stats file in `dir`.
-fn watch(dir: &Path, spool: &Path, extra: &[&str]) -> Running {
-    let child = Command::new(env!("CARGO_BIN_EXE_shardcap"))
-        .args(["run", "--watch"])
-        .arg(spool)
-        .args([
-            "--settle",
-            "0",
-            "--stats-interval",
-            "100ms",
-            "-n",
-            "3",
-            "-o",
-        ])
-        .arg(format!("file:{}/out-{{shard}}.pcap", dir.display()))
-        .arg("--stats-file")
-        .arg(dir.join("stats.json"))
-        .args(extra)
-        .spawn()
-        .unwrap();
+fn watch(dir: &Path, spool: &Path, extra: &[&str]) -> ChildGuard {
+    let running = ChildGuard::start(
+        common::command(["run", "--watch"])
+            .arg(spool)
+            .args([
+                "--settle",
+                "0",
+                "--stats-interval",
+                "100ms",
+                "-n",
+                "3",
+                "-o",
+            ])
+            .arg(format!("file:{}/out-{{shard}}.pcap", dir.display()))
+            .arg("--stats-file")
+            .arg(dir.join("stats.json"))
+            .args(extra),
+    );
     // Ready once it reports: the watch is in place, so writers may start.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.join("stats.json").exists() {
-        assert!(Instant::now() < deadline, "shardcap did not start");
-        thread::sleep(Duration::from_millis(20));
-    }
-    Running(child)
+    wait_until("shardcap to start", || dir.join("stats.json").exists());
+    running
 }
 
 /// Stops a dispatcher with SIGTERM; it must exit 0.
-fn stop(mut running: Running) {
-    let pid = nix::unistd::Pid::from_raw(running.0.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = running.0.wait().unwrap();
+fn stop(running: ChildGuard) {
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = running.wait();
     assert!(status.success(), "graceful stop exits 0, got {status:?}");
 }
 
@@ -235,14 +222,9 @@ fn watched_spool_streams_every_packet_once_in_time_order() {
     let mut written: Vec<u64> = ta.join().unwrap();
     written.extend(tb.join().unwrap());
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stats_packets(&stats) < written.len() as u64 {
-        assert!(
-            Instant::now() < deadline,
-            "shardcap did not stream every packet in time"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("shardcap to stream every packet", || {
+        stats_packets(&stats) >= written.len() as u64
+    });
     stop(running);
     assert_once_in_order(tmp.path(), &written);
 
@@ -279,14 +261,9 @@ fn a_restart_in_the_middle_resumes_without_loss_or_repeat() {
     // First run: three files written, stopped once two have been streamed.
     let running = watch(tmp.path(), &spool, &args);
     let mut written = sensor(0).run(&spool, Duration::from_millis(300));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stats_packets(&stats) < 600 {
-        assert!(
-            Instant::now() < deadline,
-            "the first run did not stream two files"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the first run to stream two files", || {
+        stats_packets(&stats) >= 600
+    });
     stop(running);
 
     // Second run with the same state: the sensor goes on; every file in the spool (all kept) is
@@ -296,17 +273,13 @@ fn a_restart_in_the_middle_resumes_without_loss_or_repeat() {
     written.extend(sensor(3).run(&spool, Duration::from_millis(300)));
     // The last file waits for its horizon; wait until the stats stop moving after it.
     let mut last = (u64::MAX, Instant::now());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_until("the second run to settle", || {
         let now = stats_packets(&stats);
         if now != last.0 {
             last = (now, Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(3) {
-            break;
         }
-        assert!(Instant::now() < deadline, "the second run did not settle");
-        thread::sleep(Duration::from_millis(100));
-    }
+        last.1.elapsed() > Duration::from_secs(3)
+    });
     stop(running);
     assert_once_in_order(tmp.path(), &written);
 }

@@ -4,15 +4,17 @@
 //! why, only where cmake or g++ is missing (.ci/run installs both). Zeek itself cannot be
 //! installed here (see zeek-plugin/README.md), so the reader core stands in for it.
 
+mod common;
 mod spool_support;
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use common::ChildGuard;
 use shardcap::sink::spool;
 use spool_support::*;
 
@@ -58,18 +60,6 @@ fn cpp_build() -> Option<&'static Path> {
         .as_deref()
 }
 
-/// Child processes killed if the test ends early.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 #[test]
 fn reader_core_unit_tests_pass() {
     let Some(build) = cpp_build() else { return };
@@ -93,32 +83,19 @@ fn a_live_spool_is_read_as_the_file_stream() {
     fs::create_dir(&root).unwrap();
 
     // The readers start first and wait for their shard directories to appear.
-    let mut children = Children(Vec::new());
-    for k in 0..SHARDS {
-        children.0.push(
-            Command::new(build.join("spool_cat"))
-                .arg(spool::shard_dir(&root, k))
-                .arg(tmp.path().join(format!("cat-{k}.pcap")))
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-    }
-    check(shardcap_run(
-        &inputs,
-        &[
-            "-n",
-            &SHARDS.to_string(),
-            "-o",
-            &format!("dir:{}", root.display()),
-            "--segment-size",
-            "32K",
-            "--spool-backlog",
-            "3",
-        ],
-    ));
-    for (k, child) in children.0.drain(..).enumerate() {
-        let out = child.wait_with_output().unwrap();
+    let readers: Vec<ChildGuard> = (0..SHARDS)
+        .map(|k| {
+            ChildGuard::start(
+                Command::new(build.join("spool_cat"))
+                    .arg(spool::shard_dir(&root, k))
+                    .arg(tmp.path().join(format!("cat-{k}.pcap")))
+                    .stderr(Stdio::piped()),
+            )
+        })
+        .collect();
+    check(spool_run(&inputs, SHARDS, &root, "32K", 3));
+    for (k, reader) in readers.into_iter().enumerate() {
+        let out = reader.output();
         let msg = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "spool_cat shard {k}: {msg}");
         let cat = fs::read(tmp.path().join(format!("cat-{k}.pcap"))).unwrap();
@@ -154,17 +131,7 @@ fn a_damaged_segment_is_reported_by_name_and_offset() {
     let tmp = tempfile::tempdir().unwrap();
     let inputs = vec![corpus("zeek/ssh-session.pcap")];
     let root = tmp.path().join("spool");
-    check(shardcap_run(
-        &inputs,
-        &[
-            "-o",
-            &format!("dir:{}", root.display()),
-            "--segment-size",
-            "16K",
-            "--spool-backlog",
-            "100000",
-        ],
-    ));
+    check(spool_run(&inputs, 1, &root, "16K", 100_000));
     let dir = spool::shard_dir(&root, 0);
     let seg = |n| dir.join(spool::segment_name(n));
     let mut kept = fs::read(seg(1)).unwrap();

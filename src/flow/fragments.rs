@@ -13,6 +13,11 @@ use super::key::FlowKey;
 use super::{FlowStats, HashMode};
 use crate::input::Packet;
 
+/// Where routed packets go: `emit(shard, packet)`.
+pub trait Emit: FnMut(usize, &Packet) -> io::Result<()> {}
+
+impl<F: FnMut(usize, &Packet) -> io::Result<()>> Emit for F {}
+
 /// Entries of the fragment table (allocated at the first fragment of a run).
 pub const TABLE_SLOTS: usize = 1 << 16;
 /// Entries a datagram may sit in (consecutive slots of the table).
@@ -135,17 +140,14 @@ impl Fragments {
     /// to `shard` (its flow's), releasing what of its datagram waited; a later fragment to where
     /// its first went, or into the hold queue to wait; anything else to `shard`, behind whatever
     /// is held.
-    pub fn route<E>(
+    pub fn route(
         &mut self,
         frag: Option<&Fragment>,
         shard: usize,
         pkt: &Packet,
         stats: &mut FlowStats,
-        emit: &mut E,
-    ) -> io::Result<()>
-    where
-        E: FnMut(usize, &Packet) -> io::Result<()>,
-    {
+        emit: &mut impl Emit,
+    ) -> io::Result<()> {
         self.now = pkt.ts_ns;
         self.expire(stats, emit)?;
         let Some(frag) = frag else {
@@ -184,16 +186,13 @@ impl Fragments {
     }
 
     /// Emits `pkt` to `shard`, or queues it behind the packets held before it.
-    fn pass<E>(
+    fn pass(
         &mut self,
         shard: usize,
         pkt: &Packet,
         stats: &mut FlowStats,
-        emit: &mut E,
-    ) -> io::Result<()>
-    where
-        E: FnMut(usize, &Packet) -> io::Result<()>,
-    {
+        emit: &mut impl Emit,
+    ) -> io::Result<()> {
         if !self.hold.is_empty() {
             self.make_room(pkt.data.len(), stats, emit)?;
         }
@@ -206,10 +205,7 @@ impl Fragments {
     }
 
     /// Gives up on waiting fragments older than [`FRAGMENT_TTL_NS`] at the current packet time.
-    fn expire<E>(&mut self, stats: &mut FlowStats, emit: &mut E) -> io::Result<()>
-    where
-        E: FnMut(usize, &Packet) -> io::Result<()>,
-    {
+    fn expire(&mut self, stats: &mut FlowStats, emit: &mut impl Emit) -> io::Result<()> {
         while let Some((held_ts, slot, head)) = self.hold.oldest() {
             if held_ts.saturating_add(FRAGMENT_TTL_NS) >= self.now {
                 break;
@@ -220,10 +216,7 @@ impl Fragments {
     }
 
     /// Gives up on everything still waiting and empties the queue (end of the run).
-    pub fn drain<E>(&mut self, stats: &mut FlowStats, emit: &mut E) -> io::Result<()>
-    where
-        E: FnMut(usize, &Packet) -> io::Result<()>,
-    {
+    pub fn drain(&mut self, stats: &mut FlowStats, emit: &mut impl Emit) -> io::Result<()> {
         while let Some((_, slot, head)) = self.hold.oldest() {
             self.give_up(slot, head, stats, emit)?;
         }
@@ -231,15 +224,12 @@ impl Fragments {
     }
 
     /// The slot of `datagram`: its live entry, or a claimed one (free, expired, else evicted).
-    fn slot<E>(
+    fn slot(
         &mut self,
         datagram: &Datagram,
         stats: &mut FlowStats,
-        emit: &mut E,
-    ) -> io::Result<usize>
-    where
-        E: FnMut(usize, &Packet) -> io::Result<()>,
-    {
+        emit: &mut impl Emit,
+    ) -> io::Result<usize> {
         if self.slots.is_empty() {
             self.slots = vec![Slot::FREE; TABLE_SLOTS];
         }
@@ -278,10 +268,12 @@ impl Fragments {
     }
 
     /// Frees queue space for `len` bytes by giving up on the oldest waiting datagrams.
-    fn make_room<E>(&mut self, len: usize, stats: &mut FlowStats, emit: &mut E) -> io::Result<()>
-    where
-        E: FnMut(usize, &Packet) -> io::Result<()>,
-    {
+    fn make_room(
+        &mut self,
+        len: usize,
+        stats: &mut FlowStats,
+        emit: &mut impl Emit,
+    ) -> io::Result<()> {
         while !self.hold.fits(len) {
             let Some((_, slot, head)) = self.hold.oldest() else {
                 break;
@@ -293,16 +285,13 @@ impl Fragments {
 
     /// Sends the waiting chain at `head` of slot `i` to its address pair's shard (later fragments
     /// follow), and lets out what it held up.
-    fn give_up<E>(
+    fn give_up(
         &mut self,
         i: usize,
         head: u64,
         stats: &mut FlowStats,
-        emit: &mut E,
-    ) -> io::Result<()>
-    where
-        E: FnMut(usize, &Packet) -> io::Result<()>,
-    {
+        emit: &mut impl Emit,
+    ) -> io::Result<()> {
         let shard = self.slots[i].datagram.fallback(self.shards);
         stats.frag_unmatched += self.hold.resolve(head, shard);
         self.set(i, Route::Shard(shard as u32));

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use super::rng::Rng;
+use crate::calendar::civil_from_days;
 
 /// Size of each body pool; bodies are windows into a pool (wrapping around).
 const POOL_LEN: usize = 1 << 20;
@@ -141,29 +142,25 @@ const USER_AGENTS: &[&str] = &[
 pub fn http_request(rng: &mut Rng, host: &str, resource: Resource, out: &mut Vec<u8>) -> u32 {
     let post = resource == Resource::Api && rng.chance(0.3);
     let method = if post { "POST" } else { "GET" };
-    match resource {
-        Resource::Page => write!(
+    // Pages, images and API calls name a word and a number: before the word, between the two,
+    // after the number, and the number's bound.
+    let worded = match resource {
+        Resource::Page => Some(("/", "/", ".html", 5000)),
+        Resource::Image => Some(("/images/", "-", ".jpg", 90000)),
+        Resource::Api => Some(("/api/v2/", "?page=", "", 40)),
+        Resource::Script => None,
+    };
+    match worded {
+        Some((before, between, after, bound)) => write!(
             out,
-            "{method} /{}/{}.html",
+            "{method} {before}{}{between}{}{after}",
             rng.pick(WORDS),
-            rng.below(5000)
+            rng.below(bound)
         ),
-        Resource::Script => write!(
+        None => write!(
             out,
             "{method} /static/js/app.{:08x}.js",
             rng.next_u64() as u32
-        ),
-        Resource::Image => write!(
-            out,
-            "{method} /images/{}-{}.jpg",
-            rng.pick(WORDS),
-            rng.below(90000)
-        ),
-        Resource::Api => write!(
-            out,
-            "{method} /api/v2/{}?page={}",
-            rng.pick(WORDS),
-            rng.below(40)
         ),
     }
     .unwrap();
@@ -252,16 +249,7 @@ fn http_date(secs: u64, out: &mut Vec<u8>) {
     ];
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     write!(
         out,
         "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",

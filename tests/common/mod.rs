@@ -1,6 +1,7 @@
-//! Helpers shared by the integration tests: the corpus and its manifest, running the real binary,
-//! an independent reader of captures (the pcap-file crate), a small pcap writer and synthetic
-//! packets.
+//! Helpers shared by the integration tests: the corpus and its manifest, running the real binary
+//! (to its end, or as a guarded child killed on drop), free loopback ports, waiting for a
+//! condition, shell steps, an independent reader of captures (the pcap-file crate), a small pcap
+//! writer and synthetic packets.
 //!
 //! Every test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
@@ -11,6 +12,10 @@ use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use pcap_file::pcap::PcapParser;
 use pcap_file::pcapng::blocks::interface_description::{
@@ -171,23 +176,107 @@ pub fn free_port() -> u16 {
 /// Polls `f` until it returns `Some`, panicking with `what` after a generous bound (a hang guard,
 /// not a timing assertion).
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let until = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            std::time::Instant::now() < until,
-            "gave up waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(Instant::now() < until, "gave up waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until `cond` holds ([`wait_for`] for a condition).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    wait_for(what, || cond().then_some(()));
+}
+
+/// Runs a `sh -c` script in `dir` (certificates and the like), insisting it succeeds.
+pub fn shell(script: &str, dir: &Path) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `shardcap ARGS` as a guarded child (address space bounded, stdout and stderr piped).
+pub fn spawn(args: &[&str]) -> ChildGuard {
+    let child = command(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shardcap");
+    ChildGuard(Some(child))
+}
+
+/// Waits for a shardcap child's end (killing it after a generous bound, so a hang fails the test).
+pub fn finish(child: ChildGuard) -> Run {
+    let pid = child.nix_pid();
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(180);
+        while !flag.load(Ordering::SeqCst) {
+            if Instant::now() > until {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let out = child.output();
+    done.store(true, Ordering::SeqCst);
+    watchdog.join().unwrap();
+    finished(out)
 }
 
 /// Kills and reaps a child process when dropped, so a failing test leaves nothing running.
 pub struct ChildGuard(pub Option<Child>);
 
 impl ChildGuard {
+    /// Guards `cmd`, started.
+    pub fn start(cmd: &mut Command) -> ChildGuard {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()));
+        ChildGuard(Some(child))
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
+    fn nix_pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.pid() as i32)
+    }
+
+    /// Sends `sig` to the child.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.nix_pid(), sig).expect("signal the child");
+    }
+
+    /// Sends `sig` and reaps the child, if it is still guarded.
+    pub fn stop(&mut self, sig: nix::sys::signal::Signal) {
+        if let Some(mut c) = self.0.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the child at once (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        self.stop(nix::sys::signal::Signal::SIGKILL);
+    }
+
     /// True while the child has not exited.
     pub fn running(&mut self) -> bool {
         let child = self.0.as_mut().unwrap();
@@ -211,10 +300,7 @@ impl ChildGuard {
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill();
     }
 }
 

@@ -5,11 +5,11 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::{self, ChildGuard, Rec, Run};
 
@@ -35,11 +35,11 @@ pub fn name(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
-pub use crate::common::{free_port, wait_for};
+pub use crate::common::{finish, free_port, spawn, wait_for};
 
 /// A redis-server child in its own temp dir.
 pub struct RedisServer {
-    child: Option<Child>,
+    child: ChildGuard,
     pub port: u16,
     pub dir: tempfile::TempDir,
     args: Vec<String>,
@@ -50,6 +50,20 @@ impl RedisServer {
     /// No persistence.
     pub fn start() -> Self {
         Self::start_with(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// No persistence, requiring `password`, with extra redis-server arguments (TLS...).
+    pub fn start_with_password(password: &str, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            password,
+        ];
+        args.extend_from_slice(extra);
+        Self::start_with(&args)
     }
 
     /// With extra redis-server arguments (persistence, password, TLS...).
@@ -63,7 +77,7 @@ impl RedisServer {
         args.extend(["--bind", "127.0.0.1"].map(String::from));
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut server = RedisServer {
-            child: None,
+            child: ChildGuard(None),
             port,
             dir: tempfile::tempdir().unwrap(),
             args,
@@ -74,14 +88,13 @@ impl RedisServer {
     }
 
     fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(&self.args)
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (installed by .ci/run)");
-        self.child = Some(child);
+        self.child = ChildGuard::start(
+            Command::new("redis-server")
+                .args(&self.args)
+                .arg("--dir")
+                .arg(self.dir.path())
+                .stdout(Stdio::null()),
+        );
         wait_for("redis-server to answer", || {
             let mut c = redis::Client::open(self.url())
                 .ok()?
@@ -109,10 +122,7 @@ impl RedisServer {
 
     /// Kills the server at once (SIGKILL).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.kill();
     }
 
     /// Down for `d` (SIGKILL), then up again on the same port, directory and arguments.
@@ -147,23 +157,6 @@ impl RedisServer {
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// shardcap with `args` (address space bounded), stdout and stderr piped.
-pub fn spawn(args: &[&str]) -> ChildGuard {
-    let child = common::command(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shardcap");
-    ChildGuard(Some(child))
-}
-
 /// `shardcap run --auth redis` against `url`, writing the one shard to the file `out`, with more
 /// `args`.
 pub fn dispatcher(url: &str, out: &Path, args: &[&str]) -> ChildGuard {
@@ -173,26 +166,32 @@ pub fn dispatcher(url: &str, out: &Path, args: &[&str]) -> ChildGuard {
     spawn(&all)
 }
 
+/// Queues `names` in `PCAPDJ_IN_QUEUE` and starts `shardcap run --auth redis --order given` on
+/// them, writing the one shard to `s.pcap` in the returned directory.
+pub fn dispatch_in_order(redis: &RedisServer, names: &[String]) -> (tempfile::TempDir, ChildGuard) {
+    redis.rpush("PCAPDJ_IN_QUEUE", names);
+    let out = tempfile::tempdir().unwrap();
+    let run = dispatcher(
+        &redis.url(),
+        &out.path().join("s.pcap"),
+        &["--order", "given"],
+    );
+    (out, run)
+}
+
 /// A scripts/ Python script with `args`.
 pub fn script(script: &str, args: &[&str]) -> ChildGuard {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scripts")
         .join(script);
-    let child = Command::new("python3")
-        .arg(path)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 (installed by .ci/run)");
-    ChildGuard(Some(child))
-}
-
-/// Sends a signal to the child.
-pub fn signal(child: &ChildGuard, sig: nix::sys::signal::Signal) {
-    let pid = child.0.as_ref().unwrap().id() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+    ChildGuard::start(
+        Command::new("python3")
+            .arg(path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
 }
 
 /// Reads the child's stdout as it comes, into the returned buffer.
@@ -209,27 +208,6 @@ pub fn watch_stdout(child: &mut ChildGuard) -> Arc<Mutex<String>> {
         }
     });
     seen
-}
-
-/// Waits for the child's end (killing it after a generous bound, so a hang fails the test).
-pub fn finish(child: ChildGuard) -> Run {
-    let pid = nix::unistd::Pid::from_raw(child.0.as_ref().unwrap().id() as i32);
-    let done = Arc::new(AtomicBool::new(false));
-    let flag = done.clone();
-    let watchdog = thread::spawn(move || {
-        let until = Instant::now() + Duration::from_secs(180);
-        while !flag.load(Ordering::SeqCst) {
-            if Instant::now() > until {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    });
-    let out = child.output();
-    done.store(true, Ordering::SeqCst);
-    watchdog.join().unwrap();
-    common::finished(out)
 }
 
 /// Asserts the exit code, showing stderr when it is not `want`.

@@ -8,13 +8,13 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::common::{self, ChildGuard};
 
-pub use crate::common::{command as shardcap, corpus, free_port};
+pub use crate::common::{command as shardcap, corpus, free_port, wait_until};
 
 /// Which stand-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,29 +99,19 @@ impl Server {
                 cmd.args(["--addr", &format!("127.0.0.1:{}", self.port), "--no-ja"]);
             }
         }
-        let child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the server");
-        self.child = ChildGuard(Some(child));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.agent.get(&self.url).call().is_err() {
-            assert!(Instant::now() < deadline, "{:?} did not start", self.kind);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.child = ChildGuard::start(
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        wait_until(&format!("{:?} to answer", self.kind), || {
+            self.agent.get(&self.url).call().is_ok()
+        });
     }
 
     /// Stops it the way a node is restarted (SIGTERM: noida-db saves its data) and waits.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.0.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = c.wait();
-        }
+        self.child.stop(nix::sys::signal::Signal::SIGTERM);
     }
 
     /// Starts it again on the same port with the same data.
@@ -204,19 +194,21 @@ pub struct Proc(ChildGuard);
 impl Proc {
     /// Starts `cmd` with stderr captured.
     pub fn spawn(mut cmd: Command) -> Proc {
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn();
-        Proc(ChildGuard(Some(child.unwrap())))
+        Proc(ChildGuard::start(
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped()),
+        ))
     }
 
     /// Starts `cmd` with stdout and stderr captured.
     pub fn spawn_piped(mut cmd: Command) -> Proc {
-        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
-        Proc(ChildGuard(Some(child.unwrap())))
+        Proc(ChildGuard::start(
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped()),
+        ))
     }
 
     /// Its process id.
     pub fn pid(&self) -> u32 {
-        self.0 .0.as_ref().expect("running").id()
+        self.0.pid()
     }
 
     /// Reads stdout lines up to and including the first one that starts with `last`.
@@ -240,15 +232,12 @@ impl Proc {
 
     /// Sends `sig`.
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig);
+        self.0.signal(sig);
     }
 
     /// Sends `sig` and reaps the process.
     pub fn terminate(&mut self, sig: nix::sys::signal::Signal) {
-        self.signal(sig);
-        if let Some(mut c) = self.0 .0.take() {
-            let _ = c.wait();
-        }
+        self.0.stop(sig);
     }
 
     /// Waits for the exit; returns the status and stderr.
@@ -268,6 +257,20 @@ impl Proc {
 pub fn ship(args: &[&str]) -> (i32, String) {
     let run = common::shardcap(["ship"].iter().chain(args));
     (run.code, run.stderr)
+}
+
+/// Runs `shardcap ship --es SERVER --state STATE ARGS` to the end; returns the exit code and
+/// stderr.
+pub fn ship_to(server: &Server, state: &Path, args: &[&str]) -> (i32, String) {
+    let state = state.to_str().unwrap();
+    ship(&[&["--es", &server.url, "--state", state], args].concat())
+}
+
+/// `shardcap ship --follow --es SERVER --state STATE ARGS LOGS`: the shipper following `logs`.
+pub fn follow(server: &Server, state: &Path, logs: &Path, args: &[&str]) -> Command {
+    let mut cmd = shardcap(["ship", "--follow", "--es", &server.url, "--state"]);
+    cmd.arg(state).args(args).arg(logs);
+    cmd
 }
 
 /// The rules the Suricata runs load: an alert on every HTTP GET and DNS query.
@@ -326,11 +329,6 @@ pub fn records(path: &Path) -> usize {
 /// Reads a JSON stats file when it is there (it appears after the first stats interval).
 pub fn stats(path: &Path) -> Option<Value> {
     serde_json::from_slice(&fs::read(path).ok()?).ok()
-}
-
-/// Waits until `cond` holds (`common::wait_for` for a condition).
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    common::wait_for(what, || cond().then_some(()));
 }
 
 /// The dead-letter entries in a state directory.

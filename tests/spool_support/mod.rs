@@ -1,5 +1,5 @@
-//! Helpers shared by the spool tests: corpus paths, running shardcap, reading pcap streams and
-//! spools back.
+//! Shared by the spool tests, beside `common`: their inputs, `shardcap run` into files and into a
+//! spool, and reading pcap streams and spools back.
 
 #![allow(dead_code)]
 
@@ -7,15 +7,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub use crate::common::corpus;
+
 /// Size of a pcap file header.
 pub const FILE_HEADER: usize = 24;
-
-/// A corpus capture.
-pub fn corpus(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/corpus")
-        .join(rel)
-}
 
 /// Ethernet captures of several sizes, one of them nanosecond (so the streams are nanosecond).
 pub fn inputs() -> Vec<PathBuf> {
@@ -33,9 +28,32 @@ pub fn inputs() -> Vec<PathBuf> {
 
 /// A `shardcap run` command over `inputs` with extra arguments.
 pub fn shardcap_run(inputs: &[PathBuf], args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardcap"));
-    cmd.arg("run").args(args).args(inputs);
+    let mut cmd = crate::common::command(["run"].iter().chain(args));
+    cmd.args(inputs);
     cmd
+}
+
+/// `shardcap run -n SHARDS -o dir:ROOT --segment-size SIZE --spool-backlog BACKLOG` over `inputs`.
+pub fn spool_run(
+    inputs: &[PathBuf],
+    shards: usize,
+    root: &Path,
+    segment_size: &str,
+    backlog: usize,
+) -> Command {
+    shardcap_run(
+        inputs,
+        &[
+            "-n",
+            &shards.to_string(),
+            "-o",
+            &format!("dir:{}", root.display()),
+            "--segment-size",
+            segment_size,
+            "--spool-backlog",
+            &backlog.to_string(),
+        ],
+    )
 }
 
 /// Runs a command and insists it exits 0.
