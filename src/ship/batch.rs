@@ -36,6 +36,8 @@ pub struct Frontier {
     pub slot: u32,
     pub generation: u32,
     pub offset: u64,
+    /// The newest record time (ns since the epoch) among this file's records in this batch.
+    pub newest_ns: u64,
 }
 
 /// A batch of bulk items, numbered in the order it was filled.
@@ -74,14 +76,18 @@ impl Batch {
         });
     }
 
-    /// Moves a file's frontier forward.
-    pub fn advance(&mut self, slot: u32, generation: u32, offset: u64) {
+    /// Moves a file's frontier forward past a record of time `ts_ns` (0: none).
+    pub fn advance(&mut self, slot: u32, generation: u32, offset: u64, ts_ns: u64) {
         match self.frontiers.iter_mut().rev().find(|f| f.slot == slot) {
-            Some(f) if f.generation == generation => f.offset = f.offset.max(offset),
+            Some(f) if f.generation == generation => {
+                f.offset = f.offset.max(offset);
+                f.newest_ns = f.newest_ns.max(ts_ns);
+            }
             _ => self.frontiers.push(Frontier {
                 slot,
                 generation,
                 offset,
+                newest_ns: ts_ns,
             }),
         }
     }
@@ -145,17 +151,18 @@ mod tests {
             b.body
                 .extend_from_slice(format!("{{\"n\":{k}}}\n").as_bytes());
             b.push(3, 0, off, start, doc);
-            b.advance(3, 0, off + 10);
+            b.advance(3, 0, off + 10, 100 - off);
         }
         assert_eq!(
             b.frontiers,
             vec![Frontier {
                 slot: 3,
                 generation: 0,
-                offset: 20
+                offset: 20,
+                newest_ns: 100
             }]
         );
-        b.advance(3, 1, 5);
+        b.advance(3, 1, 5, 0);
         assert_eq!(
             b.frontiers.len(),
             2,

@@ -53,8 +53,9 @@ impl LogSource {
 /// What a line became.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoded {
-    /// A bulk item was appended; the document starts at this position of the body.
-    Item { doc_start: usize },
+    /// A bulk item was appended; the document starts at this position of the body. `ts_ns`: the
+    /// record's own time (ns since the epoch; 0 when it has none).
+    Item { doc_start: usize, ts_ns: u64 },
     /// Nothing to ship (blank line, header line).
     Skipped,
     /// Zeek's `#close`: the file is complete.
@@ -166,7 +167,10 @@ impl Encoder {
         let doc_start = out.len();
         out.extend_from_slice(&self.doc);
         out.push(b'\n');
-        Ok(Encoded::Item { doc_start })
+        Ok(Encoded::Item {
+            doc_start,
+            ts_ns: meta.ts.map_or(0, |t| t.epoch_nanos()),
+        })
     }
 }
 
@@ -199,9 +203,13 @@ mod tests {
         let line = br#"{"timestamp":"2024-03-01T01:00:00.000001+0100","event_type":"alert","src_ip":"10.0.0.1","src_port":1,"dest_ip":"10.0.0.2","dest_port":80,"proto":"TCP","alert":{"signature_id":7,"signature":"s","category":"c","severity":2}}"#;
         let mut out = Vec::new();
         let r = enc.encode(&mut src, line, 4096, 0xab, &mut out).unwrap();
-        let Encoded::Item { doc_start } = r else {
+        let Encoded::Item { doc_start, ts_ns } = r else {
             panic!("{r:?}")
         };
+        assert_eq!(
+            ts_ns, 1_709_251_200_000_001_000,
+            "the record's time, in UTC"
+        );
         assert!(out[doc_start..].starts_with(&line[..line.len() - 1]));
         let (action, doc) = item(&out);
         assert_eq!(action["create"]["_index"], "suricata-alert-2024.03.01");

@@ -23,6 +23,7 @@ pub mod tail;
 pub mod templates;
 pub mod timestamp;
 pub mod watch;
+pub mod watermark;
 pub mod zeek_tsv;
 
 use std::path::PathBuf;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ use crate::ship::stats::{Clock, ShipCounters, ShipSnapshot};
 use crate::ship::tail::{Identified, Registration, Tailed};
 use crate::ship::templates;
 use crate::ship::watch;
+use crate::ship::watermark::Watermark;
 
 /// First read size per file and pass; grows for longer lines up to `MAX_LINE`.
 const CHUNK: usize = 1 << 20;
@@ -130,6 +131,8 @@ pub struct Shipper {
     last_report: Instant,
     /// The latest snapshot, for a dispatcher that runs this shipper (`run --ship`).
     published: Option<Arc<Mutex<ShipSnapshot>>>,
+    /// How far the acknowledged records reach in time, per shard.
+    marks: Watermark,
     state_label: &'static str,
 }
 
@@ -284,6 +287,7 @@ impl Shipper {
             last_save: Instant::now(),
             last_report: Instant::now(),
             published: None,
+            marks: Watermark::default(),
             state_label: "Starting",
         })
     }
@@ -299,6 +303,7 @@ impl Shipper {
         let mut shipper = Shipper::new(cfg, roots, ctl)?;
         let latest = Arc::new(Mutex::new(shipper.snapshot()));
         shipper.published = Some(latest.clone());
+        let watermark = shipper.marks.shared();
         let thread = std::thread::Builder::new()
             .name("ship".into())
             .spawn(move || shipper.run())?;
@@ -306,6 +311,7 @@ impl Shipper {
             finish,
             stop,
             latest,
+            watermark,
             thread: Some(thread),
         })
     }
@@ -443,6 +449,7 @@ impl Shipper {
     fn scan(&mut self, finishing: bool) -> Result<()> {
         self.last_scan = Some(Instant::now());
         let found = watch::walk(&self.roots, self.state_dir_id);
+        self.marks.discover(&self.roots);
         for t in self.files.values_mut() {
             t.visible = false;
         }
@@ -585,7 +592,7 @@ impl Shipper {
         match t.identify() {
             Ok(Identified::Pending) => return Ok(Step::Nothing),
             Ok(Identified::NotALog) => return Ok(Step::NotALog),
-            Ok(Identified::Log) => {}
+            Ok(Identified::Log) => self.marks.log_seen(&t.path),
             Err(e) => {
                 log::warn!("{}: {e}; left alone", t.path.display());
                 return Ok(Step::NotALog);
@@ -633,11 +640,13 @@ impl Shipper {
             let offset = base + consumed as u64;
             let start = self.batch.body.len();
             let text = &line[..line.len() - 1];
+            let mut ts = 0;
             match self
                 .encoder
                 .encode(source, text, offset, key, &mut self.batch.body)
             {
-                Ok(Encoded::Item { doc_start }) => {
+                Ok(Encoded::Item { doc_start, ts_ns }) => {
+                    ts = ts_ns;
                     self.batch.push(slot, *generation, offset, start, doc_start)
                 }
                 Ok(Encoded::Skipped) => {}
@@ -657,7 +666,7 @@ impl Shipper {
             }
             consumed += line.len();
             self.batch
-                .advance(slot, *generation, base + consumed as u64);
+                .advance(slot, *generation, base + consumed as u64, ts);
             if self.batch.is_full(&limits) {
                 break;
             }
@@ -695,7 +704,7 @@ impl Shipper {
                 None => pos += k as u64,
             }
         }
-        self.batch.advance(slot, t.generation, t.read_pos);
+        self.batch.advance(slot, t.generation, t.read_pos, 0);
         Ok(Step::Progress)
     }
 
@@ -819,6 +828,7 @@ impl Shipper {
                 if let Some(store) = &mut self.store {
                     store.advance(t.id, f.generation, f.offset, &t.path);
                 }
+                self.marks.acknowledged(&t.path, f.newest_ns);
             }
         }
         if self.spare.capacity() < batch.body.capacity() {
@@ -936,6 +946,7 @@ pub struct ShipHandle {
     finish: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     latest: Arc<Mutex<ShipSnapshot>>,
+    watermark: Arc<AtomicU64>,
     thread: Option<JoinHandle<Result<ShipSummary>>>,
 }
 
@@ -943,6 +954,12 @@ impl ShipHandle {
     /// The shipper's latest figures, refreshed on each turn of its loop.
     pub fn latest(&self) -> Arc<Mutex<ShipSnapshot>> {
         self.latest.clone()
+    }
+
+    /// The acknowledged-log watermark: every shard's logs are indexed up to this record time (ns
+    /// since the epoch; 0 until each shard has an acknowledged record).
+    pub fn watermark(&self) -> Arc<AtomicU64> {
+        self.watermark.clone()
     }
 
     /// Ships everything written so far (after a last walk of the directories), then ends.

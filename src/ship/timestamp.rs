@@ -99,6 +99,14 @@ impl UtcTime {
         })
     }
 
+    /// Nanoseconds since the epoch (0 for times before it).
+    pub fn epoch_nanos(&self) -> u64 {
+        u64::try_from(self.secs).map_or(0, |s| {
+            s.saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(self.nanos))
+        })
+    }
+
     /// Writes RFC 3339 in UTC with microseconds (or nanoseconds when they are not whole
     /// microseconds): `2024-03-01T00:00:00.123456Z`.
     pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
