@@ -116,6 +116,10 @@ pub struct RunArgs {
     /// Continuous mode: delete the oldest kept files beyond this total size (e.g. 500G).
     #[arg(long, value_parser = parse_size)]
     pub retain_size: Option<u64>,
+    /// Continuous mode with --ship: a streamed file waits until the logs reach its last packet time
+    /// plus this much (for IDS that log late), then the retention policy applies.
+    #[arg(long, value_parser = parse_duration, default_value = "0")]
+    pub retain_lag: Duration,
     /// Continuous mode: pause intake while the spool's filesystem has less free space (e.g. 10G).
     #[arg(long, value_parser = parse_size)]
     pub min_free: Option<u64>,

@@ -19,7 +19,7 @@ use crate::ids::{self, Consumers};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
-use crate::input::retention::Retention;
+use crate::input::retention::{LogGate, Retention};
 use crate::input::watch::{WatchConfig, WatchIntake};
 use crate::input::{Anomalies, Packet};
 use crate::merge::{FileEnd, Merge, MergeHooks, MergeStats, OpenInput};
@@ -52,13 +52,13 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
         args.log_dir = Some(ids::DEFAULT_LOG_DIR.into());
     }
     let signals = Signals::install()?;
-    let intake = intake_for(&args, &signals)?;
+    let shipper = ship::start_for_run(&args)?;
+    let intake = intake_for(&args, &signals, shipper.as_ref())?;
     let consumers = ids::plan(&args, &spec)?;
     spec.validate(shards)?;
     let state = (args.state.as_deref())
         .map(|d| StateKeeper::open(d, &args, &spec))
         .transpose()?;
-    let shipper = ship::start_for_run(&args)?;
     if let Some(s) = state.as_ref().filter(|s| s.is_complete()) {
         let done = discover::expand(&args.inputs).and_then(|c| s.completed_run(&c));
         return ship::finish_for_run(shipper, done);
@@ -70,7 +70,12 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
 }
 
 /// Where the run's files come from: the command line, watched spool directories, or a Redis queue.
-fn intake_for(args: &RunArgs, signals: &Signals) -> Result<Box<dyn Intake>> {
+/// With a shipper, streamed spool files wait for their logs to be acknowledged before retention.
+fn intake_for(
+    args: &RunArgs,
+    signals: &Signals,
+    shipper: Option<&ShipHandle>,
+) -> Result<Box<dyn Intake>> {
     if args.auth == AuthMode::Redis {
         if !args.inputs.is_empty() || !args.watch.is_empty() {
             return Err(Error::usage(
@@ -103,8 +108,14 @@ fn intake_for(args: &RunArgs, signals: &Signals) -> Result<Box<dyn Intake>> {
                 horizon: args.horizon,
                 min_free: args.min_free,
             };
-            let retention =
+            let mut retention =
                 Retention::new(args.retention.clone(), args.retain_age, args.retain_size)?;
+            if let Some(s) = shipper {
+                retention = retention.with_gate(LogGate {
+                    watermark: s.watermark(),
+                    lag: args.retain_lag,
+                });
+            }
             Ok(Box::new(WatchIntake::new(cfg, retention)?))
         }
     }

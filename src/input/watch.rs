@@ -73,6 +73,8 @@ pub struct WatchIntake {
     held: Vec<Held>,
     /// Latest first-packet time seen from each source.
     source_front: HashMap<String, u64>,
+    /// Last packet time of each released file until it is finished (for retention).
+    last_ts: HashMap<PathBuf, u64>,
     retention: Retention,
     paused: bool,
 }
@@ -106,6 +108,7 @@ impl WatchIntake {
             grown: HashSet::new(),
             held: Vec::new(),
             source_front: HashMap::new(),
+            last_ts: HashMap::new(),
             retention,
             paused: false,
         };
@@ -241,9 +244,12 @@ impl WatchIntake {
         self.held = keep;
         due.sort_by_key(|h| h.first_ts);
         due.into_iter()
-            .map(|h| Candidate {
-                path: h.path,
-                explicit: true,
+            .map(|h| {
+                self.last_ts.insert(h.path.clone(), h.last_ts);
+                Candidate {
+                    path: h.path,
+                    explicit: true,
+                }
             })
             .collect()
     }
@@ -313,7 +319,7 @@ impl Intake for WatchIntake {
         loop {
             self.read_events(deadline.saturating_duration_since(Instant::now()))?;
             self.settle();
-            self.retention.enforce();
+            self.retention.enforce()?;
             if !self.disk_low() {
                 let due = self.release();
                 if !due.is_empty() {
@@ -328,8 +334,9 @@ impl Intake for WatchIntake {
     }
 
     fn finished(&mut self, entry: &Entry, end: &FileEnd) -> Result<()> {
+        let last_ts = self.last_ts.remove(&entry.path).unwrap_or(u64::MAX);
         match end {
-            FileEnd::Complete => self.retention.streamed(&entry.path, entry.size),
+            FileEnd::Complete => self.retention.streamed(&entry.path, entry.size, last_ts),
             _ => {
                 log::warn!(
                     "{}: kept in the spool (not streamed completely)",
@@ -338,6 +345,18 @@ impl Intake for WatchIntake {
                 Ok(())
             }
         }
+    }
+
+    fn close(&mut self, _stopped: bool) -> Result<()> {
+        self.retention.enforce()?;
+        let n = self.retention.pending();
+        if n > 0 {
+            log::info!(
+                "{n} streamed files kept in the spool: their logs were not acknowledged yet (the \
+                 retention policy is not applied to them later)"
+            );
+        }
+        Ok(())
     }
 }
 
