@@ -52,10 +52,18 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
         args.log_dir = Some(ids::DEFAULT_LOG_DIR.into());
     }
     let signals = Signals::install()?;
-    let shipper = ship::start_for_run(&args)?;
-    let intake = intake_for(&args, &signals, shipper.as_ref())?;
     let consumers = ids::plan(&args, &spec)?;
     spec.validate(shards)?;
+    // The shipper may wait for its server: check the inputs first, unless continuous mode needs
+    // the shipper's watermark to build its intake.
+    let (shipper, intake) = if args.watch.is_empty() {
+        let intake = intake_for(&args, &signals, None)?;
+        (ship::start_for_run(&args)?, intake)
+    } else {
+        let shipper = ship::start_for_run(&args)?;
+        let intake = intake_for(&args, &signals, shipper.as_ref())?;
+        (shipper, intake)
+    };
     let state = (args.state.as_deref())
         .map(|d| StateKeeper::open(d, &args, &spec))
         .transpose()?;
