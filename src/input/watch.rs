@@ -329,7 +329,16 @@ impl Intake for WatchIntake {
 
     fn finished(&mut self, entry: &Entry, end: &FileEnd) -> Result<()> {
         match end {
-            FileEnd::Complete => self.retention.streamed(&entry.path, entry.size),
+            FileEnd::Complete => {
+                self.retention.streamed(&entry.path, entry.size)?;
+                if !entry.path.exists() {
+                    // Deleted or moved away: a writer that reuses the name (a ring of rotated
+                    // files) brings a new capture there.
+                    self.taken.remove(&entry.path);
+                    self.grown.remove(&entry.path);
+                }
+                Ok(())
+            }
             _ => {
                 log::warn!(
                     "{}: kept in the spool (not streamed completely)",
@@ -363,6 +372,51 @@ fn source_of(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::catalog;
+    use crate::input::retention::Policy;
+
+    /// The files `poll` hands out now.
+    fn arrivals(w: &mut WatchIntake, signals: &Signals) -> Vec<PathBuf> {
+        match w.poll(Some(Duration::from_millis(300)), signals).unwrap() {
+            Arrivals::Files(f) => f.into_iter().map(|c| c.path).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_name_reused_after_its_file_was_deleted_is_taken_again() {
+        let spool = tempfile::tempdir().unwrap();
+        let cfg = WatchConfig {
+            dirs: vec![spool.path().to_path_buf()],
+            settle: Duration::ZERO,
+            ignore: Vec::new(),
+            horizon: Duration::ZERO,
+            min_free: None,
+        };
+        let retention = Retention::new(Policy::Delete, None, None).unwrap();
+        let mut w = WatchIntake::new(cfg, retention).unwrap();
+        let signals = Signals::detached();
+        let ring = spool.path().join("ring.pcap0");
+        // A pcap file header and one 4-byte record.
+        let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        pcap.extend([0xff, 0xff, 0, 0, 1, 0, 0, 0]);
+        pcap.extend([1, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 9, 9, 9, 9]);
+        for round in 0..2 {
+            fs::write(&ring, &pcap).unwrap();
+            assert_eq!(
+                arrivals(&mut w, &signals),
+                std::slice::from_ref(&ring),
+                "round {round}"
+            );
+            let cand = Candidate {
+                path: ring.clone(),
+                explicit: true,
+            };
+            let entry = catalog::probe(round, &cand).unwrap();
+            w.finished(&entry, &FileEnd::Complete).unwrap();
+            assert!(!ring.exists(), "deleted once streamed");
+        }
+    }
 
     #[test]
     fn rotation_numbers_do_not_change_the_source() {
