@@ -62,7 +62,9 @@ fn report_end<H: MergeHooks>(
 
 /// An input being read.
 pub struct OpenInput {
+    /// The file, as cataloged.
     pub entry: Entry,
+    /// Its reader, on the packet to emit next (or just emitted, for the active input).
     pub capture: Capture,
     /// Packets emitted from this input so far.
     pub packets: u64,
@@ -93,6 +95,7 @@ pub struct Merge {
     max_open: usize,
     /// Newest timestamp emitted so far.
     newest: u64,
+    /// Counters for stats.
     pub stats: MergeStats,
 }
 

@@ -52,6 +52,7 @@ pub struct Reorder {
     seq: u64,
     newest: u64,
     last_released: u64,
+    /// Counters for stats.
     pub stats: ReorderStats,
 }
 

@@ -10,17 +10,24 @@ use super::{stream, Anomalies, Packet, ReadError};
 
 /// A cursor over the packets of one capture file.
 pub enum Capture {
+    /// Classic pcap.
     Pcap(PcapReader),
+    /// pcapng.
     PcapNg(PcapNgReader),
 }
 
 /// What a capture says about itself (link types and precision as far as read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureInfo {
+    /// File format, by content.
     pub format: Format,
+    /// Compression around it, by content.
     pub compression: Compression,
+    /// Link types of the interfaces declared so far.
     pub linktypes: Vec<u32>,
+    /// Nanosecond timestamps (else microseconds).
     pub nanos: bool,
+    /// Largest snapshot length declared (0: unlimited, in pcapng).
     pub snaplen: u32,
 }
 

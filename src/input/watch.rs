@@ -34,6 +34,7 @@ const MAX_SLEEP: Duration = Duration::from_millis(200);
 /// Options of continuous mode.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
+    /// The spool directories watched.
     pub dirs: Vec<PathBuf>,
     /// Quiet time after which a file that was not closed counts as complete; zero: events only.
     pub settle: Duration,

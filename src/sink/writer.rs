@@ -28,6 +28,7 @@ enum Msg {
 /// Counters of one shard, read by stats.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ShardCounters {
+    /// Packets written.
     pub packets: u64,
     /// Captured bytes (sum of caplen).
     pub bytes: u64,
@@ -45,6 +46,7 @@ pub struct ShardWriter {
     free: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<io::Result<()>>>,
     name: String,
+    /// What was written so far.
     pub counters: ShardCounters,
 }
 
