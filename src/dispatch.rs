@@ -209,7 +209,6 @@ impl Dispatcher {
             Ok(stopped) => stopped,
             Err(e) => return Err(self.ctx.consumers.explain(e)),
         };
-        self.note_reorder();
         self.checkpoint(if stopped { Reason::Stop } else { Reason::End })
             .map_err(|e| self.ctx.consumers.explain(e))?;
         let Dispatcher {
@@ -371,6 +370,7 @@ impl Dispatcher {
         if let Some(r) = &mut self.reorder {
             r.flush(|p| deliver(p, linktype, sharder, writers, dropped))
                 .map_err(|e| Error::runtime(e.to_string()))?;
+            self.ctx.stats.reorder = r.stats;
         }
         sharder
             .drain(|k, p| writers[k].write(p))
