@@ -129,11 +129,6 @@ impl Merge {
         self.update_limit();
     }
 
-    /// Files not opened yet.
-    pub fn pending(&self) -> impl Iterator<Item = &Entry> {
-        self.pending.iter()
-    }
-
     /// Inputs open now.
     pub fn open_inputs(&self) -> impl Iterator<Item = &OpenInput> {
         self.slots.iter().flatten()
@@ -270,7 +265,7 @@ impl Merge {
             }
         };
         let first = match hooks.resume_offset(&entry) {
-            Some(offset) => capture.skip_to(offset).map(|(_, more)| more),
+            Some(offset) => capture.skip_to(offset),
             None => capture.advance(),
         };
         match first {

@@ -114,18 +114,14 @@ impl Capture {
         }
     }
 
-    /// Advances past every record that starts before `offset` (a checkpoint), emitting nothing.
-    /// Returns the number of packets skipped; the cursor is then on the first packet at or after it.
-    pub fn skip_to(&mut self, offset: u64) -> Result<(u64, bool), ReadError> {
-        let mut skipped = 0;
-        loop {
-            if !self.advance()? {
-                return Ok((skipped, false));
-            }
+    /// Advances past every record that starts before `offset` (a checkpoint), emitting nothing:
+    /// the cursor is then on the first packet at or after it. `Ok(false)` when there is none.
+    pub fn skip_to(&mut self, offset: u64) -> Result<bool, ReadError> {
+        while self.advance()? {
             if self.record_offset() >= offset {
-                return Ok((skipped, true));
+                return Ok(true);
             }
-            skipped += 1;
         }
+        Ok(false)
     }
 }
