@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
 use super::catalog::Entry;
 use super::discover::Candidate;
@@ -67,6 +67,8 @@ struct Held {
 pub struct WatchIntake {
     cfg: WatchConfig,
     inotify: Inotify,
+    /// The directory of each watch, to place the names its events carry.
+    watched: HashMap<WatchDescriptor, PathBuf>,
     growing: HashMap<PathBuf, Growing>,
     taken: HashSet<PathBuf>,
     /// Taken files that were written to afterwards (warned about once).
@@ -88,6 +90,7 @@ impl WatchIntake {
             | AddWatchFlags::IN_MOVED_TO
             | AddWatchFlags::IN_CREATE
             | AddWatchFlags::IN_MODIFY;
+        let mut watched = HashMap::new();
         for d in &cfg.dirs {
             if !d.is_dir() {
                 return Err(Error::usage(format!(
@@ -95,13 +98,15 @@ impl WatchIntake {
                     d.display()
                 )));
             }
-            inotify
+            let wd = inotify
                 .add_watch(d, flags)
                 .map_err(|e| Error::usage(format!("--watch {}: cannot watch: {e}", d.display())))?;
+            watched.insert(wd, d.clone());
         }
         let mut w = WatchIntake {
             cfg,
             inotify,
+            watched,
             growing: HashMap::new(),
             taken: HashSet::new(),
             grown: HashSet::new(),
@@ -292,16 +297,15 @@ impl WatchIntake {
                 self.rescan(false);
                 continue;
             }
-            let Some(name) = ev.name else { continue };
-            for d in self.cfg.dirs.clone() {
-                let p = d.join(&name);
-                if p.is_file() {
-                    let complete = ev
-                        .mask
-                        .intersects(AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO);
-                    self.seen(p, complete);
-                    break;
-                }
+            let (Some(name), Some(dir)) = (ev.name, self.watched.get(&ev.wd)) else {
+                continue;
+            };
+            let p = dir.join(name);
+            if p.is_file() {
+                let complete = ev
+                    .mask
+                    .intersects(AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO);
+                self.seen(p, complete);
             }
         }
         Ok(())
@@ -384,26 +388,46 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_name_reused_after_its_file_was_deleted_is_taken_again() {
-        let spool = tempfile::tempdir().unwrap();
+    /// A watcher of `dirs` that takes files on their close event and holds none back.
+    fn watcher(dirs: &[&Path], retention: Policy) -> WatchIntake {
         let cfg = WatchConfig {
-            dirs: vec![spool.path().to_path_buf()],
+            dirs: dirs.iter().map(|d| d.to_path_buf()).collect(),
             settle: Duration::ZERO,
             ignore: Vec::new(),
             horizon: Duration::ZERO,
             min_free: None,
         };
-        let retention = Retention::new(Policy::Delete, None, None).unwrap();
-        let mut w = WatchIntake::new(cfg, retention).unwrap();
-        let signals = Signals::detached();
-        let ring = spool.path().join("ring.pcap0");
-        // A pcap file header and one 4-byte record.
+        WatchIntake::new(cfg, Retention::new(retention, None, None).unwrap()).unwrap()
+    }
+
+    /// A pcap file header and one 4-byte record.
+    fn tiny_pcap() -> Vec<u8> {
         let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         pcap.extend([0xff, 0xff, 0, 0, 1, 0, 0, 0]);
         pcap.extend([1, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 9, 9, 9, 9]);
+        pcap
+    }
+
+    #[test]
+    fn a_file_is_taken_from_the_directory_its_event_came_from() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut w = watcher(&[a.path(), b.path()], Policy::Keep);
+        let signals = Signals::detached();
+        for d in [&a, &b] {
+            let same_name = d.path().join("trace.pcap0");
+            fs::write(&same_name, tiny_pcap()).unwrap();
+            assert_eq!(arrivals(&mut w, &signals), std::slice::from_ref(&same_name));
+        }
+    }
+
+    #[test]
+    fn a_name_reused_after_its_file_was_deleted_is_taken_again() {
+        let spool = tempfile::tempdir().unwrap();
+        let mut w = watcher(&[spool.path()], Policy::Delete);
+        let signals = Signals::detached();
+        let ring = spool.path().join("ring.pcap0");
         for round in 0..2 {
-            fs::write(&ring, &pcap).unwrap();
+            fs::write(&ring, tiny_pcap()).unwrap();
             assert_eq!(
                 arrivals(&mut w, &signals),
                 std::slice::from_ref(&ring),
