@@ -7,7 +7,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryR
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::format::StreamHeader;
+use super::format::{StreamHeader, RECORD_HEADER_LEN};
 use super::output::Output;
 use crate::input::Packet;
 
@@ -111,7 +111,8 @@ impl ShardWriter {
     /// Appends one packet.
     #[inline(always)]
     pub fn write(&mut self, pkt: &Packet) -> io::Result<()> {
-        if self.buf.len() + 16 + pkt.data.len() > BUFFER_SIZE && !self.buf.is_empty() {
+        if self.buf.len() + RECORD_HEADER_LEN + pkt.data.len() > BUFFER_SIZE && !self.buf.is_empty()
+        {
             self.ship()?;
         }
         self.header.append_record(&mut self.buf, pkt);
