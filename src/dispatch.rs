@@ -452,6 +452,10 @@ impl Dispatcher {
         self.ctx.stats.files_total += admitted.len() as u64;
         self.ctx.stats.input_bytes_total += admitted.iter().map(|e| e.size).sum::<u64>();
         self.merge.add(admitted);
+        if self.ctx.header.is_none() {
+            // Nothing readable yet: the first capture fixes the header.
+            return Ok(());
+        }
         self.open_outputs()
     }
 
