@@ -228,7 +228,6 @@ impl Dispatcher {
             Ok(stopped) => stopped,
             Err(e) => return Err(self.ctx.consumers.explain(e)),
         };
-        self.note_reorder();
         self.checkpoint(if stopped { Reason::Stop } else { Reason::End })
             .map_err(|e| self.ctx.consumers.explain(e))?;
         let Dispatcher {
@@ -390,6 +389,7 @@ impl Dispatcher {
         if let Some(r) = &mut self.reorder {
             r.flush(|p| deliver(p, linktype, sharder, writers, dropped))
                 .map_err(|e| Error::runtime(e.to_string()))?;
+            self.ctx.stats.reorder = r.stats;
         }
         sharder
             .drain(|k, p| writers[k].write(p))
@@ -471,6 +471,10 @@ impl Dispatcher {
         self.ctx.stats.files_total += admitted.len() as u64;
         self.ctx.stats.input_bytes_total += admitted.iter().map(|e| e.size).sum::<u64>();
         self.merge.add(admitted);
+        if self.ctx.header.is_none() {
+            // Nothing readable yet: the first capture fixes the header.
+            return Ok(());
+        }
         self.open_outputs()
     }
 

@@ -62,7 +62,9 @@ fn report_end<H: MergeHooks>(
 
 /// An input being read.
 pub struct OpenInput {
+    /// The file, as cataloged.
     pub entry: Entry,
+    /// Its reader, on the packet to emit next (or just emitted, for the active input).
     pub capture: Capture,
     /// Packets emitted from this input so far.
     pub packets: u64,
@@ -93,6 +95,7 @@ pub struct Merge {
     max_open: usize,
     /// Newest timestamp emitted so far.
     newest: u64,
+    /// Counters for stats.
     pub stats: MergeStats,
 }
 
@@ -124,11 +127,6 @@ impl Merge {
                 .sort_by_key(|e| (e.first_ts.unwrap_or(0), e.seq));
         }
         self.update_limit();
-    }
-
-    /// Files not opened yet.
-    pub fn pending(&self) -> impl Iterator<Item = &Entry> {
-        self.pending.iter()
     }
 
     /// Inputs open now.
@@ -267,7 +265,7 @@ impl Merge {
             }
         };
         let first = match hooks.resume_offset(&entry) {
-            Some(offset) => capture.skip_to(offset).map(|(_, more)| more),
+            Some(offset) => capture.skip_to(offset),
             None => capture.advance(),
         };
         match first {

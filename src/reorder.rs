@@ -52,6 +52,7 @@ pub struct Reorder {
     seq: u64,
     newest: u64,
     last_released: u64,
+    /// Counters for stats.
     pub stats: ReorderStats,
 }
 
@@ -80,6 +81,9 @@ impl Reorder {
         F: FnMut(&Packet) -> Result<(), E>,
     {
         let need = pkt.data.len();
+        if need > CHUNK {
+            return self.pass_oversized(pkt, &mut emit);
+        }
         while self.fill + need > CHUNK && !self.next_chunk() {
             self.release_one(&mut emit)?;
             self.stats.forced += 1;
@@ -118,6 +122,30 @@ impl Reorder {
             self.release_one(&mut emit)?;
         }
         Ok(())
+    }
+
+    /// A packet larger than a chunk cannot be held: it goes out at once, after the held packets
+    /// that are not later than it.
+    #[cold]
+    fn pass_oversized<E, F>(&mut self, pkt: &Packet, emit: &mut F) -> Result<(), E>
+    where
+        F: FnMut(&Packet) -> Result<(), E>,
+    {
+        while self
+            .heap
+            .peek()
+            .is_some_and(|Reverse(top)| top.ts_ns <= pkt.ts_ns)
+        {
+            self.release_one(emit)?;
+        }
+        if pkt.ts_ns < self.last_released {
+            self.stats.too_late += 1;
+        } else if pkt.ts_ns < self.newest {
+            self.stats.repaired += 1;
+        }
+        self.last_released = pkt.ts_ns.max(self.last_released);
+        self.newest = pkt.ts_ns.max(self.newest);
+        emit(pkt)
     }
 
     /// Moves to a fresh chunk if one is free or may be allocated; false when the buffer is full.
@@ -246,5 +274,14 @@ mod tests {
         let tags: Vec<u8> = out.iter().map(|o| o.1).collect();
         let want: Vec<u8> = input.iter().map(|i| i.1).collect();
         assert_eq!(tags, want);
+    }
+
+    #[test]
+    fn a_packet_larger_than_a_chunk_passes_in_order() {
+        let big = CHUNK + 1;
+        let input = [(10, 1, 60), (30, 2, 60), (20, 3, big), (40, 4, 60)];
+        let (out, stats) = run(100, 4 << 20, &input);
+        assert_eq!(out, [(10, 1), (20, 3), (30, 2), (40, 4)]);
+        assert_eq!(stats.repaired, 1);
     }
 }

@@ -52,6 +52,22 @@ fn write_capture(path: &Path, start: u64, count: usize) {
     }
 }
 
+/// Rewrites a capture with each pair of packets swapped: every second packet is late.
+fn swap_pairs(path: &Path) {
+    let mut r = PcapReader::new(File::open(path).unwrap()).unwrap();
+    let mut packets = Vec::new();
+    while let Some(p) = r.next_packet() {
+        packets.push(p.unwrap().into_owned());
+    }
+    for pair in packets.chunks_mut(2) {
+        pair.reverse();
+    }
+    let mut w = PcapWriter::new(File::create(path).unwrap()).unwrap();
+    for p in &packets {
+        w.write_packet(p).unwrap();
+    }
+}
+
 /// An Ethernet/IPv4/UDP frame carrying packet number `n`.
 fn frame(n: u64) -> Vec<u8> {
     let payload = 58;
@@ -419,6 +435,32 @@ fn sigusr2_goes_to_stderr_when_stdout_carries_packets() {
         "{lines:#?}"
     );
     assert_eq!(duplicates(&tally(complete_numbers(&stream)), 0..16_000), 0);
+}
+
+#[test]
+fn sigterm_counts_the_packets_the_reorder_window_released_at_the_stop() {
+    let t = Setup::new(10, 4000);
+    for p in &t.inputs {
+        swap_pairs(p);
+    }
+    let pattern = t.files();
+    let run_args = t.run_args(
+        20_000,
+        &["-n", "2", "-o", &pattern, "--reorder-window", "10ms"],
+    );
+    let mut run = start(&run_args);
+    wait_stats(&mut run, &t.stats, "a few files", |v| {
+        v["files_done"].as_u64() >= Some(2)
+    });
+    signal(&run, Signal::SIGTERM);
+    assert!(run.wait().success(), "a stop signal ends with exit 0");
+    let st: Value = serde_json::from_slice(&fs::read(&t.stats).unwrap()).unwrap();
+    assert_eq!(st["state"], "Stopping", "stopped mid-run");
+    assert!(st["out_of_order"].as_u64() > Some(0), "{st}");
+    assert_eq!(
+        st["reorder"]["repaired"], st["out_of_order"],
+        "the packets held to the stop were put in order and counted"
+    );
 }
 
 #[test]

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+use pcap_file::{DataLink, TsResolution};
 
 mod common;
 
@@ -282,4 +283,64 @@ fn a_restart_in_the_middle_resumes_without_loss_or_repeat() {
     });
     stop(running);
     assert_once_in_order(tmp.path(), &written);
+}
+
+#[test]
+fn a_stray_file_arriving_first_does_not_fix_the_stream_header() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, spool) = (tmp.path(), tmp.path().join("spool"));
+    fs::create_dir(&spool).unwrap();
+    let running = watch(dir, &spool, &["--horizon", "0"]);
+    fs::write(spool.join("notes.txt"), "not a capture").unwrap();
+    let stats = &dir.join("stats.json");
+    let files_seen = |want: u64| {
+        move || {
+            let v: serde_json::Value = fs::read(stats)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            v["files_skipped"].as_u64().unwrap_or(0) + v["files_done"].as_u64().unwrap_or(0) >= want
+        }
+    };
+    wait_until("the stray file to be refused", files_seen(1));
+    // Then a nanosecond capture of raw IP packets (link type 101).
+    let header = PcapHeader {
+        datalink: DataLink::RAW,
+        ts_resolution: TsResolution::NanoSecond,
+        ..PcapHeader::default()
+    };
+    let mut w =
+        PcapWriter::with_header(File::create(spool.join("raw.pcap0")).unwrap(), header).unwrap();
+    let mut want = Vec::new();
+    for id in 0..20u64 {
+        let ts = Duration::from_nanos(1_700_000_000_000_000_000 + id * 7);
+        let data = frame(id, id as u16)[14..].to_vec();
+        w.write_packet(&PcapPacket::new(ts, data.len() as u32, &data))
+            .unwrap();
+        want.push((ts, id));
+    }
+    drop(w);
+    wait_until("the capture to be streamed", files_seen(2));
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(running.wait().code(), Some(3), "the stray file was skipped");
+
+    let mut got = Vec::new();
+    for k in 0..3 {
+        let f = File::open(dir.join(format!("out-{k}.pcap"))).expect("complete output");
+        let mut r = PcapReader::new(f).unwrap();
+        let h = r.header();
+        assert_eq!(
+            (h.datalink, h.ts_resolution),
+            (DataLink::RAW, TsResolution::NanoSecond)
+        );
+        while let Some(p) = r.next_packet() {
+            let p = p.unwrap();
+            got.push((
+                p.timestamp,
+                u64::from_be_bytes(p.data[28..36].try_into().unwrap()),
+            ));
+        }
+    }
+    got.sort();
+    assert_eq!(got, want, "every packet once, with its nanoseconds");
 }

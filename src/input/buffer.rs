@@ -11,16 +11,18 @@ use std::sync::Mutex;
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
 
 /// Buffers of closed readers, kept for the next files so that opening one (thousands of small
-/// rotated files) neither allocates nor zero-fills a buffer.
+/// rotated files) neither allocates nor zero-fills a buffer. Only [`DEFAULT_CAPACITY`] buffers are
+/// kept: the small ones of the catalog's probes would otherwise take their places.
 static SPARE: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
-/// Most spare buffers kept (each at most [`DEFAULT_CAPACITY`] bytes).
+/// Most spare buffers kept.
 const SPARE_MAX: usize = 4;
 
-/// A spare buffer of exactly `capacity` bytes, if one is kept.
+/// A spare buffer of `capacity` bytes, if one is kept.
 fn take_spare(capacity: usize) -> Option<Box<[u8]>> {
-    let mut spare = SPARE.lock().ok()?;
-    let i = spare.iter().position(|b| b.len() == capacity)?;
-    Some(spare.swap_remove(i))
+    if capacity != DEFAULT_CAPACITY {
+        return None;
+    }
+    SPARE.lock().ok()?.pop()
 }
 
 /// Sequential reader with an in-place view of the next unconsumed bytes.
@@ -131,7 +133,7 @@ impl ReadBuffer {
 impl Drop for ReadBuffer {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
-        if buf.is_empty() || buf.len() > DEFAULT_CAPACITY {
+        if buf.len() != DEFAULT_CAPACITY {
             return;
         }
         if let Ok(mut spare) = SPARE.lock() {

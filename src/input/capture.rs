@@ -10,17 +10,24 @@ use super::{stream, Anomalies, Packet, ReadError};
 
 /// A cursor over the packets of one capture file.
 pub enum Capture {
+    /// Classic pcap.
     Pcap(PcapReader),
+    /// pcapng.
     PcapNg(PcapNgReader),
 }
 
 /// What a capture says about itself (link types and precision as far as read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureInfo {
+    /// File format, by content.
     pub format: Format,
+    /// Compression around it, by content.
     pub compression: Compression,
+    /// Link types of the interfaces declared so far.
     pub linktypes: Vec<u32>,
+    /// Nanosecond timestamps (else microseconds).
     pub nanos: bool,
+    /// Largest snapshot length declared (0: unlimited, in pcapng).
     pub snaplen: u32,
 }
 
@@ -107,18 +114,14 @@ impl Capture {
         }
     }
 
-    /// Advances past every record that starts before `offset` (a checkpoint), emitting nothing.
-    /// Returns the number of packets skipped; the cursor is then on the first packet at or after it.
-    pub fn skip_to(&mut self, offset: u64) -> Result<(u64, bool), ReadError> {
-        let mut skipped = 0;
-        loop {
-            if !self.advance()? {
-                return Ok((skipped, false));
-            }
+    /// Advances past every record that starts before `offset` (a checkpoint), emitting nothing:
+    /// the cursor is then on the first packet at or after it. `Ok(false)` when there is none.
+    pub fn skip_to(&mut self, offset: u64) -> Result<bool, ReadError> {
+        while self.advance()? {
             if self.record_offset() >= offset {
-                return Ok((skipped, true));
+                return Ok(true);
             }
-            skipped += 1;
         }
+        Ok(false)
     }
 }

@@ -14,8 +14,11 @@ use super::ReadError;
 pub struct Entry {
     /// Position in the order the inputs were given (or arrived).
     pub seq: u64,
+    /// Where it is.
     pub path: PathBuf,
+    /// Size on disk in bytes (compressed, for compressed files).
     pub size: u64,
+    /// Format, link types and precision, as far as the probe read.
     pub info: CaptureInfo,
     /// Timestamp of the first packet; `None` for a capture without packets.
     pub first_ts: Option<u64>,

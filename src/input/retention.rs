@@ -14,8 +14,11 @@ use crate::error::{Error, Result};
 /// The policy for streamed files (`--retention keep|delete|move:DIR`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Policy {
+    /// Leave streamed files where they are.
     Keep,
+    /// Delete them.
     Delete,
+    /// Move them into a directory.
     Move(PathBuf),
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
 use super::catalog::Entry;
 use super::discover::Candidate;
@@ -34,6 +34,7 @@ const MAX_SLEEP: Duration = Duration::from_millis(200);
 /// Options of continuous mode.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
+    /// The spool directories watched.
     pub dirs: Vec<PathBuf>,
     /// Quiet time after which a file that was not closed counts as complete; zero: events only.
     pub settle: Duration,
@@ -66,6 +67,8 @@ struct Held {
 pub struct WatchIntake {
     cfg: WatchConfig,
     inotify: Inotify,
+    /// The directory of each watch, to place the names its events carry.
+    watched: HashMap<WatchDescriptor, PathBuf>,
     growing: HashMap<PathBuf, Growing>,
     taken: HashSet<PathBuf>,
     /// Taken files that were written to afterwards (warned about once).
@@ -89,6 +92,7 @@ impl WatchIntake {
             | AddWatchFlags::IN_MOVED_TO
             | AddWatchFlags::IN_CREATE
             | AddWatchFlags::IN_MODIFY;
+        let mut watched = HashMap::new();
         for d in &cfg.dirs {
             if !d.is_dir() {
                 return Err(Error::usage(format!(
@@ -96,13 +100,15 @@ impl WatchIntake {
                     d.display()
                 )));
             }
-            inotify
+            let wd = inotify
                 .add_watch(d, flags)
                 .map_err(|e| Error::usage(format!("--watch {}: cannot watch: {e}", d.display())))?;
+            watched.insert(wd, d.clone());
         }
         let mut w = WatchIntake {
             cfg,
             inotify,
+            watched,
             growing: HashMap::new(),
             taken: HashSet::new(),
             grown: HashSet::new(),
@@ -297,16 +303,15 @@ impl WatchIntake {
                 self.rescan(false);
                 continue;
             }
-            let Some(name) = ev.name else { continue };
-            for d in self.cfg.dirs.clone() {
-                let p = d.join(&name);
-                if p.is_file() {
-                    let complete = ev
-                        .mask
-                        .intersects(AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO);
-                    self.seen(p, complete);
-                    break;
-                }
+            let (Some(name), Some(dir)) = (ev.name, self.watched.get(&ev.wd)) else {
+                continue;
+            };
+            let p = dir.join(name);
+            if p.is_file() {
+                let complete = ev
+                    .mask
+                    .intersects(AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO);
+                self.seen(p, complete);
             }
         }
         Ok(())
@@ -336,7 +341,16 @@ impl Intake for WatchIntake {
     fn finished(&mut self, entry: &Entry, end: &FileEnd) -> Result<()> {
         let last_ts = self.last_ts.remove(&entry.path).unwrap_or(u64::MAX);
         match end {
-            FileEnd::Complete => self.retention.streamed(&entry.path, entry.size, last_ts),
+            FileEnd::Complete => {
+                self.retention.streamed(&entry.path, entry.size, last_ts)?;
+                if !entry.path.exists() {
+                    // Deleted or moved away: a writer that reuses the name (a ring of rotated
+                    // files) brings a new capture there.
+                    self.taken.remove(&entry.path);
+                    self.grown.remove(&entry.path);
+                }
+                Ok(())
+            }
             _ => {
                 log::warn!(
                     "{}: kept in the spool (not streamed completely)",
@@ -382,6 +396,71 @@ fn source_of(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::catalog;
+    use crate::input::retention::Policy;
+
+    /// The files `poll` hands out now.
+    fn arrivals(w: &mut WatchIntake, signals: &Signals) -> Vec<PathBuf> {
+        match w.poll(Some(Duration::from_millis(300)), signals).unwrap() {
+            Arrivals::Files(f) => f.into_iter().map(|c| c.path).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A watcher of `dirs` that takes files on their close event and holds none back.
+    fn watcher(dirs: &[&Path], retention: Policy) -> WatchIntake {
+        let cfg = WatchConfig {
+            dirs: dirs.iter().map(|d| d.to_path_buf()).collect(),
+            settle: Duration::ZERO,
+            ignore: Vec::new(),
+            horizon: Duration::ZERO,
+            min_free: None,
+        };
+        WatchIntake::new(cfg, Retention::new(retention, None, None).unwrap()).unwrap()
+    }
+
+    /// A pcap file header and one 4-byte record.
+    fn tiny_pcap() -> Vec<u8> {
+        let mut pcap = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        pcap.extend([0xff, 0xff, 0, 0, 1, 0, 0, 0]);
+        pcap.extend([1, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 9, 9, 9, 9]);
+        pcap
+    }
+
+    #[test]
+    fn a_file_is_taken_from_the_directory_its_event_came_from() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut w = watcher(&[a.path(), b.path()], Policy::Keep);
+        let signals = Signals::detached();
+        for d in [&a, &b] {
+            let same_name = d.path().join("trace.pcap0");
+            fs::write(&same_name, tiny_pcap()).unwrap();
+            assert_eq!(arrivals(&mut w, &signals), std::slice::from_ref(&same_name));
+        }
+    }
+
+    #[test]
+    fn a_name_reused_after_its_file_was_deleted_is_taken_again() {
+        let spool = tempfile::tempdir().unwrap();
+        let mut w = watcher(&[spool.path()], Policy::Delete);
+        let signals = Signals::detached();
+        let ring = spool.path().join("ring.pcap0");
+        for round in 0..2 {
+            fs::write(&ring, tiny_pcap()).unwrap();
+            assert_eq!(
+                arrivals(&mut w, &signals),
+                std::slice::from_ref(&ring),
+                "round {round}"
+            );
+            let cand = Candidate {
+                path: ring.clone(),
+                explicit: true,
+            };
+            let entry = catalog::probe(round, &cand).unwrap();
+            w.finished(&entry, &FileEnd::Complete).unwrap();
+            assert!(!ring.exists(), "deleted once streamed");
+        }
+    }
 
     #[test]
     fn rotation_numbers_do_not_change_the_source() {

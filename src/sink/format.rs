@@ -5,8 +5,11 @@ use crate::input::Packet;
 /// Global header of an output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamHeader {
+    /// Link type of every record.
     pub linktype: u32,
+    /// Nanosecond timestamps (else microseconds).
     pub nanos: bool,
+    /// Snapshot length announced.
     pub snaplen: u32,
 }
 

@@ -7,7 +7,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryR
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::format::StreamHeader;
+use super::format::{StreamHeader, RECORD_HEADER_LEN};
 use super::output::Output;
 use crate::input::Packet;
 
@@ -28,6 +28,7 @@ enum Msg {
 /// Counters of one shard, read by stats.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ShardCounters {
+    /// Packets written.
     pub packets: u64,
     /// Captured bytes (sum of caplen).
     pub bytes: u64,
@@ -45,6 +46,7 @@ pub struct ShardWriter {
     free: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<io::Result<()>>>,
     name: String,
+    /// What was written so far.
     pub counters: ShardCounters,
 }
 
@@ -109,7 +111,8 @@ impl ShardWriter {
     /// Appends one packet.
     #[inline(always)]
     pub fn write(&mut self, pkt: &Packet) -> io::Result<()> {
-        if self.buf.len() + 16 + pkt.data.len() > BUFFER_SIZE && !self.buf.is_empty() {
+        if self.buf.len() + RECORD_HEADER_LEN + pkt.data.len() > BUFFER_SIZE && !self.buf.is_empty()
+        {
             self.ship()?;
         }
         self.header.append_record(&mut self.buf, pkt);
