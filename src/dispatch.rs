@@ -454,16 +454,14 @@ impl Dispatcher {
                 .find(|&&lt| Some(lt) != header.map(|h| h.linktype));
             match other {
                 Some(lt) if self.ctx.args.link_mismatch == LinkMismatch::Error => {
-                    log::warn!(
-                        "{}: link type {lt} differs from the stream's {}; skipped (see --link-mismatch)",
-                        e.path.display(),
+                    // A file of the run that ends before it starts: counted, journaled, reported.
+                    let why = format!(
+                        "link type {lt} differs from the stream's {} (see --link-mismatch)",
                         header.map_or(0, |h| h.linktype)
                     );
-                    self.ctx.stats.files_skipped += 1;
-                    self.ctx.incomplete += 1;
-                    self.ctx
-                        .intake
-                        .finished(&e, &FileEnd::Skipped("link type differs".into()))?;
+                    self.ctx.stats.files_total += 1;
+                    self.ctx.stats.input_bytes_total += e.size;
+                    self.ctx.finished(&e, 0, FileEnd::Skipped(why));
                 }
                 _ => admitted.push(e),
             }

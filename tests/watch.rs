@@ -94,10 +94,15 @@ impl Sensor {
 }
 
 fn stats_packets(path: &Path) -> u64 {
+    stat(path, "packets")
+}
+
+/// A counter of the stats file (0 before it exists).
+fn stat(path: &Path, key: &str) -> u64 {
     fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["packets"].as_u64())
+        .and_then(|v| v[key].as_u64())
         .unwrap_or(0)
 }
 
@@ -343,4 +348,76 @@ fn a_stray_file_arriving_first_does_not_fix_the_stream_header() {
     }
     got.sort();
     assert_eq!(got, want, "every packet once, with its nanoseconds");
+}
+
+#[test]
+fn a_file_of_another_link_type_is_skipped_counted_and_journaled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, spool) = (tmp.path(), tmp.path().join("spool"));
+    fs::create_dir(&spool).unwrap();
+    let state = dir.join("state");
+    let stats = dir.join("stats.json");
+    let running = watch(
+        dir,
+        &spool,
+        &["--horizon", "0", "--state", state.to_str().unwrap()],
+    );
+    let write = |name: &str, datalink: DataLink, strip: usize| {
+        let header = PcapHeader {
+            datalink,
+            ..PcapHeader::default()
+        };
+        let mut w =
+            PcapWriter::with_header(File::create(spool.join(name)).unwrap(), header).unwrap();
+        for id in 0..5u64 {
+            let data = frame(id, 1)[strip..].to_vec();
+            let ts = Duration::from_secs(1_700_000_000 + id);
+            w.write_packet(&PcapPacket::new(ts, data.len() as u32, &data))
+                .unwrap();
+        }
+    };
+    // Ethernet first fixes the stream's link type; raw IP afterwards cannot join it.
+    write("eth.pcap0", DataLink::ETHERNET, 0);
+    wait_until("the Ethernet capture to be streamed", || {
+        stat(&stats, "files_done") >= 1
+    });
+    write("raw.pcap0", DataLink::RAW, 14);
+    wait_until("the raw-IP capture to be refused", || {
+        stat(&stats, "files_skipped") >= 1
+    });
+    assert_eq!(
+        stat(&stats, "packets"),
+        5,
+        "only the Ethernet packets are streamed"
+    );
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        running.wait().code(),
+        Some(3),
+        "a skipped file ends the run with exit 3"
+    );
+
+    // The journal records the refusal with its reason, so a restart does not take it again.
+    let show = common::shardcap([
+        "state",
+        "show",
+        "--json",
+        "--state",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    let journal: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    let files = journal["files"].as_array().expect("files in the journal");
+    let raw = files
+        .iter()
+        .find(|f| f["path"].as_str().is_some_and(|p| p.ends_with("raw.pcap0")));
+    let raw = raw.unwrap_or_else(|| panic!("raw.pcap0 is not in the journal: {journal}"));
+    assert_eq!(raw["outcome"], "skipped", "{raw}");
+    assert!(
+        raw["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("link type 101"),
+        "{raw}"
+    );
 }
