@@ -15,7 +15,7 @@ use crate::control::signals::Signals;
 use crate::control::stats::{RunStats, Snapshot, State};
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
 use crate::flow::{FlowConfig, FlowStats, Sharder};
-use crate::ids::{self, Consumers};
+use crate::ids::{self, accounting, Consumers};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
@@ -244,10 +244,13 @@ impl Dispatcher {
             State::Done
         };
         let snapshot = ctx.snapshot(&merge, &sharder, &writers);
+        let mut sent = Vec::with_capacity(writers.len());
         for w in writers {
-            w.finish().map_err(|e| ctx.consumers.explain(io_err(e)))?;
+            let counters = w.finish().map_err(|e| ctx.consumers.explain(io_err(e)))?;
+            sent.push(counters.packets);
         }
-        ctx.consumers.finish()?;
+        let outcomes = ctx.consumers.finish()?;
+        let unaccounted = accounting::reconcile(&outcomes, &sent);
         if let Some(s) = ctx.state.as_mut().filter(|_| !stopped) {
             s.done()?;
         }
@@ -274,11 +277,13 @@ impl Dispatcher {
                 ctx.stats.dropped_linktype
             );
         }
-        Ok(if ctx.incomplete > 0 || ctx.consumers.lost_packets > 0 {
-            EXIT_SKIPPED
-        } else {
-            EXIT_OK
-        })
+        Ok(
+            if ctx.incomplete > 0 || ctx.consumers.lost_packets > 0 || unaccounted > 0 {
+                EXIT_SKIPPED
+            } else {
+                EXIT_OK
+            },
+        )
     }
 
     /// Streams until the intake is closed and every file is done, or a stop signal. Returns whether
@@ -493,23 +498,30 @@ impl Dispatcher {
             segment_age: args.segment_age,
             backlog: args.spool_backlog as usize,
         };
+        let shards = args.shards as usize;
         let (spec, stop, state) = (&self.ctx.spec, &self.ctx.signals.stop, &self.ctx.state);
-        let mut resumed = vec![false; args.shards as usize];
-        let outs = self
-            .ctx
-            .consumers
-            .open_outputs(args.shards as usize, stop, |k, stop| {
-                if let Some(out) = state
-                    .as_ref()
-                    .map(|s| s.resume_output(k))
-                    .transpose()?
-                    .flatten()
-                {
-                    resumed[k] = true;
-                    return Ok(out);
-                }
-                spec.open(k, header, spool, stop)
-            })?;
+        let mut outs = Vec::with_capacity(shards);
+        let mut resumed = vec![false; shards];
+        if self.ctx.consumers.any() {
+            let spec = spec.clone();
+            outs = self
+                .ctx
+                .consumers
+                .open_outputs(shards, stop, move |k, stop| {
+                    spec.open(k, header, spool, stop)
+                });
+        } else {
+            for (k, resumed) in resumed.iter_mut().enumerate() {
+                let out = match state.as_ref().map(|s| s.resume_output(k)).transpose()? {
+                    Some(Some(out)) => {
+                        *resumed = true;
+                        out
+                    }
+                    _ => spec.open(k, header, spool, stop)?,
+                };
+                outs.push(out);
+            }
+        }
         for (k, out) in outs.into_iter().enumerate() {
             let w = ShardWriter::start(out, header, !resumed[k])
                 .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;

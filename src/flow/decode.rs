@@ -1,6 +1,7 @@
 //! From packet bytes to a flow key: link layer, IP, tunnels (with `--tunnel inner`), and the
 //! flow an ICMP error quotes.
 
+use super::arp;
 use super::fragments::Fragment;
 use super::ip::Ip;
 use super::key::FlowKey;
@@ -32,6 +33,7 @@ pub fn decode(linktype: u32, data: &[u8], tunnel: TunnelMode) -> Decoded {
     let payload = link::link(linktype, data);
     let Some(mut ip) = Ip::of(payload) else {
         let key = match payload {
+            Payload::Arp(arp) => arp::key(arp).unwrap_or_default(),
             Payload::Mac(a, b) => FlowKey::macs(a, b),
             _ => FlowKey::default(),
         };
@@ -74,6 +76,7 @@ mod tests {
     use crate::flow::ip::{PROTO_GRE, PROTO_ICMP, PROTO_ICMPV6, PROTO_IPV6, PROTO_TCP, PROTO_UDP};
     use crate::flow::link::{LINKTYPE_ETHERNET, LINKTYPE_RAW};
     use crate::flow::tunnel::{PORT_GTP_U, PORT_TEREDO, PORT_VXLAN};
+    use crate::flow::HashMode;
 
     fn key(f: &[u8]) -> FlowKey {
         decode(LINKTYPE_ETHERNET, f, TunnelMode::Outer).key
@@ -122,8 +125,22 @@ mod tests {
     }
 
     #[test]
+    fn arp_request_and_reply_meet_with_the_address_pair() {
+        let req = eth(0x0806, &arp(1, MAC_A, A4, [0; 6], B4));
+        let mut reply = eth(0x0806, &arp(2, MAC_B, B4, MAC_A, A4));
+        reply[..6].copy_from_slice(&MAC_A);
+        reply[6..12].copy_from_slice(&MAC_B);
+        let d = decode(LINKTYPE_ETHERNET, &req, TunnelMode::Outer);
+        assert!(d.non_ip);
+        assert_eq!(d.key, key(&reply));
+        // Under the address-pair key, ARP goes where the pair's IP traffic goes.
+        let ip = eth(0x0800, &ipv4(B4, A4, PROTO_TCP, &tcp(80, 40000)));
+        assert_eq!(d.key.hash(HashMode::Two), key(&ip).hash(HashMode::Two));
+    }
+
+    #[test]
     fn non_ip_frames_key_by_mac_pair_in_both_directions() {
-        let fwd = eth(0x0806, &[0; 28]);
+        let fwd = eth(0x88cc, &[0; 28]);
         let mut rev = fwd.clone();
         rev[..6].copy_from_slice(&MAC_A);
         rev[6..12].copy_from_slice(&MAC_B);

@@ -37,6 +37,16 @@ pub fn eth_tagged(tpids: &[u16], ethertype: u16, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// An ARP packet for IPv4 over Ethernet: `op` 1 request, 2 reply.
+pub fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0, 1, 0x08, 0, 6, 4];
+    f.extend_from_slice(&op.to_be_bytes());
+    for part in [&sha[..], &spa, &tha, &tpa] {
+        f.extend_from_slice(part);
+    }
+    f
+}
+
 /// MPLS label stack entries as given (the bottom-of-stack bit is 0x100).
 pub fn mpls(entries: &[u32]) -> Vec<u8> {
     entries.iter().flat_map(|e| e.to_be_bytes()).collect()

@@ -60,7 +60,7 @@ impl<'a> Ip<'a> {
         match p {
             Payload::Ipv4(d) => ipv4(d),
             Payload::Ipv6(d) => ipv6(d),
-            Payload::Mac(..) | Payload::Opaque => None,
+            Payload::Arp(..) | Payload::Mac(..) | Payload::Opaque => None,
         }
     }
 
@@ -104,7 +104,7 @@ impl<'a> Ip<'a> {
 }
 
 /// An IPv4 address as IPv4-mapped IPv6.
-fn mapped(a: [u8; 4]) -> [u8; 16] {
+pub(super) fn mapped(a: [u8; 4]) -> [u8; 16] {
     let mut m = [0u8; 16];
     m[10] = 0xff;
     m[11] = 0xff;

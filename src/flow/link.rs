@@ -10,6 +10,8 @@ pub enum Payload<'a> {
     Ipv4(&'a [u8]),
     /// An IPv6 header starts here.
     Ipv6(&'a [u8]),
+    /// An ARP packet (its header starts here).
+    Arp(&'a [u8]),
     /// No IP layer: an Ethernet frame known by its (destination, source) MAC pair.
     Mac([u8; 6], [u8; 6]),
     /// Nothing decodable (unknown link type, non-IP without MAC pair, truncated).
@@ -31,6 +33,7 @@ pub const LINKTYPE_LINUX_SLL2: u32 = 276;
 
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_ARP: u16 = 0x0806;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
@@ -155,6 +158,7 @@ fn chain(d: &[u8], mut off: usize, et: Option<u16>) -> Payload<'_> {
         match et {
             ETHERTYPE_IPV4 => return rest(d, off).map_or(Payload::Opaque, Payload::Ipv4),
             ETHERTYPE_IPV6 => return rest(d, off).map_or(Payload::Opaque, Payload::Ipv6),
+            ETHERTYPE_ARP => return rest(d, off).map_or(non_ip(mac), Payload::Arp),
             ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => match be16(d, off + 2) {
                 Some(next) => {
                     et = next;
@@ -279,7 +283,11 @@ mod tests {
             link(LINKTYPE_LINUX_SLL2, &sll2(0x86dd, &ip6)),
             Payload::Ipv6(&ip6)
         );
-        assert_eq!(link(LINKTYPE_LINUX_SLL, &sll(0x0806, &ip)), Payload::Opaque);
+        assert_eq!(
+            link(LINKTYPE_LINUX_SLL, &sll(0x0806, &ip)),
+            Payload::Arp(&ip)
+        );
+        assert_eq!(link(LINKTYPE_LINUX_SLL, &sll(0x88cc, &ip)), Payload::Opaque);
     }
 
     #[test]
@@ -330,8 +338,10 @@ mod tests {
 
     #[test]
     fn non_ip_ethernet_is_known_by_mac_pair() {
-        let f = eth(0x0806, &[0; 28]);
+        let f = eth(0x88cc, &[0; 28]);
         assert_eq!(link(LINKTYPE_ETHERNET, &f), Payload::Mac(MAC_B, MAC_A));
+        let arp = eth(0x0806, &[0; 28]);
+        assert_eq!(link(LINKTYPE_ETHERNET, &arp), Payload::Arp(&[0; 28]));
         assert_eq!(link(LINKTYPE_ETHERNET, &f[..10]), Payload::Opaque);
         assert_eq!(link(147, &f), Payload::Opaque);
     }

@@ -1,6 +1,7 @@
 //! The flow stage: decodes each packet to a symmetric flow key and deals it to a shard, keeping IP
 //! fragments with their first fragment and ICMP errors with the flow they quote.
 
+pub mod arp;
 pub mod decode;
 pub mod fragments;
 pub mod hash;
@@ -53,7 +54,7 @@ pub struct FlowConfig {
 /// Counters of the flow stage (all zero with one shard: nothing is decoded then).
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct FlowStats {
-    /// Packets keyed by their MAC pair, or by nothing, for want of an IP layer.
+    /// Packets keyed by their MAC pair, ARP's address pair, or nothing, for want of an IP layer.
     pub non_ip: u64,
     /// ICMP and ICMPv6 errors keyed by the header they quote.
     pub icmp_errors: u64,

@@ -39,6 +39,15 @@ pub enum Readiness {
     Started,
 }
 
+/// Where a consumer says how many packets it processed, read back at the end of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PacketReport {
+    /// It does not say (`--exec`).
+    Silent,
+    /// Suricata's final stats record in this eve.json (`stats.decoder.pkts`).
+    SuricataEve(PathBuf),
+}
+
 /// Everything needed to start one shard's consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerSpec {
@@ -58,9 +67,28 @@ pub struct ConsumerSpec {
     pub ready: Readiness,
     /// How it ends.
     pub ending: Ending,
+    /// Where it reports its packet count.
+    pub report: PacketReport,
 }
 
 impl ConsumerSpec {
+    /// The packets the consumer says it processed, once it has ended (`None` when it does not
+    /// say, or its report cannot be read: that is logged).
+    pub fn packets_seen(&self) -> Option<u64> {
+        let read = match &self.report {
+            PacketReport::Silent => return None,
+            PacketReport::SuricataEve(eve) => super::suricata::packets_seen(eve),
+        };
+        read.unwrap_or_else(|e| {
+            log::warn!(
+                "shard {}: cannot read {}'s packet count: {e}",
+                self.shard,
+                self.name
+            );
+            None
+        })
+    }
+
     /// The command line as one shell-like string, for logs.
     pub fn display_command(&self) -> String {
         self.argv.join(" ")
@@ -263,6 +291,7 @@ mod tests {
             log_dir: dir.join("shard-3"),
             ready: Readiness::Started,
             ending: Ending::AtEndOfInput,
+            report: PacketReport::Silent,
         }
     }
 

@@ -1,37 +1,61 @@
 //! `--exec 'CMD'`: any program as a shard's consumer. `{input}` (the shard's FIFO or spool
-//! directory), `{shard}` and `{logdir}` are expanded, and the result runs through `sh -c`.
+//! directory), `{shard}` and `{logdir}` are expanded, and the result runs through `sh -c` in the
+//! directory shardcap was started from, so relative paths in CMD mean what they meant there.
 
 use std::borrow::Cow;
+use std::path::Path;
 
-use super::consumer::{ConsumerSpec, Ending, Readiness};
+use super::consumer::{ConsumerSpec, Ending, PacketReport, Readiness};
 use super::{Feed, ShardSlot};
 
-/// The consumer that runs `template` for `slot`.
-pub fn command(template: &str, slot: &ShardSlot) -> ConsumerSpec {
+/// The consumer that runs `template` for `slot`, in the directory `cwd`.
+pub fn command(template: &str, slot: &ShardSlot, cwd: &Path) -> ConsumerSpec {
     ConsumerSpec {
         shard: slot.shard,
         name: "exec".into(),
         argv: vec!["sh".into(), "-c".into(), expand(template, slot)],
         env: Vec::new(),
-        cwd: None,
+        cwd: Some(cwd.to_path_buf()),
         log_dir: slot.log_dir.clone(),
         ready: match slot.feed {
             Feed::Fifo(_) => Readiness::OpenedFifo,
             Feed::Spool(_) => Readiness::Started,
         },
         ending: Ending::AtEndOfInput,
+        report: PacketReport::Silent,
     }
 }
 
-/// `template` with `{input}`, `{shard}` and `{logdir}` replaced; paths are quoted for the shell
-/// when they hold anything but plain path characters.
+/// `template` with `{input}`, `{shard}` and `{logdir}` replaced in one pass (a value is never
+/// expanded again); paths are quoted for the shell when they hold anything but plain path
+/// characters.
 pub fn expand(template: &str, slot: &ShardSlot) -> String {
     let input = slot.feed.path().to_string_lossy();
     let logdir = slot.log_dir.to_string_lossy();
-    template
-        .replace("{input}", &shell_quote(&input))
-        .replace("{shard}", &slot.shard.to_string())
-        .replace("{logdir}", &shell_quote(&logdir))
+    let shard = slot.shard.to_string();
+    let values: [(&str, Cow<'_, str>); 3] = [
+        ("{input}", shell_quote(&input)),
+        ("{shard}", Cow::Borrowed(&shard)),
+        ("{logdir}", shell_quote(&logdir)),
+    ];
+    let mut out = String::with_capacity(template.len() + input.len() + logdir.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match values.iter().find(|(name, _)| rest.starts_with(name)) {
+            Some((name, value)) => {
+                out.push_str(value);
+                rest = &rest[name.len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `s` as one shell word.
@@ -63,7 +87,11 @@ mod tests {
             Feed::Fifo("/run/ids/shard-2.pipe".into()),
             "/var/log/it's here",
         );
-        let spec = command("cat {input} > {logdir}/out-{shard}.pcap", &s);
+        let spec = command(
+            "cat {input} > {logdir}/out-{shard}.pcap",
+            &s,
+            Path::new("/srv"),
+        );
         assert_eq!(
             spec.argv,
             [
@@ -74,6 +102,28 @@ mod tests {
         );
         assert_eq!(spec.ready, Readiness::OpenedFifo);
         assert_eq!(spec.ending, Ending::AtEndOfInput);
+        assert_eq!(spec.cwd.as_deref(), Some(Path::new("/srv")));
+    }
+
+    #[test]
+    fn a_placeholder_inside_a_value_is_not_expanded_again() {
+        let s = slot(
+            Feed::Fifo("/run/{logdir}/x'; touch /tmp/owned; '.pipe".into()),
+            "/var/log/{input}",
+        );
+        let line = expand("cat {input} {logdir} {unknown} {", &s);
+        assert_eq!(
+            line,
+            r"cat '/run/{logdir}/x'\''; touch /tmp/owned; '\''.pipe' '/var/log/{input}' {unknown} {"
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &expand("printf '%s|' {input} {logdir}", &s)])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "/run/{logdir}/x'; touch /tmp/owned; '.pipe|/var/log/{input}|"
+        );
     }
 
     #[test]
@@ -87,6 +137,6 @@ mod tests {
             String::from_utf8(out.stdout).unwrap(),
             "/tmp/a b/shard-2|/tmp/$HOME`x`"
         );
-        assert_eq!(command("x", &s).ready, Readiness::Started);
+        assert_eq!(command("x", &s, Path::new("/")).ready, Readiness::Started);
     }
 }

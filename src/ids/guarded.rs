@@ -6,7 +6,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::sink::format::{FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::sink::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use crate::sink::output::Output;
 
 /// What a guarded output saw; shared with the supervisor.
@@ -84,6 +84,11 @@ impl Output for GuardedOutput {
         }
     }
 
+    fn write_header(&mut self, header: &StreamHeader) -> io::Result<()> {
+        self.header_written = true;
+        self.inner.write_header(header)
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         if self.losses.gone.load(Ordering::Relaxed) {
             return Ok(());
@@ -107,7 +112,6 @@ impl Output for GuardedOutput {
 mod tests {
     use super::*;
     use crate::input::Packet;
-    use crate::sink::format::StreamHeader;
 
     /// An output whose reader has gone after `room` bytes.
     struct Closing {

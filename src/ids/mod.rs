@@ -2,6 +2,7 @@
 //! each reading its shard's FIFO or spool directory and writing to its own log directory, supervised
 //! for the whole run.
 
+pub mod accounting;
 pub mod consumer;
 pub mod exec;
 pub mod guarded;
@@ -154,7 +155,9 @@ type Preset = Box<dyn Fn(&ShardSlot) -> ConsumerSpec>;
 /// The consumer builder chosen by `--ids`/`--exec`.
 fn preset(args: &RunArgs, shards: usize) -> Result<Preset> {
     if let Some(template) = args.exec.clone() {
-        return Ok(Box::new(move |slot| exec::command(&template, slot)));
+        let here = std::env::current_dir()
+            .map_err(|e| Error::usage(format!("--exec: the current directory: {e}")))?;
+        return Ok(Box::new(move |slot| exec::command(&template, slot, &here)));
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match args.ids.expect("wanted") {

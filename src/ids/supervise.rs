@@ -1,13 +1,14 @@
-//! Supervision of the shard consumers: all started before streaming and waited for until ready, a
-//! death while streaming noticed (the run fails naming the shard, its exit status and its log), or,
+//! Supervision of the shard consumers: each started when its shard gets its first packet (a shard
+//! without packets starts none) and waited for until ready, a death while streaming noticed (the run fails naming the shard, its exit status and its log), or,
 //! with `--ids-restart`, the consumer restarted and its shard resumed at the next file boundary with
 //! a fresh header; at the end every consumer waited for until it has written its logs.
 
 use std::fs;
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use signal_hook::SigId;
 use super::consumer::{Consumer, ConsumerSpec, Ending, Exit, Readiness};
 use super::guarded::{GuardedOutput, Losses};
 use crate::error::{Error, Result};
+use crate::sink::deferred::DeferredOutput;
 use crate::sink::fifo::FifoOutput;
 use crate::sink::format::StreamHeader;
 use crate::sink::output::Output;
@@ -44,9 +46,18 @@ struct Slot {
     down: bool,
 }
 
+/// A slot is shared with its shard's writer thread, which starts the consumer when the shard's
+/// first packet comes.
+type SharedSlot = Arc<Mutex<Slot>>;
+
+/// The slot, whatever a panicking holder left (its fields stay consistent between statements).
+fn lock(slot: &SharedSlot) -> MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The consumers of a run (none without `--ids`/`--exec`).
 pub struct Consumers {
-    slots: Vec<Slot>,
+    slots: Vec<SharedSlot>,
     restart: bool,
     /// Set on SIGCHLD: some child ended.
     exited: Arc<AtomicBool>,
@@ -59,17 +70,28 @@ pub struct Consumers {
     reported: bool,
 }
 
+/// How one shard's consumer ended the run, for the summary and the packet accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The shard got no packet, so no consumer was started.
+    NotStarted,
+    /// The consumer finished; it reports having seen this many packets (when it tells).
+    Finished(Option<u64>),
+}
+
 impl Consumers {
     /// Consumers from their specs, one a shard in shard order.
     pub fn new(specs: Vec<ConsumerSpec>, restart: bool) -> Self {
         let slots = specs
             .into_iter()
-            .map(|spec| Slot {
-                spec,
-                consumer: None,
-                restarts: 0,
-                losses: None,
-                down: false,
+            .map(|spec| {
+                Arc::new(Mutex::new(Slot {
+                    spec,
+                    consumer: None,
+                    restarts: 0,
+                    losses: None,
+                    down: false,
+                }))
             })
             .collect();
         Consumers {
@@ -88,8 +110,14 @@ impl Consumers {
         Self::new(Vec::new(), false)
     }
 
-    /// Starts every consumer (once); a consumer's end then also raises `attention`, so the
-    /// dispatcher looks at the consumers without delay.
+    /// True when the run has consumers.
+    pub fn any(&self) -> bool {
+        !self.slots.is_empty()
+    }
+
+    /// Watches for consumers ending (once): an end then also raises `attention`, so the
+    /// dispatcher looks at the consumers without delay. The consumers themselves start when their
+    /// shard's first packet comes (see [`Consumers::open_outputs`]).
     pub fn start(&mut self, attention: &Arc<AtomicBool>) -> Result<()> {
         if self.slots.is_empty() || !self.sigchld.is_empty() {
             return Ok(());
@@ -99,49 +127,39 @@ impl Consumers {
                 .map_err(|e| Error::runtime(format!("cannot watch consumers (SIGCHLD): {e}")))?;
             self.sigchld.push(id);
         }
-        for slot in &mut self.slots {
-            slot.consumer = Some(spawn(&slot.spec)?);
-        }
         Ok(())
     }
 
-    /// Opens the shard outputs with `open(k, stop)` while watching the consumers: a consumer that
-    /// ends before its FIFO is open cuts the wait short, and the error names it. Then waits until
-    /// every consumer with another readiness check (a control socket) is ready. With
-    /// `--ids-restart` the outputs are guarded so that a consumer's death does not fail the run.
+    /// The shard outputs, each opened only when its shard's first packet comes: then, on the
+    /// shard's writer thread, its consumer is started, the output opened with `open(k, stop)` (a
+    /// consumer that ends before its FIFO is open cuts the wait short, and the error names it),
+    /// and a consumer with another readiness check (a control socket) waited for. A shard that
+    /// never gets a packet starts no consumer. With `--ids-restart` the outputs are guarded so
+    /// that a consumer's death does not fail the run.
     pub fn open_outputs(
         &mut self,
         shards: usize,
-        stop: &AtomicBool,
-        mut open: impl FnMut(usize, &AtomicBool) -> Result<Box<dyn Output>>,
-    ) -> Result<Vec<Box<dyn Output>>> {
+        stop: &Arc<AtomicBool>,
+        open: impl Fn(usize, &AtomicBool) -> Result<Box<dyn Output>> + Send + Sync + 'static,
+    ) -> Vec<Box<dyn Output>> {
+        let open = Arc::new(open);
         let mut outs = Vec::with_capacity(shards);
-        let opened: Result<()> = watching(&mut self.slots, stop, |stop| {
-            for k in 0..shards {
-                outs.push(open(k, stop)?);
+        for (k, slot) in self.slots.iter().enumerate().take(shards) {
+            let (slot_for_open, stop, open) = (slot.clone(), stop.clone(), open.clone());
+            let opener = Box::new(move || {
+                start_and_open(&slot_for_open, &stop, |abort| open(k, abort))
+                    .map_err(|e| io::Error::other(e.to_string()))
+            });
+            let mut out: Box<dyn Output> =
+                Box::new(DeferredOutput::new(format!("shard {k}"), opener));
+            if self.restart {
+                let (guarded, losses) = GuardedOutput::new(out);
+                lock(slot).losses = Some(losses);
+                out = Box::new(guarded);
             }
-            Ok(())
-        });
-        self.fail_on_death("before it opened its input")?;
-        opened?;
-        for slot in &mut self.slots {
-            if let Readiness::Socket(path) = &slot.spec.ready {
-                let c = slot.consumer.as_mut().expect("started");
-                wait_for_socket(c, path, stop)?;
-            }
+            outs.push(out);
         }
-        if self.restart {
-            outs = outs
-                .into_iter()
-                .zip(&mut self.slots)
-                .map(|(out, slot)| {
-                    let (guarded, losses) = GuardedOutput::new(out);
-                    slot.losses = Some(losses);
-                    Box::new(guarded) as Box<dyn Output>
-                })
-                .collect();
-        }
-        Ok(outs)
+        outs
     }
 
     /// Looks at the consumers (cheap unless one ended): a consumer that ended while streaming fails
@@ -154,7 +172,9 @@ impl Consumers {
         if !self.restart {
             return self.fail_on_death("while streaming");
         }
-        for slot in &mut self.slots {
+        for slot in &self.slots {
+            let mut guard = lock(slot);
+            let slot = &mut *guard;
             let Some(c) = slot.consumer.as_mut() else {
                 continue;
             };
@@ -188,7 +208,7 @@ impl Consumers {
 
     /// Called when the merge opens an input file: a shard whose consumer died resumes here.
     pub fn at_file_boundary(&mut self) {
-        self.resume_due = self.slots.iter().any(|s| s.down);
+        self.resume_due = self.slots.iter().any(|s| lock(s).down);
     }
 
     /// True when a shard is to resume before the next packet (checked once a packet: inlined).
@@ -209,7 +229,7 @@ impl Consumers {
     ) -> Result<()> {
         self.resume_due = false;
         for (k, writer) in writers.iter_mut().enumerate().take(self.slots.len()) {
-            if !self.slots[k].down {
+            if !lock(&self.slots[k]).down {
                 continue;
             }
             // Every buffer queued for the dead consumer is dropped, and so is what it left unread
@@ -219,22 +239,21 @@ impl Consumers {
                 .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
             let fifo = spec.path(k).expect("a consumer fed through a FIFO");
             let unread = discard_unread(&fifo)?;
-            let slot = &mut self.slots[k];
-            restart(slot)?;
-            let opened = watching(std::slice::from_mut(slot), stop, |stop| {
+            restart(&mut lock(&self.slots[k]))?;
+            let opened = watching(&self.slots[k..=k], stop, |stop| {
                 FifoOutput::open(&fifo, stop).map_err(|e| {
                     Error::runtime(format!("shard {k}: cannot open {}: {e}", fifo.display()))
                 })
             });
             self.fail_on_death("before it opened its input")?;
             let (out, losses) = GuardedOutput::new(Box::new(opened?));
-            let slot = &mut self.slots[k];
             let mut fresh = ShardWriter::start(Box::new(out), header, true)
                 .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
             fresh.counters = writer.counters;
             let old = std::mem::replace(writer, fresh);
             old.finish()
                 .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
+            let mut slot = lock(&self.slots[k]);
             let old_losses = slot.losses.replace(losses).expect("guarded output");
             let lost = old_losses.packets.load(Ordering::SeqCst);
             self.lost_packets += lost;
@@ -267,11 +286,14 @@ impl Consumers {
     /// After every stream has been closed: waits for each consumer to finish its logs and exit
     /// (a spool reader that never ends by itself gets SIGTERM once it has taken every segment);
     /// SIGTERM, then SIGKILL, for one that takes longer than [`FINISH_TIMEOUT`]. Fails if a
-    /// consumer did not exit cleanly, or if a shard was still without its consumer.
-    pub fn finish(&mut self) -> Result<()> {
+    /// consumer did not exit cleanly, or if a shard was still without its consumer. Returns each
+    /// shard's outcome.
+    pub fn finish(&mut self) -> Result<Vec<Outcome>> {
         let deadline = Instant::now() + FINISH_TIMEOUT;
         let mut first_err = None;
-        for slot in &mut self.slots {
+        let mut outcomes = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            let mut slot = lock(slot);
             let Some(mut c) = slot.consumer.take() else {
                 if slot.down {
                     let lost = slot
@@ -284,6 +306,14 @@ impl Consumers {
                          {lost} packets were dropped",
                         slot.spec.shard
                     )));
+                    outcomes.push(Outcome::Finished(None));
+                } else {
+                    log::info!(
+                        "shard {}: no packets, so no {} was started",
+                        slot.spec.shard,
+                        slot.spec.name
+                    );
+                    outcomes.push(Outcome::NotStarted);
                 }
                 continue;
             };
@@ -291,6 +321,12 @@ impl Consumers {
                 log::error!("{e}");
                 first_err.get_or_insert(e);
             }
+            // Counts of an instance that was restarted cover only its last run.
+            let seen = match slot.restarts {
+                0 => slot.spec.packets_seen(),
+                _ => None,
+            };
+            outcomes.push(Outcome::Finished(seen));
         }
         self.unwatch();
         if !self.slots.is_empty() {
@@ -300,13 +336,13 @@ impl Consumers {
                 cpu_seconds(libc::RUSAGE_CHILDREN)
             );
         }
-        first_err.map_or(Ok(()), Err)
+        first_err.map_or(Ok(outcomes), Err)
     }
 
     /// The first consumer that has ended, as an error.
     fn fail_on_death(&mut self, when: &str) -> Result<()> {
-        for slot in &mut self.slots {
-            if let Some(c) = slot.consumer.as_mut() {
+        for slot in &self.slots {
+            if let Some(c) = lock(slot).consumer.as_mut() {
                 if let Some(exit) = c.try_wait()? {
                     self.reported = true;
                     return Err(Error::runtime(c.describe_exit(exit, when)));
@@ -327,8 +363,8 @@ impl Drop for Consumers {
     /// A run that failed or was interrupted ends whatever consumers are left: SIGTERM to all, then
     /// SIGKILL to those still there after [`TERM_GRACE`].
     fn drop(&mut self) {
-        let mut left: Vec<&mut Consumer> = self
-            .slots
+        let mut slots: Vec<MutexGuard<'_, Slot>> = self.slots.iter().map(lock).collect();
+        let mut left: Vec<&mut Consumer> = slots
             .iter_mut()
             .filter_map(|s| s.consumer.as_mut())
             .filter_map(|c| matches!(c.try_wait(), Ok(None)).then_some(c))
@@ -347,8 +383,39 @@ impl Drop for Consumers {
             let _ = c.wait_for(until.saturating_duration_since(Instant::now()));
             let _ = c.terminate(Duration::ZERO);
         }
+        drop(slots);
         self.unwatch();
     }
+}
+
+/// On a shard's writer thread, at its first packet: starts the shard's consumer, opens the output
+/// with `open` while watching it (its death, or a stop, cuts a FIFO's wait for its reader short),
+/// and waits until a consumer with a control socket accepts connections.
+fn start_and_open(
+    slot: &SharedSlot,
+    stop: &AtomicBool,
+    open: impl FnOnce(&AtomicBool) -> Result<Box<dyn Output>>,
+) -> Result<Box<dyn Output>> {
+    let ready = {
+        let mut s = lock(slot);
+        if s.consumer.is_none() {
+            s.consumer = Some(spawn(&s.spec)?);
+        }
+        s.spec.ready.clone()
+    };
+    let out = watching(std::slice::from_ref(slot), stop, open).map_err(|e| {
+        // A wait cut short by the consumer's end: the end is the story.
+        match lock(slot).consumer.as_mut().map(|c| (c.try_wait(), c)) {
+            Some((Ok(Some(exit)), c)) => {
+                Error::runtime(c.describe_exit(exit, "before it opened its input"))
+            }
+            _ => e,
+        }
+    })?;
+    if let Readiness::Socket(path) = &ready {
+        wait_for_socket(slot, path, stop)?;
+    }
+    Ok(out)
 }
 
 fn spawn(spec: &ConsumerSpec) -> Result<Consumer> {
@@ -415,7 +482,7 @@ fn discard_unread(path: &Path) -> Result<u64> {
 }
 
 /// Runs `f` with a stop flag that is raised when `stop` is, or when one of the consumers ends.
-fn watching<T>(slots: &mut [Slot], stop: &AtomicBool, f: impl FnOnce(&AtomicBool) -> T) -> T {
+fn watching<T>(slots: &[SharedSlot], stop: &AtomicBool, f: impl FnOnce(&AtomicBool) -> T) -> T {
     if slots.is_empty() {
         return f(stop);
     }
@@ -424,10 +491,12 @@ fn watching<T>(slots: &mut [Slot], stop: &AtomicBool, f: impl FnOnce(&AtomicBool
     thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::SeqCst) {
-                let died = slots
-                    .iter_mut()
-                    .filter_map(|s| s.consumer.as_mut())
-                    .any(|c| !matches!(c.try_wait(), Ok(None)));
+                let died = slots.iter().any(|slot| {
+                    lock(slot)
+                        .consumer
+                        .as_mut()
+                        .is_some_and(|c| !matches!(c.try_wait(), Ok(None)))
+                });
                 if died || stop.load(Ordering::SeqCst) {
                     abort.store(true, Ordering::SeqCst);
                     return;
@@ -441,29 +510,33 @@ fn watching<T>(slots: &mut [Slot], stop: &AtomicBool, f: impl FnOnce(&AtomicBool
     })
 }
 
-/// Waits until `path` accepts a connection (the consumer is ready), or it ends, or a stop.
-fn wait_for_socket(c: &mut Consumer, path: &Path, stop: &AtomicBool) -> Result<()> {
+/// Waits until `path` accepts a connection (the slot's consumer is ready), or it ends, or a stop.
+fn wait_for_socket(slot: &SharedSlot, path: &Path, stop: &AtomicBool) -> Result<()> {
     let started = Instant::now();
     let mut told = false;
+    let (shard, name) = {
+        let s = lock(slot);
+        (s.spec.shard, s.spec.name.clone())
+    };
     while UnixStream::connect(path).is_err() {
-        if let Some(exit) = c.try_wait()? {
-            return Err(Error::runtime(c.describe_exit(exit, "while starting")));
+        if let Some(c) = lock(slot).consumer.as_mut() {
+            if let Some(exit) = c.try_wait()? {
+                return Err(Error::runtime(c.describe_exit(exit, "while starting")));
+            }
         }
         if stop.load(Ordering::SeqCst) {
             return Ok(());
         }
         if !told && started.elapsed() > Duration::from_secs(5) {
             log::info!(
-                "shard {}: waiting for {} to open {}",
-                c.spec().shard,
-                c.spec().name,
+                "shard {shard}: waiting for {name} to open {}",
                 path.display()
             );
             told = true;
         }
         thread::sleep(POLL);
     }
-    log::debug!("shard {}: {} is ready", c.spec().shard, c.spec().name);
+    log::debug!("shard {shard}: {name} is ready");
     Ok(())
 }
 
@@ -526,7 +599,7 @@ fn is_drained(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::consumer::Ending;
+    use crate::ids::consumer::{Ending, PacketReport};
 
     fn spec(dir: &Path, shard: usize, script: &str, ending: Ending) -> ConsumerSpec {
         ConsumerSpec {
@@ -538,7 +611,64 @@ mod tests {
             log_dir: dir.join(format!("shard-{shard}")),
             ready: Readiness::Started,
             ending,
+            report: PacketReport::Silent,
         }
+    }
+
+    /// An output that takes everything.
+    struct Null;
+
+    impl Output for Null {
+        fn write_all(&mut self, _: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> io::Result<()> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "null".into()
+        }
+    }
+
+    /// Starts `cs` and returns its outputs, each opened as [`Null`].
+    fn outputs(cs: &mut Consumers, shards: usize) -> Vec<Box<dyn Output>> {
+        cs.start(&Arc::new(AtomicBool::new(false))).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        cs.open_outputs(shards, &stop, |_, _| Ok(Box::new(Null) as Box<dyn Output>))
+    }
+
+    #[test]
+    fn a_consumer_starts_with_its_first_record_and_an_idle_shard_starts_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = |k: usize| dir.path().join(format!("started-{k}"));
+        let specs = (0..2)
+            .map(|k| {
+                let script = format!("touch {}", mark(k).display());
+                spec(dir.path(), k, &script, Ending::AtEndOfInput)
+            })
+            .collect();
+        let mut cs = Consumers::new(specs, false);
+        let mut outs = outputs(&mut cs, 2);
+        for out in &mut outs {
+            out.write_header(&StreamHeader {
+                linktype: 1,
+                nanos: false,
+                snaplen: 65535,
+            })
+            .unwrap();
+            out.sync().unwrap();
+        }
+        assert!(!mark(0).exists() && !mark(1).exists());
+        outs[1].write_all(b"a record").unwrap();
+        for out in outs {
+            out.finish().unwrap();
+        }
+        let outcomes = cs.finish().unwrap();
+        assert_eq!(outcomes, [Outcome::NotStarted, Outcome::Finished(None)]);
+        assert!(!mark(0).exists() && mark(1).exists());
     }
 
     #[test]
@@ -558,6 +688,11 @@ mod tests {
             false,
         );
         cs.start(&attention).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut outs = cs.open_outputs(2, &stop, |_, _| Ok(Box::new(Null) as Box<dyn Output>));
+        for out in &mut outs {
+            out.write_all(b"a record").unwrap();
+        }
         let t = Instant::now();
         let err = loop {
             match cs.check() {
@@ -589,7 +724,7 @@ mod tests {
             vec![spec(dir.path(), 0, &script, Ending::TermWhenDrained(spool))],
             false,
         );
-        cs.start(&Arc::new(AtomicBool::new(false))).unwrap();
+        outputs(&mut cs, 1)[0].write_all(b"a record").unwrap();
         cs.finish().unwrap();
     }
 
@@ -600,7 +735,7 @@ mod tests {
             vec![spec(dir.path(), 0, "exit 3", Ending::AtEndOfInput)],
             false,
         );
-        cs.start(&Arc::new(AtomicBool::new(false))).unwrap();
+        outputs(&mut cs, 1)[0].write_all(b"a record").unwrap();
         let msg = cs.finish().unwrap_err().to_string();
         assert!(
             msg.contains("shard 0") && msg.contains("after its input ended with exit status 3"),
@@ -621,13 +756,13 @@ mod tests {
         let mut cs = Consumers::new(vec![s], false);
         cs.start(&Arc::new(AtomicBool::new(false))).unwrap();
         let fifo = dir.path().join("shard-0.pipe");
-        let stop = AtomicBool::new(false);
-        let open = |_, stop: &AtomicBool| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut outs = cs.open_outputs(1, &stop, move |_, stop| {
             FifoOutput::open(&fifo, stop)
                 .map(|o| Box::new(o) as Box<dyn Output>)
                 .map_err(|e| Error::runtime(e.to_string()))
-        };
-        let err = cs.open_outputs(1, &stop, open).err().unwrap().to_string();
+        });
+        let err = outs[0].write_all(b"a record").unwrap_err().to_string();
         assert!(
             err.contains("before it opened its input with exit status 1"),
             "{err}"

@@ -2,9 +2,11 @@
 //! reading its FIFO (`-r FIFO`) or its spool directory in continuous mode, each with its own log
 //! directory, pid file and unix-command socket.
 
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::consumer::{ConsumerSpec, Ending, Readiness};
+use super::consumer::{ConsumerSpec, Ending, PacketReport, Readiness};
 use super::{Feed, ShardSlot};
 
 /// The longest unix socket path the kernel accepts (sun_path less its terminating NUL).
@@ -107,8 +109,28 @@ impl Suricata {
             log_dir: slot.log_dir.clone(),
             ready,
             ending,
+            report: PacketReport::SuricataEve(slot.log_dir.join("eve.json")),
         }
     }
+}
+
+/// Bytes read from the end of eve.json to find the final stats record.
+const STATS_TAIL: u64 = 8 << 20;
+
+/// The packets Suricata decoded, from the last stats record in `eve` (written when it exits; the
+/// shipped configuration logs stats with totals). `None` when there is no stats record.
+pub fn packets_seen(eve: &Path) -> io::Result<Option<u64>> {
+    let mut f = File::open(eve)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(STATS_TAIL)))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    let last = tail
+        .split(|&b| b == b'\n')
+        .rev()
+        .filter(|l| l.windows(20).any(|w| w == br#""event_type":"stats""#))
+        .find_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok());
+    Ok(last.and_then(|v| v.pointer("/stats/decoder/pkts")?.as_u64()))
 }
 
 /// Suricata's `threading.detect-thread-ratio` (workers = ratio x cores) for `threads` workers.

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::consumer::{ConsumerSpec, Ending, Readiness};
+use super::consumer::{ConsumerSpec, Ending, PacketReport, Readiness};
 use super::{Feed, ShardSlot};
 
 /// A Zeek release, as `zeek --version` reports it.
@@ -108,6 +108,7 @@ impl Zeek {
                 Feed::Spool(_) => Readiness::Started,
             },
             ending: Ending::AtEndOfInput,
+            report: PacketReport::Silent,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Outputs: the pcap stream format, per-shard writers and the destinations they write to.
 
+pub mod deferred;
 pub mod fifo;
 pub mod format;
 pub mod output;
