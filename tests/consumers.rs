@@ -200,3 +200,66 @@ fn consumer_options_are_checked_before_anything_runs() {
         );
     }
 }
+
+#[test]
+fn a_shard_without_packets_starts_no_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    // FTP control and data between one host pair: one shard under the default key.
+    let input = corpus("suricata-verify/bug-4877/input.pcap");
+    let log_dir = dir.path().join("logs");
+    let run = run_exec(
+        "cat {input} > {logdir}/out.pcap",
+        4,
+        &log_dir,
+        std::slice::from_ref(&input),
+        &["-v"],
+    );
+    expect_success(&run, "--exec cat, 4 shards, one host pair");
+    let mut started = Vec::new();
+    let mut got = Vec::new();
+    for (k, d) in shard_dirs(&log_dir, 4).iter().enumerate() {
+        if d.join("console.log").exists() {
+            started.push(k);
+            got.extend(stream_packets(&d.join("out.pcap")));
+        } else {
+            assert!(!d.join("out.pcap").exists(), "{}", d.display());
+        }
+    }
+    assert_eq!(started.len(), 1, "consumers started: {started:?}");
+    same_packets(input_packets(&input), got).unwrap();
+    assert!(
+        run.stderr.contains("3 of 4 shards got no packets and started no consumer"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn exec_commands_run_in_the_directory_shardcap_was_started_in() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("copies")).unwrap();
+    let input = corpus("pcapplusplus/realistic-mixed-http-dns-2013.pcap");
+    let out = common::command([
+        "run",
+        "-n",
+        "2",
+        "--log-dir",
+        "logs",
+        "--exec",
+        "cat {input} > copies/shard-{shard}.pcap",
+        &input.display().to_string(),
+    ])
+    .current_dir(dir.path())
+    .output()
+    .unwrap();
+    let run = common::finished(out);
+    expect_success(&run, "--exec with a relative path");
+    let mut got = Vec::new();
+    for k in 0..2 {
+        let copy = dir.path().join(format!("copies/shard-{k}.pcap"));
+        if copy.exists() {
+            got.extend(stream_packets(&copy));
+        }
+    }
+    same_packets(input_packets(&input), got).unwrap();
+}

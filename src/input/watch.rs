@@ -6,7 +6,9 @@
 //! their time range is closed — every source (sensor) seen so far, its own included, has a complete
 //! file starting at or after the held file's last packet — or until `--horizon` has passed (held
 //! files overlapping a released one go with it), so independently rotating sensors still
-//! interleave by packet time. A disk guard pauses intake
+//! interleave by packet time. A held file that overlaps anything released earlier goes at once:
+//! holding it would only make it later, while the merge may still be streaming what it overlaps.
+//! A disk guard pauses intake
 //! below `--min-free`.
 
 use std::collections::{HashMap, HashSet};
@@ -78,6 +80,8 @@ pub struct WatchIntake {
     source_front: HashMap<String, u64>,
     /// Last packet time of each released file until it is finished (for retention).
     last_ts: HashMap<PathBuf, u64>,
+    /// The latest last-packet time of every file released so far.
+    released_reach: Option<u64>,
     retention: Retention,
     paused: bool,
 }
@@ -115,6 +119,7 @@ impl WatchIntake {
             held: Vec::new(),
             source_front: HashMap::new(),
             last_ts: HashMap::new(),
+            released_reach: None,
             retention,
             paused: false,
         };
@@ -227,20 +232,25 @@ impl WatchIntake {
         }
     }
 
-    /// Held files whose time range is closed or whose horizon passed, sorted by first packet.
+    /// Held files whose time range is closed, whose horizon passed, or that overlap what is
+    /// released now or was released before (transitively), sorted by first packet.
     fn release(&mut self) -> Vec<Candidate> {
         let fronts = &self.source_front;
         let horizon = self.cfg.horizon;
+        let earlier = self.released_reach;
         let closed = |h: &Held| {
-            h.since.elapsed() >= horizon || fronts.values().all(|&front| front >= h.last_ts)
+            h.since.elapsed() >= horizon
+                || fronts.values().all(|&front| front >= h.last_ts)
+                || earlier.is_some_and(|reach| h.first_ts <= reach)
         };
         let (mut due, mut keep): (Vec<Held>, Vec<Held>) = self.held.drain(..).partition(closed);
         // Held files overlapping what is released go with it, so they are merged, not appended.
         loop {
-            let reach = due.iter().map(|h| h.last_ts).max().unwrap_or(0);
-            let (overlap, rest): (Vec<Held>, Vec<Held>) = keep
-                .into_iter()
-                .partition(|h| !due.is_empty() && h.first_ts <= reach);
+            let Some(reach) = due.iter().map(|h| h.last_ts).max() else {
+                break;
+            };
+            let (overlap, rest): (Vec<Held>, Vec<Held>) =
+                keep.into_iter().partition(|h| h.first_ts <= reach);
             keep = rest;
             if overlap.is_empty() {
                 break;
@@ -248,6 +258,8 @@ impl WatchIntake {
             due.extend(overlap);
         }
         self.held = keep;
+        let reach = due.iter().map(|h| h.last_ts).max();
+        self.released_reach = self.released_reach.max(reach);
         due.sort_by_key(|h| h.first_ts);
         due.into_iter()
             .map(|h| {
@@ -417,6 +429,47 @@ mod tests {
             min_free: None,
         };
         WatchIntake::new(cfg, Retention::new(retention, None, None).unwrap()).unwrap()
+    }
+
+    fn held(name: &str, first_ts: u64, last_ts: u64) -> Held {
+        Held {
+            path: PathBuf::from(name),
+            first_ts,
+            last_ts,
+            since: Instant::now(),
+        }
+    }
+
+    fn released(w: &mut WatchIntake) -> Vec<String> {
+        let mut names: Vec<String> = w
+            .release()
+            .into_iter()
+            .map(|c| c.path.display().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn overlapping_files_go_with_a_release_and_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = watcher(&[dir.path()], Policy::Keep);
+        w.cfg.horizon = Duration::from_secs(3600);
+        // Sensor a's file is closed (b's front is past it); b1 overlaps it, b0 overlaps b1.
+        w.source_front = HashMap::from([("a".into(), 100), ("b".into(), 100)]);
+        w.held = vec![
+            held("a1", 10, 20),
+            held("b1", 15, 40),
+            held("b0", 35, 60),
+            held("c", 200, 300),
+        ];
+        assert_eq!(released(&mut w), ["a1", "b0", "b1"]);
+        assert_eq!(w.held.len(), 1);
+        // A file completed later that reaches back into what went out goes at once.
+        w.held.push(held("a2", 50, 150));
+        w.held.push(held("late", 61, 70));
+        assert_eq!(released(&mut w), ["a2", "late"]);
+        assert_eq!(w.held[0].path, Path::new("c"));
     }
 
     /// A pcap file header and one 4-byte record.

@@ -81,11 +81,15 @@ pub struct Eve {
 }
 
 impl Eve {
-    /// Reads every eve.json under `dirs` (not recursively).
+    /// Reads every eve.json under `dirs` (not recursively). A shard directory where no consumer
+    /// ever ran (no console log: the shard got no packets) has none.
     pub fn read(dirs: &[PathBuf]) -> Eve {
         let mut eve = Eve::default();
         for d in dirs {
             let path = d.join("eve.json");
+            if !path.exists() && !d.join("console.log").exists() {
+                continue;
+            }
             let f = File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             for line in BufReader::new(f).lines() {
                 let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
