@@ -228,7 +228,8 @@ fn a_shard_without_packets_starts_no_consumer() {
     assert_eq!(started.len(), 1, "consumers started: {started:?}");
     same_packets(input_packets(&input), got).unwrap();
     assert!(
-        run.stderr.contains("3 of 4 shards got no packets and started no consumer"),
+        run.stderr
+            .contains("3 of 4 shards got no packets and started no consumer"),
         "{}",
         run.stderr
     );

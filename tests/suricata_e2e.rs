@@ -158,7 +158,40 @@ fn rotated_capture_through_the_spool_equals_one_suricata() {
             let shard = spool(n).join(format!("shard-{k}"));
             let left: Vec<_> = std::fs::read_dir(&shard).unwrap().collect();
             assert!(left.is_empty(), "{}: segments left unread", shard.display());
-            assert!(spool(n).join(format!("shard-{k}.end")).exists());
+            // A shard without packets opens no spool and starts no Suricata.
+            let started = dir
+                .path()
+                .join(format!("logs-n{n}/shard-{k}/console.log"))
+                .exists();
+            assert_eq!(
+                spool(n).join(format!("shard-{k}.end")).exists(),
+                started,
+                "{}",
+                shard.display()
+            );
         }
     }
+}
+
+/// A capture of one host pair (FTP control and data) over 4 shards: one shard gets every packet
+/// and the three others start no Suricata (which cannot read a stream without packets); the run
+/// succeeds with the reference's flows and alerts, each instance's packet count reconciled.
+#[test]
+fn shards_without_packets_start_no_suricata() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = corpus("suricata-verify/bug-4877/input.pcap");
+    let ref_dir = dir.path().join("reference");
+    suricata_once(&input, &ref_dir);
+    let reference = Eve::read(&[ref_dir]);
+    assert_same_as_reference(&[input], &reference, dir.path(), "one host pair", |_| {
+        vec!["-v".into()]
+    });
+    let started: Vec<usize> = (0..4)
+        .filter(|k| {
+            dir.path()
+                .join(format!("logs-n4/shard-{k}/eve.json"))
+                .exists()
+        })
+        .collect();
+    assert_eq!(started.len(), 1, "instances started at N=4: {started:?}");
 }

@@ -14,6 +14,8 @@ pub mod wire;
 
 #[cfg(test)]
 mod frames;
+#[cfg(test)]
+mod known_answers;
 
 use std::io;
 

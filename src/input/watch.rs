@@ -245,10 +245,7 @@ impl WatchIntake {
         };
         let (mut due, mut keep): (Vec<Held>, Vec<Held>) = self.held.drain(..).partition(closed);
         // Held files overlapping what is released go with it, so they are merged, not appended.
-        loop {
-            let Some(reach) = due.iter().map(|h| h.last_ts).max() else {
-                break;
-            };
+        while let Some(reach) = due.iter().map(|h| h.last_ts).max() {
             let (overlap, rest): (Vec<Held>, Vec<Held>) =
                 keep.into_iter().partition(|h| h.first_ts <= reach);
             keep = rest;

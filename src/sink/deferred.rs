@@ -109,7 +109,10 @@ mod tests {
         }
     }
 
-    fn deferred() -> (DeferredOutput, Arc<Mutex<Vec<u8>>>, Arc<Mutex<u32>>) {
+    type Shared<T> = Arc<Mutex<T>>;
+
+    /// A deferred [`Recorder`], what it received, and how often it was opened.
+    fn deferred() -> (DeferredOutput, Shared<Vec<u8>>, Shared<u32>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let opened = Arc::new(Mutex::new(0));
         let (s, o) = (seen.clone(), opened.clone());
