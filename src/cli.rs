@@ -40,6 +40,17 @@ pub enum Command {
     Generate(crate::generate::GenerateArgs),
     /// Ship Zeek and Suricata logs to Elasticsearch (or, without --es, write the bulk NDJSON).
     Ship(Box<ShipArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout (`shardcap man > shardcap.1`), or write
+    /// shardcap.1 and one shardcap-SUBCOMMAND.1 a subcommand into DIR.
+    Man {
+        /// Where to write every page.
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// What to do with packets whose link type differs from the output's.

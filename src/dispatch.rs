@@ -15,6 +15,7 @@ use crate::control::signals::Signals;
 use crate::control::stats::{RunStats, Snapshot, State};
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
 use crate::flow::{FlowConfig, FlowStats, Sharder};
+use crate::ids::supervise::Outcome;
 use crate::ids::{self, accounting, Consumers};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
@@ -258,13 +259,13 @@ impl Dispatcher {
         ctx.write_stats_file(&snapshot)?;
         ctx.progress.update(&snapshot);
         ctx.progress.finish();
-        log::info!(
-            "done: {} packets from {} files to {} shards in {:.1}s",
-            snapshot.packets,
-            snapshot.files_done,
-            ctx.args.shards,
-            snapshot.uptime_s
-        );
+        if log::max_level() >= log::LevelFilter::Warn {
+            // The run's summary, on stderr unless -q.
+            eprintln!(
+                "{}",
+                summary(&snapshot, ctx.incomplete, &outcomes, unaccounted)
+            );
+        }
         if stopped {
             log::warn!(
                 "stopped by signal after {} packets; outputs are complete pcap streams",
@@ -529,6 +530,36 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
+
+/// The line a finished run ends with: what went where, what was skipped, and how the consumers
+/// ended.
+fn summary(snap: &Snapshot, incomplete: u64, outcomes: &[Outcome], unaccounted: usize) -> String {
+    let mut line = format!(
+        "shardcap: {} packets ({} bytes) from {} files to {} shards in {:.1}s",
+        snap.packets,
+        snap.cap_lengths,
+        snap.files_done,
+        snap.shards.len(),
+        snap.uptime_s
+    );
+    if incomplete > 0 {
+        line += &format!("; {incomplete} files skipped or damaged (see above)");
+    }
+    if !outcomes.is_empty() {
+        let idle = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::NotStarted))
+            .count();
+        line += &format!(
+            "; {} IDS instances finished, {idle} shards without packets started none",
+            outcomes.len() - idle
+        );
+        if unaccounted > 0 {
+            line += &format!("; {unaccounted} instances report other packet counts (see above)");
+        }
+    }
+    line
 }
 
 /// Input bytes read of the files open in the merge (for progress and ETA).

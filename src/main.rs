@@ -1,12 +1,25 @@
 //! shardcap: merge captures by packet time, shard by flow, feed IDS instances, ship their logs.
 
-use clap::Parser;
+use std::io;
+use std::path::Path;
+
+use clap::{CommandFactory, Parser};
 
 use shardcap::cli::{Cli, Command, StateCommand};
+use shardcap::error::{Error, Result, EXIT_OK};
 use shardcap::{control, dispatch, generate, scan, ship, state};
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_) | Command::Ship(_)) {
+        // Commands that only print end quietly when their reader goes away (`scan DIR | head`), as
+        // Unix filters do; `run` and `ship` keep SIGPIPE ignored, since a consumer closing its
+        // FIFO is an error they report.
+        // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => log::LevelFilter::Error,
         (false, 0) => log::LevelFilter::Warn,
@@ -26,6 +39,11 @@ fn main() {
         Command::State(StateCommand::Show(args)) => state::show::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Ship(args) => ship::run(*args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "shardcap", &mut io::stdout());
+            Ok(EXIT_OK)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
     };
     let code = match result {
         Ok(code) => code,
@@ -35,4 +53,31 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// Writes shardcap's manual page to stdout, or every page (shardcap and each subcommand) into
+/// `dir`.
+fn man(dir: Option<&Path>) -> Result<i32> {
+    let fail = |what: &str, e: io::Error| Error::runtime(format!("{what}: {e}"));
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        let page = clap_mangen::Man::new(cmd);
+        page.render(&mut io::stdout().lock())
+            .map_err(|e| fail("writing the manual page", e))?;
+        return Ok(EXIT_OK);
+    };
+    let mut pages = vec![("shardcap".to_string(), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("shardcap-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name)));
+    }
+    for (name, page) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(page)
+            .render(&mut roff)
+            .and_then(|_| std::fs::write(&path, roff))
+            .map_err(|e| fail(&path.display().to_string(), e))?;
+    }
+    Ok(EXIT_OK)
 }
