@@ -155,7 +155,7 @@ where
 pub fn finished(out: Output) -> Run {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let Some(code) = out.status.code() else {
-        panic!("shardcap died: {:?}\nstderr:\n{stderr}", out.status);
+        panic!("process died: {:?}\nstderr:\n{stderr}", out.status);
     };
     Run {
         code,
