@@ -58,6 +58,9 @@ pub struct ConsumerSpec {
     pub ready: Readiness,
     /// How it ends.
     pub ending: Ending,
+    /// A file the consumer writes when it found its input damaged (the `pcapdir::` source's
+    /// `PATH/shard-K.error`): a run whose consumer left it fails, however the consumer exited.
+    pub failure_marker: Option<PathBuf>,
 }
 
 impl ConsumerSpec {
@@ -263,6 +266,7 @@ mod tests {
             log_dir: dir.join("shard-3"),
             ready: Readiness::Started,
             ending: Ending::AtEndOfInput,
+            failure_marker: None,
         }
     }
 

@@ -20,6 +20,7 @@ pub fn command(template: &str, slot: &ShardSlot) -> ConsumerSpec {
             Feed::Spool(_) => Readiness::Started,
         },
         ending: Ending::AtEndOfInput,
+        failure_marker: None,
     }
 }
 

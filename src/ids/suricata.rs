@@ -107,6 +107,7 @@ impl Suricata {
             log_dir: slot.log_dir.clone(),
             ready,
             ending,
+            failure_marker: None,
         }
     }
 }

@@ -4,6 +4,9 @@
 
 #include <pcap.h>
 
+#include <cstdio>
+#include <cstdlib>
+
 #include <zeek/ID.h>
 #include <zeek/Reporter.h>
 #include <zeek/RunState.h>
@@ -24,8 +27,10 @@ bool keep_consumed() {
 SpoolOptions options() {
     SpoolOptions o;
     o.keep_done = keep_consumed();
-    // Zeek's own pcap source ignores empty records; they count as dropped here.
-    o.skip_empty = true;
+    // Test hook (README, "Waking up"): SHARDCAP_PCAPDIR_NO_INOTIFY=1 makes the source poll as it
+    // does when no inotify instance can be had.
+    const char* no_inotify = std::getenv("SHARDCAP_PCAPDIR_NO_INOTIFY");
+    o.use_inotify = ! (no_inotify && *no_inotify && std::string(no_inotify) != "0");
     return o;
 }
 
@@ -78,7 +83,16 @@ void PcapDirSource::Close() {
 
 void PcapDirSource::Fail(const std::string& msg) {
     // Reported now (PktSrc::Error only records it), then the trace ends so Zeek writes its logs.
+    // Zeek still exits 0 then, so the error marker beside the shard directory is what tells
+    // shardcap (and anyone else) that the stream was not complete.
     zeek::reporter->Error("%s", msg.c_str());
+    const std::string marker = reader.error_marker();
+    if ( FILE* f = std::fopen(marker.c_str(), "w") ) {
+        std::fprintf(f, "%s\n", msg.c_str());
+        std::fclose(f);
+    }
+    else
+        zeek::reporter->Error("%s: cannot write the error marker", marker.c_str());
     Error(msg);
     Close();
 }
@@ -96,6 +110,12 @@ bool PcapDirSource::ExtractNextPacket(zeek::Packet* pkt) {
         }
         waiting = false;
         pkt_timeval ts = {static_cast<time_t>(v.ts_sec), static_cast<suseconds_t>(v.ts_nsec / 1000)};
+        if ( v.caplen == 0 || v.len == 0 ) {
+            // As Zeek's own pcap source does: a weird, and the record is not a packet.
+            pkt->Init(props.link_type, &ts, v.caplen, v.len, v.data);
+            Weird("empty_pcap_header", pkt);
+            return false;
+        }
         if ( filter >= 0 ) {
             struct pcap_pkthdr hdr;
             hdr.ts = ts;
@@ -132,13 +152,18 @@ bool PcapDirSource::SetFilter(int index) {
 void PcapDirSource::Statistics(Stats* s) {
     s->received = received;
     s->bytes_received = bytes;
-    s->dropped = reader.stats().dropped;
-    s->link = reader.stats().received + reader.stats().dropped;
+    s->dropped = 0;
+    s->link = reader.stats().received; // every record read, empty ones included
     s->filtered = filtered;
 }
 
 double PcapDirSource::GetNextTimeout() {
-    if ( waiting || zeek::run_state::is_processing_suspended() )
+    // While waiting for a segment the inotify descriptor (if any) wakes Zeek; the bounded timeout
+    // makes it look again anyway, for a reader without inotify and for changes inotify does not
+    // see (NFS).
+    if ( waiting )
+        return kPollMs / 1000.0;
+    if ( zeek::run_state::is_processing_suspended() )
         return -1;
     if ( zeek::run_state::pseudo_realtime > 0 )
         return PktSrc::GetNextTimeout();

@@ -24,8 +24,8 @@ public:
     // ExtractNextPacket() applies.
     bool SetFilter(int index) override;
     void Statistics(Stats* stats) override;
-    // 0 while packets are at hand; -1 while waiting for a segment, so that the main loop sleeps
-    // until the spool's inotify descriptor (the selectable fd) wakes it.
+    // 0 while packets are at hand; kPollMs while waiting for a segment: the main loop sleeps until
+    // the spool's inotify descriptor (the selectable fd, if any) wakes it or that time passes.
     double GetNextTimeout() override;
 
 protected:

@@ -245,6 +245,27 @@ TEST(the_reader_waits_for_the_next_segment_and_is_woken) {
     CHECK(r.next(&v) == ReadState::End);
 }
 
+TEST(without_inotify_the_reader_polls) {
+    Spool sp;
+    SpoolOptions opt;
+    opt.use_inotify = false;
+    SpoolReader r(opt);
+    CHECK(r.open(sp.shard));
+    CHECK_EQ(r.wait_fd(), -1);
+    PacketView v;
+    CHECK(r.start() == ReadState::Wait);
+    r.wait(-1); // returns after kPollMs at most, although nothing changed
+    CHECK(r.next(&v) == ReadState::Wait);
+    sp.publish(1, packets(1, 1));
+    r.wait(-1);
+    CHECK(r.next(&v) == ReadState::Packet);
+    CHECK(r.next(&v) == ReadState::Wait);
+    sp.end(1);
+    r.wait(-1);
+    CHECK(r.next(&v) == ReadState::End);
+    CHECK(r.error_marker() == sp.shard + ".error");
+}
+
 TEST(a_shard_directory_may_appear_later) {
     Spool sp;
     ::rmdir(sp.shard.c_str());
