@@ -73,7 +73,9 @@ fn sharded(zeek: &ZeekInstall, inputs: &[PathBuf], n: usize, via: Via, dir: &Pat
     let st = stats(&stats_file);
     let dirs = shard_dirs(&log_dir, n);
     for (k, d) in dirs.iter().enumerate() {
-        let sent = st["shards"][k]["packets"].as_u64().expect("per-shard packets");
+        let sent = st["shards"][k]["packets"]
+            .as_u64()
+            .expect("per-shard packets");
         let seen = packets_seen(d).unwrap();
         assert!(
             seen == Some(sent) || (sent == 0 && seen.is_none()),
@@ -146,9 +148,14 @@ fn ethernet_captures() -> Vec<PathBuf> {
                 && !r.damaged
                 && r.packets > 0
                 && r.packets <= 20_000
-                && ["zeek/", "pcapplusplus/realistic-", "ndpi/", "suricata-verify/"]
-                    .iter()
-                    .any(|p| r.path.starts_with(p))
+                && [
+                    "zeek/",
+                    "pcapplusplus/realistic-",
+                    "ndpi/",
+                    "suricata-verify/",
+                ]
+                .iter()
+                .any(|p| r.path.starts_with(p))
         })
         .map(|r| r.file())
         .collect();

@@ -20,7 +20,7 @@ pub const PACKETS_FILE: &str = "shardcap-packets.txt";
 /// Given to every instance with `-e`: at `zeek_done` (after everything else), writes
 /// `get_net_stats()$pkts_recvd` (packets the packet source handed to Zeek, after any BPF filter;
 /// the same for `pcap::` FIFOs and `pcapdir::` spools in Zeek 8.0 and 8.2) to [`PACKETS_FILE`].
-const PACKETS_SCRIPT: &str = "event zeek_done() &priority=-100 { \
+pub const PACKETS_SCRIPT: &str = "event zeek_done() &priority=-100 { \
      local f = open(\"shardcap-packets.txt\"); print f, get_net_stats()$pkts_recvd; close(f); }";
 
 /// The number of packets the Zeek instance logging to `log_dir` processed, as it wrote at its end;

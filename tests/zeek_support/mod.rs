@@ -123,8 +123,8 @@ impl ZeekInstall {
         // One build directory per checkout and Zeek: CMake refuses a cache made for another source.
         let mut h = DefaultHasher::new();
         (&src, &self.bin).hash(&mut h);
-        let build = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("zeek-plugin-{:016x}", h.finish()));
+        let build =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("zeek-plugin-{:016x}", h.finish()));
         let mut configure = Command::new("sh");
         configure
             .arg(src.join("configure"))

@@ -3,11 +3,14 @@
 #include "PcapDirSource.h"
 
 #include <pcap.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 
 #include <zeek/ID.h>
+#include <zeek/iosource/Manager.h>
 #include <zeek/Reporter.h>
 #include <zeek/RunState.h>
 #include <zeek/Val.h>
@@ -73,9 +76,25 @@ void PcapDirSource::Open() {
     props.netmask = NETMASK_UNKNOWN;
     props.is_live = false;
     Opened(props);
+    // Zeek wakes a source on its timeout only when no other source has a shorter one, so the
+    // bounded GetNextTimeout() alone does not make it look again: a periodic timer descriptor
+    // does, whether inotify is missing (no instance left) or silent (NFS).
+    tick_fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct itimerspec every = {};
+    every.it_interval.tv_nsec = every.it_value.tv_nsec = kPollMs * 1000000L;
+    if ( tick_fd < 0 || ::timerfd_settime(tick_fd, 0, &every, nullptr) != 0 ||
+         ! zeek::iosource_mgr->RegisterFd(tick_fd, this) ) {
+        Error(props.path + ": cannot set up the timer that wakes the source");
+        return;
+    }
 }
 
 void PcapDirSource::Close() {
+    if ( tick_fd >= 0 ) {
+        zeek::iosource_mgr->UnregisterFd(tick_fd, this);
+        ::close(tick_fd);
+        tick_fd = -1;
+    }
     if ( ! IsOpen() )
         return;
     Closed();
@@ -100,6 +119,9 @@ void PcapDirSource::Fail(const std::string& msg) {
 bool PcapDirSource::ExtractNextPacket(zeek::Packet* pkt) {
     if ( ! IsOpen() )
         return false;
+    uint64_t ticks;
+    while ( tick_fd >= 0 && ::read(tick_fd, &ticks, sizeof(ticks)) > 0 ) {
+    }
     PacketView v;
     for ( ;; ) {
         switch ( reader.next(&v) ) {
