@@ -317,10 +317,6 @@ ReadState SpoolReader::next(PacketView* pkt) {
         pkt->len = get32(h + 12, swapped_);
         pkt->data = h + kRecordHeader;
         pos_ += kRecordHeader + caplen;
-        if ( options_.skip_empty && (caplen == 0 || pkt->len == 0) ) {
-            stats_.dropped++;
-            continue;
-        }
         stats_.received++;
         stats_.bytes += caplen;
         return ReadState::Packet;

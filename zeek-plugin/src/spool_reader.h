@@ -47,8 +47,6 @@ struct StreamInfo {
 struct SpoolOptions {
     // Rename consumed segments to NAME.done instead of deleting them.
     bool keep_done = false;
-    // Do not hand over records with caplen or len 0; count them as dropped.
-    bool skip_empty = false;
     // Wait with inotify. When false (or when no inotify instance can be had), wait_fd() is -1 and
     // wait() sleeps at most kPollMs at a time: the spool is polled.
     bool use_inotify = true;
@@ -62,7 +60,6 @@ constexpr int kPollMs = 100;
 struct SpoolStats {
     uint64_t received = 0; // packets handed over
     uint64_t bytes = 0;    // their captured bytes
-    uint64_t dropped = 0;  // records read but not handed over (skip_empty)
     uint64_t segments = 0; // segments consumed (removed or renamed)
 };
 
