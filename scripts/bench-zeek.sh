@@ -30,13 +30,13 @@ echo "input: ${#inputs[@]} files, $packets packets, $((bytes / 1000000)) MB; $(n
 timed() {
     local out=$1; shift
     /usr/bin/time -f '%e %U %S' -o "$work/time" "$@" >"$out" 2>&1
-    awk '{ printf "%s %.2f", $1, $2 + $3 }' "$work/time"
+    awk '{ printf "%s %.2f\n", $1, $2 + $3 }' "$work/time"
 }
 
 mkdir "$work/one"
 read -r wall cpu < <(cd "$work/one" && timed "$work/one.out" "$zeek" -C -r "$work/merged.pcap" \
     LogAscii::use_json=T policy/protocols/conn/community-id-logging)
-printf '%-28s wall %6.2fs  CPU %6.2fs  %8.0f packets/s per Zeek\n' "one Zeek, merged file" \
+printf '%-28s wall %6.2fs  CPU %6.2fs  %8.0f packets per Zeek CPU second\n' "one Zeek, merged file" \
     "$wall" "$cpu" "$(echo "$packets / $cpu" | bc -l)"
 
 for n in 1 2 4 8; do
@@ -45,7 +45,7 @@ for n in 1 2 4 8; do
     # "CPU time: shardcap Xs, its consumers Ys"
     read -r own zeeks < <(sed -n 's/.*CPU time: shardcap \([0-9.]*\)s, its consumers \([0-9.]*\)s.*/\1 \2/p' \
         "$work/run-$n.out")
-    printf '%-28s wall %6.2fs  CPU %6.2fs  %8.0f packets/s per Zeek  shardcap %.2fs (%.1f%% of the CPU)\n' \
+    printf '%-28s wall %6.2fs  CPU %6.2fs  %8.0f packets per Zeek CPU second  shardcap %.2fs (%.1f%% of the CPU)\n' \
         "shardcap --ids zeek -n $n" "$wall" "$cpu" "$(echo "$packets / $zeeks" | bc -l)" "$own" \
         "$(echo "100 * $own / ($own + $zeeks)" | bc -l)"
     rm -rf "$work/logs-$n"
