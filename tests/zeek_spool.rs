@@ -1,8 +1,8 @@
 //! The Zeek plugin's spool reader (zeek-plugin/src/spool_reader.cc) against spools that shardcap
 //! writes: its unit tests, a live spool consumed while shardcap writes it, and a damaged segment.
 //! The C++ is built with CMake into the test target directory; the tests are skipped, saying
-//! why, only where cmake or g++ is missing (.ci/run installs both). Zeek itself cannot be
-//! installed here (see zeek-plugin/README.md), so the reader core stands in for it.
+//! why, only where cmake or g++ is missing (scripts/ci/install-deps installs both). The plugin
+//! itself runs in the real Zeek in zeek_e2e.rs and zeek_plugin.rs.
 
 mod common;
 mod spool_support;

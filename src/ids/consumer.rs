@@ -46,6 +46,8 @@ pub enum PacketReport {
     Silent,
     /// Suricata's final stats record in this eve.json (`stats.decoder.pkts`).
     SuricataEve(PathBuf),
+    /// What the preset's script makes Zeek write at `zeek_done` in this log directory.
+    Zeek(PathBuf),
 }
 
 /// Everything needed to start one shard's consumer.
@@ -69,6 +71,9 @@ pub struct ConsumerSpec {
     pub ending: Ending,
     /// Where it reports its packet count.
     pub report: PacketReport,
+    /// A file the consumer writes when it found its input damaged (the `pcapdir::` source's
+    /// `PATH/shard-K.error`): a run whose consumer left it fails, however the consumer exited.
+    pub failure_marker: Option<PathBuf>,
 }
 
 impl ConsumerSpec {
@@ -78,6 +83,7 @@ impl ConsumerSpec {
         let read = match &self.report {
             PacketReport::Silent => return None,
             PacketReport::SuricataEve(eve) => super::suricata::packets_seen(eve),
+            PacketReport::Zeek(dir) => super::zeek::packets_seen(dir),
         };
         read.unwrap_or_else(|e| {
             log::warn!(
@@ -292,6 +298,7 @@ mod tests {
             ready: Readiness::Started,
             ending: Ending::AtEndOfInput,
             report: PacketReport::Silent,
+            failure_marker: None,
         }
     }
 

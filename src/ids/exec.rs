@@ -23,6 +23,7 @@ pub fn command(template: &str, slot: &ShardSlot, cwd: &Path) -> ConsumerSpec {
         },
         ending: Ending::AtEndOfInput,
         report: PacketReport::Silent,
+        failure_marker: None,
     }
 }
 

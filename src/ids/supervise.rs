@@ -571,12 +571,25 @@ fn finish_one(c: &mut Consumer, deadline: Instant) -> Result<()> {
             c.describe_exit(exit, "after its input ended"),
         ));
     }
+    if let Some(report) = c.spec().failure_marker.as_deref().and_then(read_marker) {
+        return Err(Error::runtime(format!(
+            "shard {shard}: {} (pid {}) ended ({exit}) but found its input damaged: {report}",
+            c.spec().name,
+            c.pid()
+        )));
+    }
     log::info!(
         "shard {shard}: {} (pid {}) finished ({exit})",
         c.spec().name,
         c.pid()
     );
     Ok(())
+}
+
+/// What a consumer wrote to its failure marker, if the marker exists.
+fn read_marker(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(format!("{} ({})", text.trim(), path.display()))
 }
 
 /// User and system CPU seconds of this process (`RUSAGE_SELF`) or of its ended children.
@@ -612,6 +625,7 @@ mod tests {
             ready: Readiness::Started,
             ending,
             report: PacketReport::Silent,
+            failure_marker: None,
         }
     }
 
@@ -739,6 +753,22 @@ mod tests {
         let msg = cs.finish().unwrap_err().to_string();
         assert!(
             msg.contains("shard 0") && msg.contains("after its input ended with exit status 3"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_failure_marker_fails_a_clean_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("shard-0.error");
+        let script = format!("echo 'segment 3 cut' > {}", marker.display());
+        let mut s = spec(dir.path(), 0, &script, Ending::AtEndOfInput);
+        s.failure_marker = Some(marker);
+        let mut cs = Consumers::new(vec![s], false);
+        outputs(&mut cs, 1)[0].write_all(b"a record").unwrap();
+        let msg = cs.finish().unwrap_err().to_string();
+        assert!(
+            msg.contains("shard 0") && msg.contains("input damaged: segment 3 cut"),
             "{msg}"
         );
     }

@@ -110,6 +110,7 @@ impl Suricata {
             ready,
             ending,
             report: PacketReport::SuricataEve(slot.log_dir.join("eve.json")),
+            failure_marker: None,
         }
     }
 }

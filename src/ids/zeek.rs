@@ -1,13 +1,48 @@
 //! The Zeek preset: one `zeek` per shard, run in its log directory, JSON logs with community-id,
 //! `-C` for offline traces, reading its FIFO (`-r pcap::FIFO` from Zeek 8.2 on, the plain path
-//! before) or its spool through the `pcapdir::` packet source plugin (zeek-plugin/).
+//! before) or its spool through the `pcapdir::` packet source plugin (zeek-plugin/). At its end
+//! each instance writes the number of packets it processed to [`PACKETS_FILE`] in its log
+//! directory ([`packets_seen`]).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::consumer::{ConsumerSpec, Ending, PacketReport, Readiness};
 use super::{Feed, ShardSlot};
+use crate::sink::spool;
+
+/// The file in a Zeek instance's log directory that holds, once it has finished, the number of
+/// packets it processed.
+pub const PACKETS_FILE: &str = "shardcap-packets.txt";
+
+/// Given to every instance with `-e`: at `zeek_done` (after everything else), writes
+/// `get_net_stats()$pkts_recvd` (packets the packet source handed to Zeek, after any BPF filter;
+/// the same for `pcap::` FIFOs and `pcapdir::` spools in Zeek 8.0 and 8.2) to [`PACKETS_FILE`].
+pub const PACKETS_SCRIPT: &str = "event zeek_done() &priority=-100 { \
+     local f = open(\"shardcap-packets.txt\"); print f, get_net_stats()$pkts_recvd; close(f); }";
+
+/// The number of packets the Zeek instance logging to `log_dir` processed, as it wrote at its end;
+/// `None` when it wrote nothing (it did not finish, or was not started by shardcap's preset).
+pub fn packets_seen(log_dir: &Path) -> io::Result<Option<u64>> {
+    let path = log_dir.join(PACKETS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    text.trim().parse().map(Some).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: {:?} is not a packet count",
+                path.display(),
+                text.trim()
+            ),
+        )
+    })
+}
 
 /// A Zeek release, as `zeek --version` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,6 +111,7 @@ impl Zeek {
     pub fn command(&self, slot: &ShardSlot) -> ConsumerSpec {
         let mut argv: Vec<String> = vec!["zeek".into(), "-C".into(), "-r".into()];
         let mut env = Vec::new();
+        let mut failure_marker = None;
         match &slot.feed {
             Feed::Fifo(p) if self.version.needs_pcap_prefix() => {
                 argv.push(format!("pcap::{}", p.display()))
@@ -83,6 +119,9 @@ impl Zeek {
             Feed::Fifo(p) => argv.push(p.display().to_string()),
             Feed::Spool(dir) => {
                 argv.push(format!("pcapdir::{}", dir.display()));
+                failure_marker = dir
+                    .parent()
+                    .map(|root| spool::error_marker(root, slot.shard));
                 if let Some(plugin) = &self.plugin_dir {
                     let mut path = plugin.display().to_string();
                     if let Some(old) = self.inherited_plugin_path.as_deref() {
@@ -92,6 +131,7 @@ impl Zeek {
                 }
             }
         }
+        argv.extend(["-e".into(), PACKETS_SCRIPT.into()]);
         argv.push("LogAscii::use_json=T".into());
         if self.version.has_community_id() {
             argv.push("policy/protocols/conn/community-id-logging".into());
@@ -108,7 +148,8 @@ impl Zeek {
                 Feed::Spool(_) => Readiness::Started,
             },
             ending: Ending::AtEndOfInput,
-            report: PacketReport::Silent,
+            report: PacketReport::Zeek(slot.log_dir.clone()),
+            failure_marker,
         }
     }
 }
@@ -167,8 +208,10 @@ mod tests {
             let spec = zeek(version, Some("/p")).command(&fifo());
             assert_eq!(
                 spec.display_command(),
-                "zeek -C -r /logs/shard-0.pipe LogAscii::use_json=T \
-                 policy/protocols/conn/community-id-logging",
+                format!(
+                    "zeek -C -r /logs/shard-0.pipe -e {PACKETS_SCRIPT} LogAscii::use_json=T \
+                 policy/protocols/conn/community-id-logging"
+                ),
                 "{version}"
             );
             assert!(spec.env.is_empty());
@@ -183,8 +226,10 @@ mod tests {
         let spec = zeek("zeek version 8.2.0", None).command(&fifo());
         assert_eq!(
             spec.display_command(),
-            "zeek -C -r pcap::/logs/shard-0.pipe LogAscii::use_json=T \
+            format!(
+                "zeek -C -r pcap::/logs/shard-0.pipe -e {PACKETS_SCRIPT} LogAscii::use_json=T \
              policy/protocols/conn/community-id-logging"
+            )
         );
     }
 
@@ -193,7 +238,7 @@ mod tests {
         let spec = zeek("zeek version 5.2.2", None).command(&fifo());
         assert_eq!(
             spec.display_command(),
-            "zeek -C -r /logs/shard-0.pipe LogAscii::use_json=T"
+            format!("zeek -C -r /logs/shard-0.pipe -e {PACKETS_SCRIPT} LogAscii::use_json=T")
         );
     }
 
@@ -203,8 +248,10 @@ mod tests {
             let spec = zeek(version, Some("/src/zeek-plugin/build")).command(&spool());
             assert_eq!(
                 spec.display_command(),
-                "zeek -C -r pcapdir::/spool/shard-0 LogAscii::use_json=T \
-                 policy/protocols/conn/community-id-logging",
+                format!(
+                    "zeek -C -r pcapdir::/spool/shard-0 -e {PACKETS_SCRIPT} LogAscii::use_json=T \
+                 policy/protocols/conn/community-id-logging"
+                ),
                 "{version}"
             );
             assert_eq!(
@@ -216,7 +263,24 @@ mod tests {
             );
             assert_eq!(spec.ready, Readiness::Started);
             assert_eq!(spec.ending, Ending::AtEndOfInput);
+            assert_eq!(
+                spec.failure_marker.as_deref(),
+                Some(Path::new("/spool/shard-0.error"))
+            );
         }
+        assert_eq!(zeek("8.2", None).command(&fifo()).failure_marker, None);
+    }
+
+    #[test]
+    fn packets_seen_reads_what_the_script_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(packets_seen(dir.path()).unwrap(), None);
+        std::fs::write(dir.path().join(PACKETS_FILE), "751\n").unwrap();
+        assert_eq!(packets_seen(dir.path()).unwrap(), Some(751));
+        std::fs::write(dir.path().join(PACKETS_FILE), "lots\n").unwrap();
+        let err = packets_seen(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(PACKETS_SCRIPT.contains(PACKETS_FILE));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! increasing); a segment is closed when the next record would take it past the size limit, when
 //! its first packet has waited the age limit, and at the end; `PATH/shard-K.end` holds the last
 //! sequence number once the stream is complete. The consumer deletes what it has read; when the
-//! backlog of waiting segments is full, writing stops until it catches up.
+//! backlog of waiting segments is full, writing stops until it catches up. A consumer that finds
+//! the stream damaged (a cut or missing segment) writes its message to `PATH/shard-K.error`.
 
 use std::fs::{self, File, FileTimes};
 use std::io::{self, Write};
@@ -50,6 +51,12 @@ pub fn end_marker(root: &Path, k: usize) -> PathBuf {
     root.join(format!("shard-{k}.end"))
 }
 
+/// Error marker of shard `k` (beside its directory): written by a consumer that found the
+/// shard's stream damaged.
+pub fn error_marker(root: &Path, k: usize) -> PathBuf {
+    root.join(format!("shard-{k}.error"))
+}
+
 /// File name of segment `seq`.
 pub fn segment_name(seq: u64) -> String {
     format!("{seq:012}.pcap")
@@ -58,13 +65,15 @@ pub fn segment_name(seq: u64) -> String {
 /// Explains why shard `k` of `root` cannot start a new run, if it cannot: its directory already
 /// holds files, or its end marker exists.
 pub fn check_fresh(root: &Path, k: usize) -> Option<String> {
-    let end = end_marker(root, k);
-    if end.exists() {
-        return Some(format!(
-            "spool {}: {} exists from an earlier run; empty the spool or choose another directory",
-            root.display(),
-            end.display()
-        ));
+    for marker in [end_marker(root, k), error_marker(root, k)] {
+        if marker.exists() {
+            return Some(format!(
+                "spool {}: {} exists from an earlier run; empty the spool or choose another \
+                 directory",
+                root.display(),
+                marker.display()
+            ));
+        }
     }
     let dir = shard_dir(root, k);
     let first = fs::read_dir(&dir).ok()?.flatten().next()?;

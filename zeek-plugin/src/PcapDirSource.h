@@ -24,8 +24,9 @@ public:
     // ExtractNextPacket() applies.
     bool SetFilter(int index) override;
     void Statistics(Stats* stats) override;
-    // 0 while packets are at hand; -1 while waiting for a segment, so that the main loop sleeps
-    // until the spool's inotify descriptor (the selectable fd) wakes it.
+    // 0 while packets are at hand; kPollMs while waiting for a segment: the main loop sleeps until
+    // the spool's inotify descriptor (the selectable fd, if any) or the timer descriptor (every
+    // kPollMs) wakes it.
     double GetNextTimeout() override;
 
 protected:
@@ -40,6 +41,7 @@ private:
     Properties props;
     SpoolReader reader;
     int filter = -1;
+    int tick_fd = -1; // a timerfd firing every kPollMs
     bool waiting = false;
     uint64_t received = 0;
     uint64_t bytes = 0;

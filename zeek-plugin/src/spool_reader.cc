@@ -80,7 +80,7 @@ bool SpoolReader::open(const std::string& dir) {
         fail(dir_ + ": not a directory (expected a spool shard directory such as /spool/shard-0)");
         return false;
     }
-    inotify_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    inotify_ = options_.use_inotify ? ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC) : -1;
     // The parent tells when the shard directory or its end marker appears.
     if ( inotify_ >= 0 && ::inotify_add_watch(inotify_, parent.c_str(), IN_CREATE | IN_MOVED_TO) < 0 ) {
         ::close(inotify_);
@@ -108,7 +108,7 @@ void SpoolReader::wait(int timeout_ms) {
     if ( final_ != ReadState::Wait )
         return;
     if ( inotify_ < 0 ) {
-        ::usleep(static_cast<useconds_t>(timeout_ms < 0 || timeout_ms > 100 ? 100 : timeout_ms) * 1000);
+        ::usleep(static_cast<useconds_t>(timeout_ms < 0 || timeout_ms > kPollMs ? kPollMs : timeout_ms) * 1000);
         return;
     }
     struct pollfd fd = {inotify_, POLLIN, 0};
@@ -317,10 +317,6 @@ ReadState SpoolReader::next(PacketView* pkt) {
         pkt->len = get32(h + 12, swapped_);
         pkt->data = h + kRecordHeader;
         pos_ += kRecordHeader + caplen;
-        if ( options_.skip_empty && (caplen == 0 || pkt->len == 0) ) {
-            stats_.dropped++;
-            continue;
-        }
         stats_.received++;
         stats_.bytes += caplen;
         return ReadState::Packet;

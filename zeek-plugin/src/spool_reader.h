@@ -47,15 +47,19 @@ struct StreamInfo {
 struct SpoolOptions {
     // Rename consumed segments to NAME.done instead of deleting them.
     bool keep_done = false;
-    // Do not hand over records with caplen or len 0; count them as dropped.
-    bool skip_empty = false;
+    // Wait with inotify. When false (or when no inotify instance can be had), wait_fd() is -1 and
+    // wait() sleeps at most kPollMs at a time: the spool is polled.
+    bool use_inotify = true;
 };
+
+// How often a reader without inotify looks at the spool while it waits (milliseconds). Also the
+// bound of a wait on inotify, which does not see changes made on another host (NFS).
+constexpr int kPollMs = 100;
 
 // Counters since open().
 struct SpoolStats {
     uint64_t received = 0; // packets handed over
     uint64_t bytes = 0;    // their captured bytes
-    uint64_t dropped = 0;  // records read but not handed over (skip_empty)
     uint64_t segments = 0; // segments consumed (removed or renamed)
 };
 
@@ -78,12 +82,17 @@ public:
     // Hands over the next packet.
     ReadState next(PacketView* pkt);
 
-    // Blocks until the spool directory changes or `timeout_ms` passes (-1: no limit).
+    // Blocks until the spool directory changes or `timeout_ms` passes (-1: no limit); without
+    // inotify, for at most kPollMs.
     void wait(int timeout_ms);
 
     // A descriptor that becomes readable when the spool changes (for poll/select loops); -1 if
-    // inotify is unavailable (then poll with a timeout). next() drains it.
+    // inotify is unavailable or disabled (then poll every kPollMs). next() drains it.
     int wait_fd() const { return inotify_; }
+
+    // The error marker beside the shard directory (PATH/shard-K.error): where a consumer reports
+    // that it found the stream damaged.
+    std::string error_marker() const { return dir_ + ".error"; }
 
     const StreamInfo& info() const { return info_; }
     const SpoolStats& stats() const { return stats_; }

@@ -245,6 +245,27 @@ TEST(the_reader_waits_for_the_next_segment_and_is_woken) {
     CHECK(r.next(&v) == ReadState::End);
 }
 
+TEST(without_inotify_the_reader_polls) {
+    Spool sp;
+    SpoolOptions opt;
+    opt.use_inotify = false;
+    SpoolReader r(opt);
+    CHECK(r.open(sp.shard));
+    CHECK_EQ(r.wait_fd(), -1);
+    PacketView v;
+    CHECK(r.start() == ReadState::Wait);
+    r.wait(-1); // returns after kPollMs at most, although nothing changed
+    CHECK(r.next(&v) == ReadState::Wait);
+    sp.publish(1, packets(1, 1));
+    r.wait(-1);
+    CHECK(r.next(&v) == ReadState::Packet);
+    CHECK(r.next(&v) == ReadState::Wait);
+    sp.end(1);
+    r.wait(-1);
+    CHECK(r.next(&v) == ReadState::End);
+    CHECK(r.error_marker() == sp.shard + ".error");
+}
+
 TEST(a_shard_directory_may_appear_later) {
     Spool sp;
     ::rmdir(sp.shard.c_str());
@@ -399,19 +420,19 @@ TEST(consumed_segments_can_be_kept_as_done) {
     CHECK(exists(sp.shard + "/" + name_of(1) + ".done"));
 }
 
-TEST(empty_records_can_be_skipped_and_counted_as_dropped) {
+TEST(empty_records_are_handed_over) {
+    // The Zeek glue turns them into the weird empty_pcap_header, as Zeek's pcap source does.
     Spool sp;
     sp.publish(1, {Pkt{1, 0, 60, "x"}, Pkt{2, 0, 0, ""}, Pkt{3, 0, 60, "y"}});
     sp.end(1);
-    SpoolOptions opt;
-    opt.skip_empty = true;
-    SpoolReader r(opt);
+    SpoolReader r;
     CHECK(r.open(sp.shard));
     std::vector<PacketView> got;
     CHECK(drain(r, &got) == ReadState::End);
-    CHECK_EQ(got.size(), size_t(2));
-    CHECK_EQ(r.stats().dropped, uint64_t(1));
-    CHECK_EQ(r.stats().received, uint64_t(2));
+    CHECK_EQ(got.size(), size_t(3));
+    CHECK_EQ(got[1].caplen, 0u);
+    CHECK_EQ(got[1].len, 0u);
+    CHECK_EQ(r.stats().received, uint64_t(3));
 }
 
 TEST(a_missing_spool_is_an_error) {
