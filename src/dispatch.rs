@@ -243,6 +243,10 @@ impl Dispatcher {
             Ok(stopped) => stopped,
             Err(e) => return Err(self.ctx.consumers.explain(e)),
         };
+        if !self.opened.is_empty() {
+            // Stopped before the first file: the readers get a complete, empty stream.
+            self.open_outputs()?;
+        }
         self.checkpoint(if stopped { Reason::Stop } else { Reason::End })
             .map_err(|e| self.ctx.consumers.explain(e))?;
         let Dispatcher {
@@ -537,11 +541,17 @@ impl Dispatcher {
         }
         log::info!("waiting for every output's reader before taking files from the Redis queue");
         // The header is written later, once the first capture fixes it.
-        self.opened = self.open_raw(StreamHeader {
+        let header = StreamHeader {
             linktype: 1,
             nanos: false,
             snaplen: 262_144,
-        })?;
+        };
+        match self.open_raw(header) {
+            Ok(outs) => self.opened = outs,
+            // A stop before every reader came: the run ends STOPPED, having taken nothing.
+            Err(e) if self.ctx.signals.stop.load(Ordering::SeqCst) => log::info!("{e}"),
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 

@@ -102,6 +102,22 @@ fn no_file_is_taken_before_the_consumer_attaches() {
 }
 
 #[test]
+fn a_stop_before_the_consumer_attaches_takes_nothing() {
+    let redis = RedisServer::start();
+    let names = [name(&corpus(SMALL[0]))];
+    redis.rpush("PCAPDJ_IN_QUEUE", &names);
+    let out = tempfile::tempdir().unwrap();
+    let fifo = out.path().join("s.pipe");
+    let run = fifo_dispatcher(&redis.url(), &fifo, &[]);
+    wait_running(&redis, "PCAPDJ_STATE");
+    wait_for("the FIFO", || fifo.exists().then_some(()));
+    run.signal(Signal::SIGTERM);
+    expect_exit(&finish(run), 0);
+    assert_eq!(redis.list("PCAPDJ_IN_QUEUE"), names, "the queue untouched");
+    assert_eq!(redis.get("PCAPDJ_STATE").as_deref(), Some("STOPPED"));
+}
+
+#[test]
 fn an_empty_queue_once_the_consumer_attaches_ends_the_run_as_pcapdj() {
     let redis = RedisServer::start();
     let out = tempfile::tempdir().unwrap();
