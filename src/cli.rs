@@ -82,6 +82,10 @@ pub struct RunArgs {
     /// contains {shard}. With --ids or --exec the default is fifo:LOGDIR/shard-{shard}.pipe.
     #[arg(short, long)]
     pub output: Option<String>,
+    /// FIFO outputs: pipe buffer size asked of the kernel (capped by /proc/sys/fs/pipe-max-size).
+    /// It bounds what a consumer still reads after SIGUSR1 and how early a file counts as read.
+    #[arg(long, value_parser = parse_size, default_value = "64KiB")]
+    pub pipe_size: u64,
     /// Spool (-o dir:): segment size limit (bytes; K, M, G suffixes are powers of 1024).
     #[arg(long, value_parser = parse_size, default_value = "64MiB")]
     pub segment_size: u64,
@@ -139,6 +143,10 @@ pub struct RunArgs {
     /// Write stats as JSON to this file on SIGUSR2, periodically and at the end.
     #[arg(long)]
     pub stats_file: Option<PathBuf>,
+    /// SIGUSR2 stats lines: every figure (full), or exactly pcapdj's eight lines, with pcapdj's
+    /// `[INFO] Suspending pcapdj` / `[INFO] Resuming pcapdj` lines on SIGUSR1 (pcapdj).
+    #[arg(long, value_enum, default_value = "full")]
+    pub stats_format: StatsFormat,
     /// Interval of the stats file and of progress lines.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub stats_interval: Duration,
@@ -152,6 +160,10 @@ pub struct RunArgs {
     /// processing list while in flight, so a crash loses none.
     #[arg(long, value_enum, default_value = "pcapdj")]
     pub redis_mode: RedisMode,
+    /// Announce and wait for the authorization of every file taken, as pcapdj does, even of files
+    /// that cannot be read (they are then recorded in FAILED once authorized).
+    #[arg(long)]
+    pub announce_all: bool,
     /// With --order time: files taken from the queue within this long of each other are merged
     /// together by packet time (see README, Redis).
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
@@ -214,6 +226,15 @@ pub enum AuthMode {
     Redis,
 }
 
+/// How SIGUSR2 stats lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsFormat {
+    /// pcapdj's lines, then shardcap's own figures (files, bytes, rates, shards...).
+    Full,
+    /// Exactly pcapdj's eight `[STATS]` lines and its suspend/resume `[INFO]` lines.
+    Pcapdj,
+}
+
 /// How files are taken from the Redis queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RedisMode {
@@ -245,6 +266,9 @@ pub struct RedisArgs {
         global = true
     )]
     pub prefix: String,
+    /// The input queue's name (pcapdj's -q) [default: PREFIX_IN_QUEUE]; the other keys keep theirs.
+    #[arg(long = "redis-queue", value_name = "NAME", global = true)]
+    pub queue: Option<String>,
     /// Give this dispatcher its own NEXT, AUTH, STATE, PROCESSING and ACTIVE keys (PREFIX_NAME_NEXT,
     /// ...) so several dispatchers share one Redis; the queue and result lists stay shared.
     #[arg(long = "redis-instance", value_name = "NAME", global = true)]

@@ -3,10 +3,11 @@
 use std::collections::HashSet;
 use std::io;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cli::{AuthMode, LinkMismatch, RunArgs};
+use crate::cli::{AuthMode, LinkMismatch, RunArgs, StatsFormat};
 use crate::control::pacing::Pacer;
 use crate::control::progress::Progress;
 use crate::control::redis::intake::RedisIntake;
@@ -23,12 +24,13 @@ use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
 use crate::input::retention::{LogGate, Retention};
 use crate::input::watch::{WatchConfig, WatchIntake};
 use crate::input::{Anomalies, Packet};
-use crate::merge::{FileEnd, Merge, MergeHooks, MergeStats, OpenInput};
+use crate::merge::{FileEnd, Merge, MergeHooks, MergeStats, OpenInput, Order};
 use crate::reorder::Reorder;
 use crate::ship::{self, stats::ShipSnapshot, ShipHandle};
 use crate::sink::format::StreamHeader;
+use crate::sink::output::Output;
 use crate::sink::spool::SpoolConfig;
-use crate::sink::writer::{ShardCounters, ShardWriter};
+use crate::sink::writer::{Brake, ShardCounters, ShardWriter};
 use crate::sink::OutputSpec;
 use crate::state::journal::Reason;
 use crate::state::StateKeeper;
@@ -97,6 +99,7 @@ fn intake_for(
             args.redis_mode,
             args.order,
             args.redis_window,
+            args.announce_all,
             signals,
         )?));
     }
@@ -156,6 +159,10 @@ struct Ctx {
     consumers: Consumers,
     /// The log shipper's latest figures (`--ship`).
     ship: Option<Arc<Mutex<ShipSnapshot>>>,
+    /// Files reported only once the consumers have read their last byte (Redis, given order).
+    report_when_read: bool,
+    /// Files finished and not reported yet, waiting for the consumers to read them.
+    unread: Vec<(Entry, FileEnd)>,
 }
 
 /// Figures of the merge, the flow stage and the shard outputs, kept for stats shown while waiting.
@@ -174,6 +181,9 @@ struct Dispatcher {
     sharder: Sharder,
     reorder: Option<Reorder>,
     writers: Vec<ShardWriter>,
+    /// Outputs opened before the stream header was known (their readers attached), with whether
+    /// each resumes a journaled output.
+    opened: Vec<(Box<dyn Output>, bool)>,
     /// Packets were written since the merge last ran dry.
     idle_flush_due: bool,
 }
@@ -197,6 +207,8 @@ impl Dispatcher {
         );
         let window = args.reorder_window.as_nanos() as u64;
         let reorder = (window > 0).then(|| Reorder::new(window, args.reorder_buffer as usize));
+        let report_when_read =
+            args.auth == AuthMode::Redis && args.order == Order::Given && state.is_none();
         Dispatcher {
             ctx: Ctx {
                 progress: Progress::new(args.progress, args.stats_interval),
@@ -215,11 +227,14 @@ impl Dispatcher {
                 next_seq: 0,
                 state,
                 consumers,
+                report_when_read,
+                unread: Vec::new(),
             },
             merge,
             sharder,
             reorder,
             writers: Vec::new(),
+            opened: Vec::new(),
             idle_flush_due: false,
         }
     }
@@ -229,6 +244,10 @@ impl Dispatcher {
             Ok(stopped) => stopped,
             Err(e) => return Err(self.ctx.consumers.explain(e)),
         };
+        if !self.opened.is_empty() {
+            // Stopped before the first file: the readers get a complete, empty stream.
+            self.open_outputs()?;
+        }
         self.checkpoint(if stopped { Reason::Stop } else { Reason::End })
             .map_err(|e| self.ctx.consumers.explain(e))?;
         let Dispatcher {
@@ -249,6 +268,9 @@ impl Dispatcher {
         for w in writers {
             let counters = w.finish().map_err(|e| ctx.consumers.explain(io_err(e)))?;
             sent.push(counters.packets);
+        }
+        for (entry, end) in std::mem::take(&mut ctx.unread) {
+            ctx.report_finished(&entry, &end);
         }
         let outcomes = ctx.consumers.finish()?;
         let unaccounted = accounting::reconcile(&outcomes, &sent);
@@ -291,6 +313,7 @@ impl Dispatcher {
     /// it was stopped.
     fn stream(&mut self) -> Result<bool> {
         self.ctx.stats.state = State::Running;
+        self.open_early()?;
         loop {
             let wait = self.merge.is_idle().then_some(IDLE_WAIT);
             match self.ctx.intake.poll(wait, &self.ctx.signals)? {
@@ -305,12 +328,15 @@ impl Dispatcher {
             if self.pump()? {
                 return Ok(true);
             }
-            if self.merge.is_idle() && self.idle_flush_due {
-                // Nothing more to read for now (continuous mode): let consumers see every packet.
+            if self.merge.is_idle() && (self.idle_flush_due || !self.ctx.unread.is_empty()) {
+                // Nothing more to read for now: let consumers see (and read) every packet, then
+                // report the files they have read.
                 self.idle_flush_due = false;
-                self.flush_held()?;
-                for w in &mut self.writers {
-                    w.flush().map_err(|e| Error::runtime(e.to_string()))?;
+                if self.sync_outputs()? {
+                    return Ok(true);
+                }
+                for (entry, end) in std::mem::take(&mut self.ctx.unread) {
+                    self.ctx.report_finished(&entry, &end);
                 }
             }
             if self.merge.is_idle() {
@@ -371,6 +397,34 @@ impl Dispatcher {
                 self.checkpoint_if_due()?;
                 if let Arrivals::Files(c) = self.ctx.intake.poll(None, &self.ctx.signals)? {
                     self.admit(&c)?;
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes out every held packet and waits until each output has it (a FIFO: until its reader
+    /// has read it), serving signals meanwhile. Returns true when the run must stop.
+    fn sync_outputs(&mut self) -> Result<bool> {
+        self.flush_held()?;
+        let acks: Vec<Receiver<io::Result<()>>> = (self.writers.iter_mut())
+            .map(ShardWriter::request_sync)
+            .collect::<io::Result<_>>()
+            .map_err(|e| Error::runtime(e.to_string()))?;
+        for (k, ack) in acks.iter().enumerate() {
+            loop {
+                match ack.recv_timeout(IDLE_WAIT / 5) {
+                    Ok(r) => break r.map_err(|e| Error::runtime(format!("shard {k}: {e}")))?,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let (merge, sharder, writers) =
+                            (&mut self.merge, &self.sharder, &mut self.writers);
+                        if self.ctx.service(merge, sharder, writers)? {
+                            return Ok(true);
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        return Err(Error::runtime(format!("shard {k}: output closed")))
+                    }
                 }
             }
         }
@@ -482,7 +536,68 @@ impl Dispatcher {
         self.open_outputs()
     }
 
-    /// Opens every shard output once the header is known (or at the end, for an empty run).
+    /// With `--auth redis`, outputs read by consumers started elsewhere (a FIFO's reader) are
+    /// opened before any file is taken from the queue, as pcapdj opens its FIFO first: a queue
+    /// filled after the dispatcher started is read, and no file is taken before there is a reader.
+    fn open_early(&mut self) -> Result<()> {
+        let args = &self.ctx.args;
+        let own_consumers = args.ids.is_some() || args.exec.is_some();
+        if args.auth != AuthMode::Redis || own_consumers || self.ctx.spec.needs_header() {
+            return Ok(());
+        }
+        log::info!("waiting for every output's reader before taking files from the Redis queue");
+        // The header is written later, once the first capture fixes it.
+        let header = StreamHeader {
+            linktype: 1,
+            nanos: false,
+            snaplen: 262_144,
+        };
+        match self.open_raw(header) {
+            Ok(outs) => self.opened = outs,
+            // A stop before every reader came: the run ends STOPPED, having taken nothing.
+            Err(e) if self.ctx.signals.stop.load(Ordering::SeqCst) => log::info!("{e}"),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Opens every shard's output (a journaled output is resumed); FIFOs wait for their reader.
+    fn open_raw(&mut self, header: StreamHeader) -> Result<Vec<(Box<dyn Output>, bool)>> {
+        self.ctx.consumers.start(&self.ctx.signals.attention)?;
+        let args = &self.ctx.args;
+        let spool = SpoolConfig {
+            segment_size: args.segment_size,
+            segment_age: args.segment_age,
+            backlog: args.spool_backlog as usize,
+        };
+        let pipe_size = args.pipe_size as usize;
+        let shards = args.shards as usize;
+        let (spec, stop, state) = (&self.ctx.spec, &self.ctx.signals.stop, &self.ctx.state);
+        if self.ctx.consumers.any() {
+            // Each output opens (and its consumer starts) when its shard's first packet comes.
+            let spec = spec.clone();
+            let outs = self
+                .ctx
+                .consumers
+                .open_outputs(shards, stop, move |k, stop| {
+                    spec.open(k, header, spool, pipe_size, stop)
+                });
+            return Ok(outs.into_iter().map(|o| (o, false)).collect());
+        }
+        let mut outs = Vec::with_capacity(shards);
+        for k in 0..shards {
+            outs.push(
+                match state.as_ref().map(|s| s.resume_output(k)).transpose()? {
+                    Some(Some(out)) => (out, true),
+                    _ => (spec.open(k, header, spool, pipe_size, stop)?, false),
+                },
+            );
+        }
+        Ok(outs)
+    }
+
+    /// Starts every shard's writer once the header is known (or at the end, for an empty run), on
+    /// the outputs opened early or opened now. SIGUSR1 holds them (see [`Brake`]).
     fn open_outputs(&mut self) -> Result<()> {
         if !self.writers.is_empty() {
             return Ok(());
@@ -492,39 +607,16 @@ impl Dispatcher {
             nanos: false,
             snaplen: 262_144,
         });
-        self.ctx.consumers.start(&self.ctx.signals.attention)?;
-        let args = &self.ctx.args;
-        let spool = SpoolConfig {
-            segment_size: args.segment_size,
-            segment_age: args.segment_age,
-            backlog: args.spool_backlog as usize,
+        let outs = match std::mem::take(&mut self.opened) {
+            o if o.is_empty() => self.open_raw(header)?,
+            o => o,
         };
-        let shards = args.shards as usize;
-        let (spec, stop, state) = (&self.ctx.spec, &self.ctx.signals.stop, &self.ctx.state);
-        let mut outs = Vec::with_capacity(shards);
-        let mut resumed = vec![false; shards];
-        if self.ctx.consumers.any() {
-            let spec = spec.clone();
-            outs = self
-                .ctx
-                .consumers
-                .open_outputs(shards, stop, move |k, stop| {
-                    spec.open(k, header, spool, stop)
-                });
-        } else {
-            for (k, resumed) in resumed.iter_mut().enumerate() {
-                let out = match state.as_ref().map(|s| s.resume_output(k)).transpose()? {
-                    Some(Some(out)) => {
-                        *resumed = true;
-                        out
-                    }
-                    _ => spec.open(k, header, spool, stop)?,
-                };
-                outs.push(out);
-            }
-        }
-        for (k, out) in outs.into_iter().enumerate() {
-            let w = ShardWriter::start(out, header, !resumed[k])
+        let brake = Brake {
+            flag: self.ctx.signals.brake.clone(),
+            chunk: self.ctx.args.pipe_size as usize,
+        };
+        for (k, (out, resumed)) in outs.into_iter().enumerate() {
+            let w = ShardWriter::start_braked(out, header, !resumed, brake.clone())
                 .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
             self.writers.push(w);
         }
@@ -683,6 +775,10 @@ impl MergeHooks for Ctx {
             }
             waited = true;
             self.stats.state = State::Waiting;
+            if self.signals.suspended() && !self.signals.stop.load(Ordering::SeqCst) {
+                // Held here too: the authorization is taken only once resumed.
+                self.hold(&|ctx| ctx.waiting_snapshot(entry))?;
+            }
             self.serve_waiting(entry)?;
         }
         if waited {
@@ -733,6 +829,7 @@ impl MergeHooks for Ctx {
         match &mut self.state {
             // The intake hears of it once a checkpoint has committed it.
             Some(s) => s.finished(entry, packets, end),
+            None if self.report_when_read => self.unread.push((entry.clone(), end)),
             None => self.report_finished(entry, &end),
         }
     }
@@ -792,7 +889,7 @@ impl Ctx {
             self.report(merge, sharder, writers)?;
         }
         if self.signals.suspended() && !self.signals.stop.load(Ordering::SeqCst) {
-            self.suspend(merge, sharder, writers)?;
+            self.hold(&|ctx| ctx.snapshot(merge, sharder, writers))?;
         }
         let snapshot = self.snapshot(merge, sharder, writers);
         if let Some(p) = &mut self.pacer {
@@ -806,21 +903,15 @@ impl Ctx {
         Ok(self.signals.stop.load(Ordering::SeqCst))
     }
 
-    /// SIGUSR1: holds the stream where it is (inputs and outputs stay open, everything written so
-    /// far is flushed first) until SIGUSR1 comes again or a stop signal.
-    fn suspend(
-        &mut self,
-        merge: &mut Merge,
-        sharder: &Sharder,
-        writers: &mut [ShardWriter],
-    ) -> Result<()> {
+    /// SIGUSR1: holds the stream where it is until SIGUSR1 comes again or a stop signal. Inputs
+    /// and outputs stay open; the shard writers stopped handing data over when the signal came
+    /// (their brake), and what they hold stays queued. `snapshot` gives the figures for stats.
+    fn hold(&mut self, snapshot: &dyn Fn(&Self) -> Snapshot) -> Result<()> {
         let before = self.stats.state;
         self.stats.state = State::Suspended;
-        self.stats.suspensions += 1;
-        for w in writers.iter_mut() {
-            w.flush().map_err(|e| Error::runtime(e.to_string()))?;
-        }
-        self.write_stats_file(&self.snapshot(merge, sharder, writers))?;
+        self.stats.suspensions = self.signals.suspensions();
+        self.info_line("[INFO] Suspending pcapdj")?;
+        self.write_stats_file(&snapshot(self))?;
         log::warn!("suspended (SIGUSR1 again resumes)");
         let mut tick = Instant::now();
         while self.signals.suspended() && !self.signals.stop.load(Ordering::SeqCst) {
@@ -828,15 +919,32 @@ impl Ctx {
             self.stats.suspended += tick.elapsed();
             tick = Instant::now();
             if self.signals.stats.swap(false, Ordering::SeqCst) {
-                self.report(merge, sharder, writers)?;
+                let snap = snapshot(self);
+                self.print(&snap)?;
+                self.write_stats_file(&snap)?;
             }
             if self.last_report.elapsed() >= self.args.stats_interval {
                 self.last_report = Instant::now();
-                self.write_stats_file(&self.snapshot(merge, sharder, writers))?;
+                self.write_stats_file(&snapshot(self))?;
             }
         }
         self.stats.state = before;
+        self.info_line("[INFO] Resuming pcapdj")?;
         log::warn!("resumed");
+        Ok(())
+    }
+
+    /// With `--stats-format pcapdj`, one of pcapdj's `[INFO]` lines where its stats go.
+    fn info_line(&self, line: &str) -> Result<()> {
+        if self.args.stats_format != StatsFormat::Pcapdj {
+            return Ok(());
+        }
+        let write = |out: &mut dyn io::Write| writeln!(out, "{line}").and_then(|_| out.flush());
+        if self.spec.is_stdout() {
+            write(&mut io::stderr().lock())?;
+        } else {
+            write(&mut io::stdout().lock())?;
+        }
         Ok(())
     }
 
@@ -847,26 +955,27 @@ impl Ctx {
         self.write_stats_file(&snapshot)
     }
 
-    /// Stats and the stats file while the merge waits for `entry`'s authorization (with the
-    /// figures of the last [`Ctx::service`]: the merge is not at hand inside it).
+    /// Stats and the stats file while the merge waits for `entry`'s authorization.
     fn serve_waiting(&mut self, entry: &Entry) -> Result<()> {
-        let snapshot = |ctx: &Self| {
-            let current = Some(entry.path.display().to_string());
-            let seen = &ctx.seen;
-            let mut snap =
-                ctx.stats
-                    .snapshot(current, seen.in_flight, seen.merge, seen.flow, &seen.shards);
-            snap.ship = ctx.ship_figures();
-            snap
-        };
         if self.signals.stats.swap(false, Ordering::SeqCst) {
-            self.print(&snapshot(self))?;
+            self.print(&self.waiting_snapshot(entry))?;
         }
         if self.last_report.elapsed() >= self.args.stats_interval {
             self.last_report = Instant::now();
-            self.write_stats_file(&snapshot(self))?;
+            self.write_stats_file(&self.waiting_snapshot(entry))?;
         }
         Ok(())
+    }
+
+    /// The figures while the merge waits for `entry`'s authorization (those of the last
+    /// [`Ctx::service`]: the merge is not at hand inside it).
+    fn waiting_snapshot(&self, entry: &Entry) -> Snapshot {
+        let current = Some(entry.path.display().to_string());
+        let seen = &self.seen;
+        let snap =
+            self.stats
+                .snapshot(current, seen.in_flight, seen.merge, seen.flow, &seen.shards);
+        self.signalled(snap)
     }
 
     fn snapshot(&self, merge: &Merge, sharder: &Sharder, writers: &[ShardWriter]) -> Snapshot {
@@ -874,14 +983,24 @@ impl Ctx {
             .open_inputs()
             .next()
             .map(|i| i.entry.path.display().to_string());
-        let mut snap = self.stats.snapshot(
+        let snap = self.stats.snapshot(
             current,
             in_flight_bytes(merge),
             merge.stats,
             sharder.stats(),
             &shard_counters(writers),
         );
+        self.signalled(snap)
+    }
+
+    /// A snapshot with the shipper's figures, and the suspension as the signals state it: from
+    /// the moment SIGUSR1 is taken, before the dispatcher reaches its next look at them.
+    fn signalled(&self, mut snap: Snapshot) -> Snapshot {
         snap.ship = self.ship_figures();
+        snap.suspensions = self.signals.suspensions();
+        if self.signals.suspended() && !self.signals.stop.load(Ordering::SeqCst) {
+            snap.state = State::Suspended;
+        }
         snap
     }
 
@@ -892,10 +1011,18 @@ impl Ctx {
     }
 
     fn print(&self, snap: &Snapshot) -> Result<()> {
+        let pcapdj = self.args.stats_format == StatsFormat::Pcapdj;
+        let write = |out: &mut dyn io::Write| {
+            if pcapdj {
+                snap.write_pcapdj_lines(out)
+            } else {
+                snap.write_lines(out)
+            }
+        };
         if self.spec.is_stdout() {
-            snap.write_lines(&mut io::stderr().lock())?;
+            write(&mut io::stderr().lock())?;
         } else {
-            snap.write_lines(&mut io::stdout().lock())?;
+            write(&mut io::stdout().lock())?;
         }
         Ok(())
     }

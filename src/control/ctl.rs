@@ -20,8 +20,9 @@ use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
 use crate::input::catalog::{self, Rejected};
 use crate::input::discover;
 
-/// How long one blocking wait for an announcement lasts before conditions are looked at again.
-const ANNOUNCE_WAIT_S: f64 = 1.0;
+/// How long one blocking wait for an announcement lasts before conditions are looked at again
+/// (whole seconds: Redis before 6.0 takes no fractional BLPOP timeout).
+const ANNOUNCE_WAIT_S: u64 = 1;
 
 /// Runs `shardcap ctl`; returns the exit code.
 pub fn run(args: CtlArgs) -> Result<i32> {

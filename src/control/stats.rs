@@ -190,9 +190,13 @@ impl Default for RunStats {
 }
 
 impl Snapshot {
-    /// Writes `[STATS] Key:Value` lines: pcapdj's fields first, in its wording and formats (start
-    /// time as local `%Y-%d-%m %H:%M:%S`, uptime in whole seconds), then shardcap's.
-    pub fn write_lines(&self, out: &mut dyn Write) -> std::io::Result<()> {
+    /// Writes exactly pcapdj's eight `[STATS]` lines, in its wording and formats.
+    pub fn write_pcapdj_lines(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        self.write_pcapdj_fields(out)?;
+        out.flush()
+    }
+
+    fn write_pcapdj_fields(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let mut l = |k: &str, v: String| report::stat_line(out, k, &v);
         l("Start time", pcapdj_time(self.start_time as i64))?;
         l("Uptime", format!("{} (seconds)", self.uptime_s as u64))?;
@@ -201,7 +205,14 @@ impl Snapshot {
         l("Number of files", self.files_opened.to_string())?;
         l("Number of packets", self.packets.to_string())?;
         l("Number of cap_lengths", self.cap_lengths.to_string())?;
-        l("Number of lengths", self.lengths.to_string())?;
+        l("Number of lengths", self.lengths.to_string())
+    }
+
+    /// Writes `[STATS] Key:Value` lines: pcapdj's fields first, in its wording and formats (start
+    /// time as local `%Y-%d-%m %H:%M:%S`, uptime in whole seconds), then shardcap's.
+    pub fn write_lines(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        self.write_pcapdj_fields(out)?;
+        let mut l = |k: &str, v: String| report::stat_line(out, k, &v);
         l(
             "Current file",
             self.current_file.clone().unwrap_or_default(),

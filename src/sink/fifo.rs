@@ -1,19 +1,24 @@
-//! Named-pipe output: created if missing, opened once for the whole run, with a large pipe buffer.
+//! Named-pipe output: created if missing, opened once for the whole run, with the pipe buffer size
+//! asked for. A sync waits until the reader has read every byte written (FIONREAD on the write
+//! end counts the unread ones).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
 use super::output::Output;
 
-/// Pipe buffer size asked for (capped by /proc/sys/fs/pipe-max-size).
-const PIPE_SIZE: i32 = 1 << 20;
+/// Pipe buffer size asked for by default (capped by /proc/sys/fs/pipe-max-size).
+pub const DEFAULT_PIPE_SIZE: usize = 64 << 10;
+/// How often a sync looks at the bytes left unread.
+const DRAIN_POLL_MS: u8 = 5;
 
 /// A FIFO held open for the whole run.
 pub struct FifoOutput {
@@ -23,8 +28,13 @@ pub struct FifoOutput {
 
 impl FifoOutput {
     /// Creates `path` as a FIFO if missing (an existing non-FIFO is an error), then waits for a reader
-    /// to open it, giving up when `stop` is set.
+    /// to open it, giving up when `stop` is set. The pipe gets [`DEFAULT_PIPE_SIZE`].
     pub fn open(path: &Path, stop: &AtomicBool) -> io::Result<Self> {
+        Self::open_sized(path, stop, DEFAULT_PIPE_SIZE)
+    }
+
+    /// Like [`FifoOutput::open`], asking for a pipe buffer of `pipe_size` bytes.
+    pub fn open_sized(path: &Path, stop: &AtomicBool, pipe_size: usize) -> io::Result<Self> {
         match std::fs::metadata(path) {
             Ok(md) if md.file_type().is_fifo() => {}
             Ok(_) => {
@@ -69,7 +79,12 @@ impl FifoOutput {
         unsafe {
             let flags = libc::fcntl(fd, libc::F_GETFL);
             libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-            if libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE) < 0 {
+            if libc::fcntl(
+                fd,
+                libc::F_SETPIPE_SZ,
+                pipe_size.min(i32::MAX as usize) as i32,
+            ) < 0
+            {
                 log::debug!(
                     "{}: F_SETPIPE_SZ refused; keeping the default pipe size",
                     path.display()
@@ -97,8 +112,29 @@ impl Output for FifoOutput {
         })
     }
 
+    /// Waits until the reader has read everything written, or has closed the FIFO (the next write
+    /// then reports it).
     fn sync(&mut self) -> io::Result<()> {
-        Ok(())
+        let fd = self.file.as_raw_fd();
+        loop {
+            let mut unread: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int into `unread`.
+            if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if unread == 0 {
+                return Ok(());
+            }
+            // POLLERR on a write end: no reader any more.
+            let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::empty())];
+            poll(&mut fds, PollTimeout::from(DRAIN_POLL_MS)).map_err(io::Error::from)?;
+            if fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLERR))
+            {
+                return Ok(());
+            }
+        }
     }
 
     fn finish(self: Box<Self>) -> io::Result<()> {

@@ -111,13 +111,21 @@ impl OutputSpec {
         Ok(())
     }
 
-    /// Opens shard `k`'s output for a stream with `header`. FIFOs wait for their reader unless
-    /// `stop` is set; a spool cuts the stream into segments as `spool` says.
+    /// True when opening needs the stream header (a spool writes it at the head of each segment);
+    /// other outputs can be opened before the first capture is known.
+    pub fn needs_header(&self) -> bool {
+        matches!(self, OutputSpec::Dir(_))
+    }
+
+    /// Opens shard `k`'s output for a stream with `header`. FIFOs get a pipe of `pipe_size` bytes
+    /// and wait for their reader unless `stop` is set; a spool cuts the stream into segments as
+    /// `spool` says.
     pub fn open(
         &self,
         k: usize,
         header: StreamHeader,
         spool: SpoolConfig,
+        pipe_size: usize,
         stop: &AtomicBool,
     ) -> Result<Box<dyn Output>> {
         let named = |r: std::io::Result<Box<dyn Output>>, what: &str| {
@@ -134,7 +142,7 @@ impl OutputSpec {
             OutputSpec::Fifo(_) => {
                 let p = self.path(k).unwrap();
                 named(
-                    FifoOutput::open(&p, stop).map(|o| Box::new(o) as _),
+                    FifoOutput::open_sized(&p, stop, pipe_size).map(|o| Box::new(o) as _),
                     &p.display().to_string(),
                 )
             }

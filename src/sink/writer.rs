@@ -3,7 +3,9 @@
 //! once every buffer of its shard is in flight; the time spent stalled is counted.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,31 @@ pub const BUFFER_SIZE: usize = 256 << 10;
 pub const BUFFERS: usize = 4;
 /// How long the writer thread waits for data before it calls `Output::tick`.
 const TICK: Duration = Duration::from_millis(100);
+/// How often a held writer (or a merge waiting for a buffer) looks at the brake.
+const BRAKE_POLL: Duration = Duration::from_millis(5);
+
+/// Holds a shard's output: while `flag` is set the writer thread hands nothing more to it (queued
+/// buffers stay queued). Bytes go out in chunks of at most `chunk`, the flag checked before each,
+/// so at most one chunk is under way when it is set.
+#[derive(Clone)]
+pub struct Brake {
+    pub flag: Arc<AtomicBool>,
+    pub chunk: usize,
+}
+
+impl Brake {
+    /// A brake never applied (whole buffers written at once).
+    pub fn none() -> Self {
+        Brake {
+            flag: Arc::new(AtomicBool::new(false)),
+            chunk: BUFFER_SIZE,
+        }
+    }
+
+    fn on(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
 
 enum Msg {
     Data(Vec<u8>),
@@ -46,6 +73,7 @@ pub struct ShardWriter {
     free: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<io::Result<()>>>,
     name: String,
+    brake: Arc<AtomicBool>,
     /// What was written so far.
     pub counters: ShardCounters,
 }
@@ -54,9 +82,19 @@ impl ShardWriter {
     /// Starts the writer thread for `output`. With `write_header`, the stream begins with the pcap
     /// header (not when resuming an output that already has one).
     pub fn start(
+        output: Box<dyn Output>,
+        header: StreamHeader,
+        write_header: bool,
+    ) -> io::Result<Self> {
+        Self::start_braked(output, header, write_header, Brake::none())
+    }
+
+    /// Like [`ShardWriter::start`], with the output held while `brake` says so.
+    pub fn start_braked(
         mut output: Box<dyn Output>,
         header: StreamHeader,
         write_header: bool,
+        brake: Brake,
     ) -> io::Result<Self> {
         if write_header {
             output.write_header(&header)?;
@@ -69,22 +107,31 @@ impl ShardWriter {
                 .send(Vec::with_capacity(BUFFER_SIZE))
                 .expect("buffer pool");
         }
+        let flag = brake.flag.clone();
         let thread = thread::Builder::new()
             .name(format!("out {name}"))
             .spawn(move || loop {
                 let msg = match rx.recv_timeout(TICK) {
                     Ok(msg) => msg,
                     Err(RecvTimeoutError::Timeout) => {
-                        output.tick()?;
+                        if !brake.on() {
+                            output.tick()?;
+                        }
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 };
                 match msg {
                     Msg::Data(mut buf) => {
-                        output.write_all(&buf)?;
+                        for part in buf.chunks(brake.chunk.max(1)) {
+                            while brake.on() {
+                                thread::sleep(BRAKE_POLL);
+                            }
+                            output.write_all(part)?;
+                        }
                         buf.clear();
-                        let _ = free_tx.send(buf);
+                        // A buffer added while braked is dropped once the pool is full again.
+                        let _ = free_tx.try_send(buf);
                     }
                     Msg::Sync(ack) => {
                         let _ = ack.send(output.sync());
@@ -99,6 +146,7 @@ impl ShardWriter {
             free,
             thread: Some(thread),
             name,
+            brake: flag,
             counters: ShardCounters::default(),
         })
     }
@@ -128,7 +176,7 @@ impl ShardWriter {
             Ok(b) => b,
             Err(TryRecvError::Empty) => {
                 let t = Instant::now();
-                let b = self.free.recv().map_err(|_| self.thread_error());
+                let b = self.wait_free();
                 self.counters.blocked += t.elapsed();
                 b?
             }
@@ -136,6 +184,21 @@ impl ShardWriter {
         };
         let full = std::mem::replace(&mut self.buf, next);
         self.send(Msg::Data(full))
+    }
+
+    /// Waits for a free buffer; while braked, a new one instead (the held output frees none),
+    /// so the merge reaches its next look at the signals.
+    fn wait_free(&mut self) -> io::Result<Vec<u8>> {
+        loop {
+            if self.brake.load(Ordering::SeqCst) {
+                return Ok(Vec::with_capacity(BUFFER_SIZE));
+            }
+            match self.free.recv_timeout(BRAKE_POLL) {
+                Ok(b) => return Ok(b),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(self.thread_error()),
+            }
+        }
     }
 
     fn send(&mut self, msg: Msg) -> io::Result<()> {
@@ -162,15 +225,23 @@ impl ShardWriter {
     /// Writes out everything appended so far and waits until the output has it (and, for files,
     /// until it is on disk). Used at checkpoints and before suspending.
     pub fn flush(&mut self) -> io::Result<()> {
+        let ack = self.request_sync()?;
+        match ack.recv() {
+            Ok(r) => r.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.name))),
+            Err(_) => Err(self.thread_error()),
+        }
+    }
+
+    /// Hands over everything appended so far and asks for it to be synced: the returned channel
+    /// says when the output has it (a FIFO: when its reader has read it), so the caller can wait
+    /// while doing other work.
+    pub fn request_sync(&mut self) -> io::Result<Receiver<io::Result<()>>> {
         if !self.buf.is_empty() {
             self.ship()?;
         }
         let (ack_tx, ack) = sync_channel(1);
         self.send(Msg::Sync(ack_tx))?;
-        match ack.recv() {
-            Ok(r) => r.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.name))),
-            Err(_) => Err(self.thread_error()),
-        }
+        Ok(ack)
     }
 
     /// Writes what is left and closes the output cleanly.

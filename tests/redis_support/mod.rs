@@ -196,7 +196,15 @@ pub fn script(script: &str, args: &[&str]) -> ChildGuard {
 
 /// Reads the child's stdout as it comes, into the returned buffer.
 pub fn watch_stdout(child: &mut ChildGuard) -> Arc<Mutex<String>> {
-    let mut out = child.0.as_mut().unwrap().stdout.take().unwrap();
+    watch(child.0.as_mut().unwrap().stdout.take().unwrap())
+}
+
+/// Reads the child's stderr as it comes, into the returned buffer.
+pub fn watch_stderr(child: &mut ChildGuard) -> Arc<Mutex<String>> {
+    watch(child.0.as_mut().unwrap().stderr.take().unwrap())
+}
+
+fn watch(mut out: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     let seen = Arc::new(Mutex::new(String::new()));
     let sink = seen.clone();
     thread::spawn(move || {
@@ -301,4 +309,143 @@ pub fn assert_same_packets(got: &[Rec], want: &[Rec], what: &str) {
         panic!("{what}: packet {i} differs");
     }
     assert_eq!(got.len(), want.len(), "{what}: packet counts differ");
+}
+
+/// `shardcap run --auth redis --order given` against `url`, its one shard to the FIFO `fifo`
+/// (read by a consumer the test starts), with more `args` (and -v: its progress on stderr).
+pub fn fifo_dispatcher(url: &str, fifo: &Path, args: &[&str]) -> ChildGuard {
+    let spec = format!("fifo:{}", fifo.display());
+    let mut all = vec!["run", "-v", "--auth", "redis", "--redis", url, "-o", &spec];
+    all.extend_from_slice(&["--order", "given"]);
+    all.extend_from_slice(args);
+    spawn(&all)
+}
+
+/// A consumer reading a FIFO in a thread at a set pace (bytes a second, 0: as fast as it can),
+/// keeping what it read. The pace can change while it reads.
+pub struct PacedReader {
+    /// Bytes read so far.
+    pub count: Arc<std::sync::atomic::AtomicU64>,
+    /// Bytes a second.
+    pub rate: Arc<std::sync::atomic::AtomicU64>,
+    /// Set whenever the reader found the pipe empty (FIONREAD 0) before a read; cleared by reads.
+    pub empty: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<u8>>>,
+}
+
+impl PacedReader {
+    /// Opens `fifo` for reading (waiting until the dispatcher has created it) and reads to its end.
+    pub fn start(fifo: &Path, rate: u64) -> Self {
+        use std::os::unix::fs::FileTypeExt;
+        use std::os::unix::io::AsRawFd;
+        use std::sync::atomic::AtomicU64;
+        use std::time::Instant;
+        wait_for("the FIFO", || {
+            std::fs::metadata(fifo)
+                .ok()
+                .filter(|m| m.file_type().is_fifo())
+        });
+        let count = Arc::new(AtomicU64::new(0));
+        let pace = Arc::new(AtomicU64::new(rate));
+        let empty = Arc::new(AtomicBool::new(false));
+        let (n, r, e, path) = (
+            count.clone(),
+            pace.clone(),
+            empty.clone(),
+            fifo.to_path_buf(),
+        );
+        let thread = thread::spawn(move || {
+            let mut f = std::fs::File::open(path).unwrap();
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            let started = Instant::now();
+            let mut base = (0u64, started);
+            let mut last_rate = r.load(Ordering::SeqCst);
+            loop {
+                let mut unread: libc::c_int = 0;
+                unsafe { libc::ioctl(f.as_raw_fd(), libc::FIONREAD, &mut unread) };
+                if unread == 0 {
+                    e.store(true, Ordering::SeqCst);
+                }
+                let got = match f.read(&mut buf) {
+                    Ok(0) | Err(_) => return all,
+                    Ok(k) => k,
+                };
+                e.store(false, Ordering::SeqCst);
+                all.extend_from_slice(&buf[..got]);
+                let total = n.fetch_add(got as u64, Ordering::SeqCst) + got as u64;
+                let rate = r.load(Ordering::SeqCst);
+                if rate != last_rate {
+                    base = (total, Instant::now());
+                    last_rate = rate;
+                }
+                if rate > 0 {
+                    let due = Duration::from_secs_f64((total - base.0) as f64 / rate as f64);
+                    let ahead = due.saturating_sub(base.1.elapsed());
+                    thread::sleep(ahead);
+                }
+            }
+        });
+        PacedReader {
+            count,
+            rate: pace,
+            empty,
+            thread: Some(thread),
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn read(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the end of the stream; returns every byte read.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// Every command a redis-server runs, as MONITOR shows them, collected in a thread.
+pub struct Monitor {
+    pub lines: Arc<Mutex<String>>,
+    sock: std::net::TcpStream,
+}
+
+impl Monitor {
+    pub fn start(port: u16) -> Self {
+        use std::io::Write;
+        let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.write_all(b"MONITOR\r\n").unwrap();
+        let mut reader = sock.try_clone().unwrap();
+        let lines = Arc::new(Mutex::new(String::new()));
+        let sink = lines.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        wait_for("MONITOR to start", || {
+            lines.lock().unwrap().starts_with("+OK").then_some(())
+        });
+        Monitor { lines, sock }
+    }
+
+    /// The commands seen so far, one a line.
+    pub fn seen(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    }
 }

@@ -66,6 +66,8 @@ pub struct RedisIntake {
     taken: u64,
     /// The last take found the queue empty.
     drained: bool,
+    /// Files that cannot be read are announced and authorized too, as pcapdj does.
+    announce_all: bool,
 }
 
 impl RedisIntake {
@@ -76,6 +78,7 @@ impl RedisIntake {
         mode: RedisMode,
         order: Order,
         window: Duration,
+        announce_all: bool,
         signals: &Signals,
     ) -> Result<Self> {
         let link = Link::open(args, &signals.stop)?;
@@ -91,6 +94,7 @@ impl RedisIntake {
             jobs: HashMap::new(),
             taken: 0,
             drained: false,
+            announce_all,
         };
         if order == Order::Time {
             // The first batch opens now: files queued within the window of the start join it.
@@ -268,7 +272,69 @@ impl Intake for RedisIntake {
     }
 
     fn authorize(&mut self, entry: &Entry, signals: &Signals) -> Result<Gate> {
+        self.gate(&entry.path, signals)
+    }
+
+    fn rejected(&mut self, why: &Rejected) -> Result<()> {
+        let (path, reason, offset) = match why {
+            Rejected::NotCapture { path, .. } => (
+                path,
+                "not a pcap or pcapng capture (by content)".to_string(),
+                0,
+            ),
+            Rejected::Unreadable { path, error } => (path, error.message.clone(), error.offset),
+        };
+        let name = name_of(path);
+        if self.announce_all {
+            let signals = self.signals.clone();
+            while self.gate(path, &signals)? == Gate::NotYet {
+                if self.stopping() {
+                    // Not authorized yet: back to the queue, as a file the merge did not start.
+                    self.remove_job(&name);
+                    return self.give_back(&name);
+                }
+            }
+        }
+        self.remove_job(&name);
+        self.fail(&name, reason, offset)
+    }
+
+    fn finished(&mut self, entry: &Entry, end: &FileEnd) -> Result<()> {
         let name = name_of(&entry.path);
+        let Some(stage) = self.remove_job(&name) else {
+            return Ok(());
+        };
+        let q = &self.queue;
+        match end {
+            FileEnd::Complete => record(&mut self.link, &self.signals, "a finished file", |c| {
+                q.completed(c, &name)
+            }),
+            FileEnd::Damaged(e) => self.fail(&name, e.message.clone(), e.offset),
+            FileEnd::Skipped(_) if stage < Stage::Streaming && self.stopping() => {
+                self.give_back(&name)
+            }
+            FileEnd::Skipped(why) => self.fail(&name, why.clone(), 0),
+        }
+    }
+
+    fn close(&mut self, stopped: bool) -> Result<()> {
+        RedisIntake::close(self, stopped)
+    }
+}
+
+impl RedisIntake {
+    /// A file not started goes back to the head of the queue (its announcement withdrawn).
+    fn give_back(&mut self, name: &[u8]) -> Result<()> {
+        let (q, back) = (&self.queue, [name.to_vec()]);
+        record(&mut self.link, &self.signals, "a file given back", |c| {
+            gate::withdraw(c, &q.keys.next, name)?;
+            q.give_back(c, &back)
+        })
+    }
+
+    /// Announces the file at `path` when it comes first, then looks whether it is authorized.
+    fn gate(&mut self, path: &Path, signals: &Signals) -> Result<Gate> {
+        let name = name_of(path);
         let Some(stage) = self.job(&name).map(|j| j.stage) else {
             return Ok(Gate::Open);
         };
@@ -285,7 +351,7 @@ impl Intake for RedisIntake {
             }
             log::info!(
                 "{}: announced in {}, waiting for its authorization in {}",
-                entry.path.display(),
+                path.display(),
                 self.queue.keys.next,
                 self.queue.keys.auth
             );
@@ -313,47 +379,12 @@ impl Intake for RedisIntake {
         if let Some(j) = self.job(&name) {
             j.stage = Stage::Streaming;
         }
-        log::info!("{}: authorized", entry.path.display());
+        log::info!("{}: authorized", path.display());
         self.show_state("RUNNING")?;
         Ok(Gate::Open)
     }
 
-    fn rejected(&mut self, why: &Rejected) -> Result<()> {
-        let (path, reason, offset) = match why {
-            Rejected::NotCapture { path, .. } => (
-                path,
-                "not a pcap or pcapng capture (by content)".to_string(),
-                0,
-            ),
-            Rejected::Unreadable { path, error } => (path, error.message.clone(), error.offset),
-        };
-        let name = name_of(path);
-        self.remove_job(&name);
-        self.fail(&name, reason, offset)
-    }
-
-    fn finished(&mut self, entry: &Entry, end: &FileEnd) -> Result<()> {
-        let name = name_of(&entry.path);
-        let Some(stage) = self.remove_job(&name) else {
-            return Ok(());
-        };
-        let q = &self.queue;
-        match end {
-            FileEnd::Complete => record(&mut self.link, &self.signals, "a finished file", |c| {
-                q.completed(c, &name)
-            }),
-            FileEnd::Damaged(e) => self.fail(&name, e.message.clone(), e.offset),
-            FileEnd::Skipped(_) if stage < Stage::Streaming && self.stopping() => {
-                let back = [name.clone()];
-                record(&mut self.link, &self.signals, "a file given back", |c| {
-                    gate::withdraw(c, &q.keys.next, &name)?;
-                    q.give_back(c, &back)
-                })
-            }
-            FileEnd::Skipped(why) => self.fail(&name, why.clone(), 0),
-        }
-    }
-
+    /// Records the run's end: DONE, or STOPPED with the files not finished given back.
     fn close(&mut self, stopped: bool) -> Result<()> {
         let (q, keys) = (&self.queue, &self.queue.keys);
         if !stopped {

@@ -34,7 +34,7 @@ impl Keys {
             None => shared(k),
         };
         Keys {
-            in_queue: shared("IN_QUEUE"),
+            in_queue: args.queue.clone().unwrap_or_else(|| shared("IN_QUEUE")),
             processed: shared("PROCESSED"),
             done: shared("DONE"),
             failed: shared("FAILED"),
@@ -57,6 +57,7 @@ mod tests {
             ca: None,
             prefix: "PCAPDJ".into(),
             instance: instance.map(String::from),
+            queue: None,
         }
     }
 
@@ -76,5 +77,13 @@ mod tests {
         assert_eq!(k.next, "PCAPDJ_s1_NEXT");
         assert_eq!(k.processing, "PCAPDJ_s1_PROCESSING");
         assert_eq!(k.failed, "PCAPDJ_FAILED");
+        let k = Keys::new(&RedisArgs {
+            queue: Some("CAPTURES".into()),
+            ..args(None)
+        });
+        assert_eq!(
+            (k.in_queue.as_str(), k.next.as_str()),
+            ("CAPTURES", "PCAPDJ_NEXT")
+        );
     }
 }

@@ -6,6 +6,16 @@ use redis::{Connection, RedisResult};
 use super::keys::Keys;
 use crate::cli::RedisMode;
 
+/// pcapdj take of more than one file: up to ARGV[1] plain `LPOP key` (no count: Redis 5 has none).
+const TAKE_PCAPDJ: &str = r"
+local out = {}
+for i = 1, tonumber(ARGV[1]) do
+  local v = redis.call('LPOP', KEYS[1])
+  if not v then break end
+  out[#out + 1] = v
+end
+return out";
+
 /// Reliable take: up to ARGV[1] files moved, one LMOVE each, from the queue to the processing list.
 const TAKE_RELIABLE: &str = r"
 local out = {}
@@ -49,23 +59,27 @@ impl Queue {
         Queue { keys, mode }
     }
 
-    /// Takes up to `max` files from the head of the queue: LPOP (pcapdj), or LMOVE to the
-    /// processing list (reliable).
+    /// Takes up to `max` files from the head of the queue: plain LPOP, one at a time as pcapdj
+    /// does (so Redis 5 serves it), or LMOVE to the processing list (reliable, Redis 6.2).
     pub fn take(&self, con: &mut Connection, max: usize) -> RedisResult<Vec<Vec<u8>>> {
-        match self.mode {
-            RedisMode::Pcapdj => Ok(redis::cmd("LPOP")
-                .arg(&self.keys.in_queue)
-                .arg(max)
-                .query::<Option<Vec<Vec<u8>>>>(con)?
-                .unwrap_or_default()),
-            RedisMode::Reliable => redis::cmd("EVAL")
-                .arg(TAKE_RELIABLE)
-                .arg(2)
-                .arg(&self.keys.in_queue)
-                .arg(&self.keys.processing)
-                .arg(max)
-                .query(con),
-        }
+        let script = match self.mode {
+            RedisMode::Pcapdj if max == 1 => {
+                return Ok(redis::cmd("LPOP")
+                    .arg(&self.keys.in_queue)
+                    .query::<Option<Vec<u8>>>(con)?
+                    .into_iter()
+                    .collect())
+            }
+            RedisMode::Pcapdj => TAKE_PCAPDJ,
+            RedisMode::Reliable => TAKE_RELIABLE,
+        };
+        redis::cmd("EVAL")
+            .arg(script)
+            .arg(2)
+            .arg(&self.keys.in_queue)
+            .arg(&self.keys.processing)
+            .arg(max)
+            .query(con)
     }
 
     /// Files a previous run of this instance left in flight (reliable mode; none in pcapdj mode).
