@@ -12,7 +12,7 @@ pub mod tunnel;
 pub mod wire;
 
 #[cfg(test)]
-mod frames;
+pub(crate) mod frames;
 
 use std::io;
 

@@ -3,6 +3,7 @@
 pub mod fifo;
 pub mod format;
 pub mod output;
+pub mod reframe;
 pub mod spool;
 pub mod writer;
 
