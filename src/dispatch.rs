@@ -451,14 +451,16 @@ impl Dispatcher {
         let normalise = header.is_some_and(|h| normalises(h.linktype, self.ctx.args.link_type));
         let mut admitted = Vec::with_capacity(entries.len());
         for e in entries {
-            let other = e.info.linktypes.iter().find(|&&lt| {
-                Some(lt) != header.map(|h| h.linktype) && !(normalise && reframe::convertible(lt))
-            });
+            // Normalising, packets that do not convert are dropped and reported when met.
+            let other = match header {
+                Some(h) if !normalise => e.info.linktypes.iter().find(|&&lt| lt != h.linktype),
+                _ => None,
+            };
             match other {
                 Some(lt) if self.ctx.args.link_mismatch == LinkMismatch::Error => {
                     // A file of the run that ends before it starts: counted, journaled, reported.
                     let why = format!(
-                        "link type {lt} differs from the stream's {} (see --link-mismatch)",
+                        "link type {lt} differs from the stream's {} (see --link-type, --link-mismatch)",
                         header.map_or(0, |h| h.linktype)
                     );
                     self.ctx.stats.files_total += 1;
@@ -627,22 +629,19 @@ fn stream_header(
         (LinkType::Auto, Some((lt, _))) if !mixed => lt,
         _ => LINKTYPE_ETHERNET,
     };
+    // Normalising, a packet that does not convert is dropped and reported when met: an
+    // interface of another link type may well carry none.
     let normalise = normalises(linktype, mode);
-    let refused = all().find(|&(lt, _)| lt != linktype && !(normalise && reframe::convertible(lt)));
-    if let (Some((lt, e)), LinkMismatch::Error) = (refused, mismatch) {
-        let why = match first {
-            Some((first, f)) if !normalise => {
-                let other = if f.seq == e.seq {
-                    "its first interface".to_string()
-                } else {
-                    f.path.display().to_string()
-                };
-                format!("but {other} has {first}; one stream carries one link type")
-            }
-            _ => "which cannot be written as Ethernet frames".to_string(),
+    let refused = all().find(|&(lt, _)| lt != linktype).filter(|_| !normalise);
+    if let (Some((lt, e)), Some((first, f)), LinkMismatch::Error) = (refused, first, mismatch) {
+        let other = if f.seq == e.seq {
+            "its first interface".to_string()
+        } else {
+            f.path.display().to_string()
         };
         return Err(Error::usage(format!(
-            "{} has link type {lt} {why} (use --link-mismatch drop, or run them separately)",
+            "{} has link type {lt} but {other} has {first}; one stream carries one link type (use \
+             --link-type ethernet or --link-mismatch drop, or run them separately)",
             e.path.display(),
         )));
     }

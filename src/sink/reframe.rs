@@ -37,8 +37,8 @@ pub struct Reframe {
     pub skip: usize,
 }
 
-/// Whether packets of `linktype` can become Ethernet frames (when their payload allows).
-pub fn convertible(linktype: u32) -> bool {
+/// Link types whose packets can become Ethernet frames (when their payload allows).
+fn convertible(linktype: u32) -> bool {
     matches!(
         linktype,
         link::LINKTYPE_LINUX_SLL
