@@ -647,7 +647,7 @@ fn stream_header(
     }
     let snaplen = entries.iter().map(|e| e.info.snaplen).max().unwrap_or(0);
     // A converted packet may grow by an Ethernet header.
-    let grow = if normalise {
+    let grow = if normalise && all().any(|(lt, _)| lt != linktype) {
         reframe::ETHERNET_HEADER_LEN as u32
     } else {
         0
