@@ -62,6 +62,17 @@ pub enum LinkMismatch {
     Drop,
 }
 
+/// Link type of the output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LinkType {
+    /// The inputs' link type when they all share one, else Ethernet with every packet converted.
+    Auto,
+    /// The first input's link type; other link types are handled by --link-mismatch.
+    Keep,
+    /// Always Ethernet: packets of other link types are converted.
+    Ethernet,
+}
+
 /// `shardcap run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -107,7 +118,11 @@ pub struct RunArgs {
     /// Most bytes of packets the reorder window holds (e.g. 16M); beyond it packets are released early.
     #[arg(long, value_parser = parse_size, default_value = "16M")]
     pub reorder_buffer: u64,
-    /// Inputs whose link types differ: refuse, or drop the packets of other link types.
+    /// Output link type: auto (the inputs' one, or Ethernet when they differ), keep (the first
+    /// input's), ethernet (always; other link types converted to Ethernet frames).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub link_type: LinkType,
+    /// Packets whose link type the stream cannot carry: refuse such inputs, or drop the packets.
     #[arg(long, value_enum, default_value = "error")]
     pub link_mismatch: LinkMismatch,
     /// Continuous mode: take new captures from these spool directories as they complete.

@@ -7,7 +7,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cli::{AuthMode, LinkMismatch, RunArgs, StatsFormat};
+use crate::cli::{AuthMode, LinkMismatch, LinkType, RunArgs, StatsFormat};
 use crate::control::pacing::Pacer;
 use crate::control::progress::Progress;
 use crate::control::redis::intake::RedisIntake;
@@ -15,6 +15,7 @@ use crate::control::report;
 use crate::control::signals::Signals;
 use crate::control::stats::{RunStats, Snapshot, State};
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
+use crate::flow::link::LINKTYPE_ETHERNET;
 use crate::flow::{FlowConfig, FlowStats, Sharder};
 use crate::ids::supervise::Outcome;
 use crate::ids::{self, accounting, Consumers};
@@ -29,6 +30,7 @@ use crate::reorder::Reorder;
 use crate::ship::{self, stats::ShipSnapshot, ShipHandle};
 use crate::sink::format::StreamHeader;
 use crate::sink::output::Output;
+use crate::sink::reframe::{self, Reframe};
 use crate::sink::spool::SpoolConfig;
 use crate::sink::writer::{Brake, ShardCounters, ShardWriter};
 use crate::sink::OutputSpec;
@@ -143,7 +145,7 @@ struct Ctx {
     header: Option<StreamHeader>,
     /// Files damaged or skipped: the run ends with exit 3.
     incomplete: u64,
-    /// Files that showed a link type other than the stream's after their first packet.
+    /// Files with packets the stream could not carry (reported once each).
     late_link_files: HashSet<u64>,
     last_report: Instant,
     /// The stages' figures as of the last [`Ctx::service`], for stats while the merge waits for
@@ -367,23 +369,23 @@ impl Dispatcher {
                     .resume(&mut self.writers, spec, header, stop)?;
             }
             let pkt = self.merge.packet(slot);
-            if pkt.linktype != header.linktype && self.ctx.args.link_mismatch == LinkMismatch::Error
-            {
+            if pkt.linktype == header.linktype || self.ctx.converts(&pkt) {
+                let (sharder, writers, normalised) = (
+                    &mut self.sharder,
+                    &mut self.writers,
+                    &mut self.ctx.stats.normalised_linktype,
+                );
+                match &mut self.reorder {
+                    None => deliver(&pkt, header.linktype, sharder, writers, normalised),
+                    Some(r) => r.push(&pkt, |p| {
+                        deliver(p, header.linktype, sharder, writers, normalised)
+                    }),
+                }
+                .map_err(io_err)?;
+            } else {
                 self.ctx
-                    .late_link_type(self.merge.input(slot), pkt.linktype, header.linktype);
+                    .unwritable(self.merge.input(slot), pkt.linktype, header.linktype);
             }
-            let (sharder, writers, dropped) = (
-                &mut self.sharder,
-                &mut self.writers,
-                &mut self.ctx.stats.dropped_linktype,
-            );
-            match &mut self.reorder {
-                None => deliver(&pkt, header.linktype, sharder, writers, dropped),
-                Some(r) => r.push(&pkt, |p| {
-                    deliver(p, header.linktype, sharder, writers, dropped)
-                }),
-            }
-            .map_err(io_err)?;
             tick -= 1;
             if tick == 0 || self.ctx.signals.attention.load(Ordering::Relaxed) {
                 tick = self.ctx.tick();
@@ -441,18 +443,18 @@ impl Dispatcher {
     /// Writes out every packet still held by the reorder window and the flow stage.
     fn flush_held(&mut self) -> Result<()> {
         let linktype = self.ctx.header.map_or(0, |h| h.linktype);
-        let (sharder, writers, dropped) = (
+        let (sharder, writers, normalised) = (
             &mut self.sharder,
             &mut self.writers,
-            &mut self.ctx.stats.dropped_linktype,
+            &mut self.ctx.stats.normalised_linktype,
         );
         if let Some(r) = &mut self.reorder {
-            r.flush(|p| deliver(p, linktype, sharder, writers, dropped))
+            r.flush(|p| deliver(p, linktype, sharder, writers, normalised))
                 .map_err(|e| Error::runtime(e.to_string()))?;
             self.ctx.stats.reorder = r.stats;
         }
         sharder
-            .drain(|k, p| writers[k].write(p))
+            .drain(|k, p| put(&mut writers[k], p, linktype, normalised))
             .map_err(|e| Error::runtime(e.to_string()))
     }
 
@@ -499,24 +501,26 @@ impl Dispatcher {
             self.ctx.header = match self.ctx.state.as_ref().and_then(StateKeeper::header) {
                 Some(h) => Some(h),
                 None if !entries.is_empty() => {
-                    Some(stream_header(&entries, self.ctx.args.link_mismatch)?)
+                    let args = &self.ctx.args;
+                    Some(stream_header(&entries, args.link_type, args.link_mismatch)?)
                 }
                 None => None,
             };
         }
         let header = self.ctx.header;
+        let normalise = header.is_some_and(|h| normalises(h.linktype, self.ctx.args.link_type));
         let mut admitted = Vec::with_capacity(entries.len());
         for e in entries {
-            let other = e
-                .info
-                .linktypes
-                .iter()
-                .find(|&&lt| Some(lt) != header.map(|h| h.linktype));
+            // Normalising, packets that do not convert are dropped and reported when met.
+            let other = match header {
+                Some(h) if !normalise => e.info.linktypes.iter().find(|&&lt| lt != h.linktype),
+                _ => None,
+            };
             match other {
                 Some(lt) if self.ctx.args.link_mismatch == LinkMismatch::Error => {
                     // A file of the run that ends before it starts: counted, journaled, reported.
                     let why = format!(
-                        "link type {lt} differs from the stream's {} (see --link-mismatch)",
+                        "link type {lt} differs from the stream's {} (see --link-type, --link-mismatch)",
                         header.map_or(0, |h| h.linktype)
                     );
                     self.ctx.stats.files_total += 1;
@@ -670,21 +674,41 @@ fn shard_counters(writers: &[ShardWriter]) -> Vec<(String, ShardCounters)> {
         .collect()
 }
 
-/// Sends one packet to its shard, or counts it as dropped when its link type isn't the stream's.
+/// Sends one packet to its shard (its flow key from the packet as captured).
 #[inline(always)]
 fn deliver(
     pkt: &Packet,
     linktype: u32,
     sharder: &mut Sharder,
     writers: &mut [ShardWriter],
-    dropped: &mut u64,
+    normalised: &mut u64,
 ) -> io::Result<()> {
-    if pkt.linktype == linktype {
-        sharder.route(pkt, |k, p| writers[k].write(p))
+    sharder.route(pkt, |k, p| put(&mut writers[k], p, linktype, normalised))
+}
+
+/// Writes one packet to a shard of link type `linktype`, as an Ethernet frame when it has another.
+#[inline(always)]
+fn put(w: &mut ShardWriter, p: &Packet, linktype: u32, normalised: &mut u64) -> io::Result<()> {
+    if p.linktype == linktype {
+        w.write(p)
     } else {
-        *dropped += 1;
-        Ok(())
+        put_reframed(w, p, normalised)
     }
+}
+
+#[inline(never)]
+fn put_reframed(w: &mut ShardWriter, p: &Packet, normalised: &mut u64) -> io::Result<()> {
+    // The hot loop passes on only packets that convert (`Ctx::converts`).
+    let Some(r) = Reframe::ethernet(p.linktype, p.data) else {
+        return Ok(());
+    };
+    *normalised += 1;
+    w.write_reframed(p, &r)
+}
+
+/// Whether a stream of `linktype` takes other link types as Ethernet frames under `mode`.
+fn normalises(linktype: u32, mode: LinkType) -> bool {
+    linktype == LINKTYPE_ETHERNET && mode != LinkType::Keep
 }
 
 /// Probes every candidate; logs and returns what cannot be read.
@@ -721,38 +745,52 @@ fn build_catalog(candidates: &[Candidate], first_seq: u64) -> (Vec<Entry>, Vec<R
     (entries, rejected)
 }
 
-/// The one header every shard stream carries: the inputs' link type and the finest precision.
-fn stream_header(entries: &[Entry], mismatch: LinkMismatch) -> Result<StreamHeader> {
-    let mut linktype: Option<(u32, &Entry)> = None;
-    for e in entries {
-        for &lt in &e.info.linktypes {
-            match linktype {
-                None => linktype = Some((lt, e)),
-                Some((first, f)) if first != lt && mismatch == LinkMismatch::Error => {
-                    let other = if f.seq == e.seq {
-                        "its first interface".to_string()
-                    } else {
-                        f.path.display().to_string()
-                    };
-                    return Err(Error::usage(format!(
-                        "{} has link type {lt} but {other} has {first}; one stream carries one link \
-                         type (use --link-mismatch drop, or run them separately)",
-                        e.path.display(),
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
-    }
-    Ok(StreamHeader {
-        linktype: linktype.map_or(1, |(lt, _)| lt),
-        nanos: entries.iter().any(|e| e.info.nanos),
-        snaplen: entries
+/// The one header every shard stream carries: the inputs' link type (Ethernet when they differ
+/// and `mode` is auto, always with ethernet) and the finest precision.
+fn stream_header(
+    entries: &[Entry],
+    mode: LinkType,
+    mismatch: LinkMismatch,
+) -> Result<StreamHeader> {
+    let all = || {
+        entries
             .iter()
-            .map(|e| e.info.snaplen)
-            .max()
-            .unwrap_or(0)
-            .max(262_144),
+            .flat_map(|e| e.info.linktypes.iter().map(move |&lt| (lt, e)))
+    };
+    let first = all().next();
+    let mixed = all().any(|(lt, _)| Some(lt) != first.map(|(f, _)| f));
+    let linktype = match (mode, first) {
+        (LinkType::Keep, Some((lt, _))) => lt,
+        (LinkType::Auto, Some((lt, _))) if !mixed => lt,
+        _ => LINKTYPE_ETHERNET,
+    };
+    // Normalising, a packet that does not convert is dropped and reported when met: an
+    // interface of another link type may well carry none.
+    let normalise = normalises(linktype, mode);
+    let refused = all().find(|&(lt, _)| lt != linktype).filter(|_| !normalise);
+    if let (Some((lt, e)), Some((first, f)), LinkMismatch::Error) = (refused, first, mismatch) {
+        let other = if f.seq == e.seq {
+            "its first interface".to_string()
+        } else {
+            f.path.display().to_string()
+        };
+        return Err(Error::usage(format!(
+            "{} has link type {lt} but {other} has {first}; one stream carries one link type (use \
+             --link-type ethernet or --link-mismatch drop, or run them separately)",
+            e.path.display(),
+        )));
+    }
+    let snaplen = entries.iter().map(|e| e.info.snaplen).max().unwrap_or(0);
+    // A converted packet may grow by an Ethernet header.
+    let grow = if normalise && all().any(|(lt, _)| lt != linktype) {
+        reframe::ETHERNET_HEADER_LEN as u32
+    } else {
+        0
+    };
+    Ok(StreamHeader {
+        linktype,
+        nanos: entries.iter().any(|e| e.info.nanos),
+        snaplen: snaplen.saturating_add(grow).max(262_144),
     })
 }
 
@@ -836,18 +874,36 @@ impl MergeHooks for Ctx {
 }
 
 impl Ctx {
-    /// A file declared another link type after its first packet (so the catalog could not refuse
-    /// it): its packets of that link type are dropped and counted, and the run ends with exit 3.
+    /// Whether a packet of another link type than the stream's is written as an Ethernet frame.
     #[cold]
-    fn late_link_type(&mut self, input: &OpenInput, linktype: u32, stream: u32) {
-        if self.late_link_files.insert(input.entry.seq) {
+    fn converts(&self, pkt: &Packet) -> bool {
+        let stream = self.header.map_or(0, |h| h.linktype);
+        normalises(stream, self.args.link_type)
+            && Reframe::ethernet(pkt.linktype, pkt.data).is_some()
+    }
+
+    /// A packet the stream cannot carry: its link type was declared after the file's first packet
+    /// (so the catalog could not refuse the file), or it does not convert to Ethernet. It is
+    /// dropped and counted; unless `--link-mismatch drop`, the file is reported and the run ends
+    /// with exit 3.
+    #[cold]
+    fn unwritable(&mut self, input: &OpenInput, linktype: u32, stream: u32) {
+        self.stats.dropped_linktype += 1;
+        if self.args.link_mismatch == LinkMismatch::Error
+            && self.late_link_files.insert(input.entry.seq)
+        {
             self.incomplete += 1;
+            let what = if normalises(stream, self.args.link_type) {
+                "whose payload cannot be written as an Ethernet frame".to_string()
+            } else {
+                format!("declared after the first packet, but the stream carries {stream}")
+            };
             log::warn!(
-                "{}: byte {}: packet on link type {linktype}, declared after the first packet, but the \
-                 stream carries {stream}; dropped such packets (use --link-mismatch drop, or run the \
-                 file separately)",
+                "{}: byte {}: packet on link type {linktype}, {}; dropped such packets (use \
+                 --link-mismatch drop, or run the file separately)",
                 input.entry.path.display(),
-                input.capture.record_offset()
+                input.capture.record_offset(),
+                what
             );
         }
     }

@@ -26,8 +26,11 @@ fn run(file: &Path, extra: &[&str]) -> (common::Run, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let pattern = format!("file:{}/s-{{shard}}.pcap", dir.path().display());
     let stats_file = dir.path().join("stats.json");
+    // Conservation byte for byte: no link-layer normalisation.
     let mut args = vec![
         "run".to_string(),
+        "--link-type".into(),
+        "keep".into(),
         "-n".into(),
         SHARDS.to_string(),
         "-o".into(),

@@ -360,7 +360,14 @@ fn a_file_of_another_link_type_is_skipped_counted_and_journaled() {
     let running = watch(
         dir,
         &spool,
-        &["--horizon", "0", "--state", state.to_str().unwrap()],
+        &[
+            "--horizon",
+            "0",
+            "--state",
+            state.to_str().unwrap(),
+            "--link-type",
+            "keep",
+        ],
     );
     let write = |name: &str, datalink: DataLink, strip: usize| {
         let header = PcapHeader {
@@ -376,7 +383,8 @@ fn a_file_of_another_link_type_is_skipped_counted_and_journaled() {
                 .unwrap();
         }
     };
-    // Ethernet first fixes the stream's link type; raw IP afterwards cannot join it.
+    // Ethernet first fixes the stream's link type; with --link-type keep, raw IP afterwards
+    // cannot join it.
     write("eth.pcap0", DataLink::ETHERNET, 0);
     wait_until("the Ethernet capture to be streamed", || {
         stat(&stats, "files_done") >= 1

@@ -73,6 +73,7 @@ pub struct Snapshot {
     pub eta_s: Option<f64>,
     pub out_of_order: u64,
     pub dropped_linktype: u64,
+    pub normalised_linktype: u64,
     pub merge: MergeStats,
     pub flow: FlowStats,
     pub reorder: ReorderStats,
@@ -98,6 +99,8 @@ pub struct RunStats {
     pub input_bytes_done: u64,
     pub input_bytes_total: u64,
     pub dropped_linktype: u64,
+    /// Packets of another link type written as Ethernet frames.
+    pub normalised_linktype: u64,
     /// The reorder window's counters, as of the last service tick.
     pub reorder: ReorderStats,
 }
@@ -118,6 +121,7 @@ impl RunStats {
             input_bytes_done: 0,
             input_bytes_total: 0,
             dropped_linktype: 0,
+            normalised_linktype: 0,
             reorder: ReorderStats::default(),
         }
     }
@@ -164,6 +168,7 @@ impl RunStats {
             eta_s: (rate > 0.0).then(|| left / rate),
             out_of_order: merge.out_of_order,
             dropped_linktype: self.dropped_linktype,
+            normalised_linktype: self.normalised_linktype,
             merge,
             flow,
             reorder: self.reorder,
@@ -234,6 +239,10 @@ impl Snapshot {
         )?;
         l("Out of order", self.out_of_order.to_string())?;
         l("Dropped (link type)", self.dropped_linktype.to_string())?;
+        l(
+            "Normalised (link type)",
+            self.normalised_linktype.to_string(),
+        )?;
         l(
             "Suspended for",
             format!("{:.0} (seconds)", self.suspended_s),

@@ -37,15 +37,15 @@ const ETHERTYPE_ARP: u16 = 0x0806;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
-const ETHERTYPE_MPLS: u16 = 0x8847;
+pub const ETHERTYPE_MPLS: u16 = 0x8847;
 const ETHERTYPE_MPLS_MULTICAST: u16 = 0x8848;
 const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
 /// Transparent Ethernet bridging (an Ethernet frame follows; GRE and Geneve protocol type).
 pub const ETHERTYPE_TEB: u16 = 0x6558;
 
-const PPP_IPV4: u16 = 0x0021;
-const PPP_IPV6: u16 = 0x0057;
-const PPP_MPLS: u16 = 0x0281;
+pub const PPP_IPV4: u16 = 0x0021;
+pub const PPP_IPV6: u16 = 0x0057;
+pub const PPP_MPLS: u16 = 0x0281;
 
 /// Decodes the link layer of `linktype` (upper FCS bits of a pcap header are ignored).
 pub fn link(linktype: u32, d: &[u8]) -> Payload<'_> {
@@ -84,19 +84,21 @@ pub fn raw(d: &[u8]) -> Payload<'_> {
 
 /// A PPP frame, with or without HDLC address/control bytes and protocol-field compression.
 pub fn ppp(d: &[u8]) -> Payload<'_> {
+    match ppp_protocol(d) {
+        Some((proto, off)) => ppp_payload(d, off, proto),
+        None => Payload::Opaque,
+    }
+}
+
+/// A PPP frame's protocol number and the offset of its payload.
+pub fn ppp_protocol(d: &[u8]) -> Option<(u16, usize)> {
     let off = if d.starts_with(&[0xff, 0x03]) { 2 } else { 0 };
-    let Some(first) = u8_at(d, off) else {
-        return Payload::Opaque;
-    };
-    let (proto, off) = if first & 1 == 1 {
-        (first as u16, off + 1)
+    let first = u8_at(d, off)?;
+    if first & 1 == 1 {
+        Some((first as u16, off + 1))
     } else {
-        match be16(d, off) {
-            Some(p) => (p, off + 2),
-            None => return Payload::Opaque,
-        }
-    };
-    ppp_payload(d, off, proto)
+        Some((be16(d, off)?, off + 2))
+    }
 }
 
 fn ppp_payload(d: &[u8], off: usize, proto: u16) -> Payload<'_> {

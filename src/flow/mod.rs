@@ -13,7 +13,7 @@ pub mod tunnel;
 pub mod wire;
 
 #[cfg(test)]
-mod frames;
+pub(crate) mod frames;
 #[cfg(test)]
 mod known_answers;
 

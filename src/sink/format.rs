@@ -1,5 +1,6 @@
 //! The pcap stream format shardcap writes: little-endian, microsecond or nanosecond magic.
 
+use super::reframe::Reframe;
 use crate::input::Packet;
 
 /// Global header of an output stream.
@@ -31,17 +32,24 @@ impl StreamHeader {
         h
     }
 
-    /// Appends one record (header and data) to `out`.
+    /// The record header of a packet captured at `ts_ns`.
     #[inline(always)]
-    pub fn append_record(&self, out: &mut Vec<u8>, pkt: &Packet) {
-        let sec = pkt.ts_ns / 1_000_000_000;
-        let sub = pkt.ts_ns % 1_000_000_000;
+    fn record_header(&self, ts_ns: u64, caplen: usize, len: u32) -> [u8; RECORD_HEADER_LEN] {
+        let sec = ts_ns / 1_000_000_000;
+        let sub = ts_ns % 1_000_000_000;
         let frac = if self.nanos { sub } else { sub / 1000 };
         let mut h = [0u8; RECORD_HEADER_LEN];
         h[0..4].copy_from_slice(&(sec as u32).to_le_bytes());
         h[4..8].copy_from_slice(&(frac as u32).to_le_bytes());
-        h[8..12].copy_from_slice(&(pkt.data.len() as u32).to_le_bytes());
-        h[12..16].copy_from_slice(&pkt.len.to_le_bytes());
+        h[8..12].copy_from_slice(&(caplen as u32).to_le_bytes());
+        h[12..16].copy_from_slice(&len.to_le_bytes());
+        h
+    }
+
+    /// Appends one record (header and data) to `out`.
+    #[inline(always)]
+    pub fn append_record(&self, out: &mut Vec<u8>, pkt: &Packet) {
+        let h = self.record_header(pkt.ts_ns, pkt.data.len(), pkt.len);
         // One capacity check for header and data, then two plain copies.
         let n = RECORD_HEADER_LEN + pkt.data.len();
         out.reserve(n);
@@ -58,5 +66,19 @@ impl StreamHeader {
             );
             out.set_len(at + n);
         }
+    }
+
+    /// Appends one packet as an Ethernet frame: the record header, `r.header`, then the packet
+    /// after its own link header, each copied once into `out`. Returns the frame's caplen and len.
+    #[inline]
+    pub fn append_reframed(&self, out: &mut Vec<u8>, pkt: &Packet, r: &Reframe) -> (usize, u32) {
+        let body = &pkt.data[r.skip..];
+        let (caplen, len) = r.lengths(pkt.data.len(), pkt.len);
+        let h = self.record_header(pkt.ts_ns, caplen, len);
+        out.reserve(RECORD_HEADER_LEN + caplen);
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&r.header);
+        out.extend_from_slice(body);
+        (caplen, len)
     }
 }

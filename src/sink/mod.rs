@@ -4,6 +4,7 @@ pub mod deferred;
 pub mod fifo;
 pub mod format;
 pub mod output;
+pub mod reframe;
 pub mod spool;
 pub mod writer;
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::format::{StreamHeader, RECORD_HEADER_LEN};
 use super::output::Output;
+use super::reframe::Reframe;
 use crate::input::Packet;
 
 /// Size of one shard buffer.
@@ -159,15 +160,35 @@ impl ShardWriter {
     /// Appends one packet.
     #[inline(always)]
     pub fn write(&mut self, pkt: &Packet) -> io::Result<()> {
-        if self.buf.len() + RECORD_HEADER_LEN + pkt.data.len() > BUFFER_SIZE && !self.buf.is_empty()
-        {
+        self.room(pkt.data.len())?;
+        self.header.append_record(&mut self.buf, pkt);
+        self.count(pkt.data.len(), pkt.len);
+        Ok(())
+    }
+
+    /// Appends one packet as an Ethernet frame, `r.header` in place of its link header.
+    #[inline(never)]
+    pub fn write_reframed(&mut self, pkt: &Packet, r: &Reframe) -> io::Result<()> {
+        self.room(r.lengths(pkt.data.len(), pkt.len).0)?;
+        let (caplen, len) = self.header.append_reframed(&mut self.buf, pkt, r);
+        self.count(caplen, len);
+        Ok(())
+    }
+
+    /// Ships the buffer first when a record of `caplen` bytes would not fit.
+    #[inline(always)]
+    fn room(&mut self, caplen: usize) -> io::Result<()> {
+        if self.buf.len() + RECORD_HEADER_LEN + caplen > BUFFER_SIZE && !self.buf.is_empty() {
             self.ship()?;
         }
-        self.header.append_record(&mut self.buf, pkt);
-        self.counters.packets += 1;
-        self.counters.bytes += pkt.data.len() as u64;
-        self.counters.wire_bytes += pkt.len as u64;
         Ok(())
+    }
+
+    #[inline(always)]
+    fn count(&mut self, caplen: usize, len: u32) {
+        self.counters.packets += 1;
+        self.counters.bytes += caplen as u64;
+        self.counters.wire_bytes += len as u64;
     }
 
     #[cold]
