@@ -24,8 +24,8 @@ fn main() {
         Command::Scan(args) => scan::run(args),
         Command::Ctl(args) => control::ctl::run(args),
         Command::State(StateCommand::Show(args)) => state::show::run(args),
-        Command::Generate(args) => generate::run(args),
-        Command::Ship(args) => ship::run(*args),
+        Command::Generate(args) => generate::run(args.into()),
+        Command::Ship(args) => ship::run(args.config(), args.logdirs),
     };
     let code = match result {
         Ok(code) => code,
