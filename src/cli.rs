@@ -579,7 +579,7 @@ pub struct GenerateArgs {
     /// Files each sensor writes (rotated by size).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
     pub files_per_sensor: u32,
-    /// Size of each file before rotation (see `parse_size`; at least 4K), like `tcpdump -C`.
+    /// Size of each file before rotation, like `tcpdump -C` (at least 4K).
     #[arg(long, default_value = "2M", value_parser = parse_capture_size)]
     pub size: u64,
     /// Seed of the traffic model: the same seed writes the same bytes.
