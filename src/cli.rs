@@ -9,6 +9,7 @@ use crate::flow::{HashMode, TunnelMode};
 use crate::ids::IdsKind;
 use crate::input::retention::Policy;
 use crate::merge::Order;
+use crate::ship;
 
 /// Merge packet captures by packet time, shard them by symmetric flow hash, and feed Zeek/Suricata.
 #[derive(Debug, Parser)]
@@ -37,7 +38,7 @@ pub enum Command {
     #[command(subcommand)]
     State(StateCommand),
     /// Write realistic multi-sensor traffic as size-rotated captures (samples, tests, benchmarks).
-    Generate(crate::generate::GenerateArgs),
+    Generate(GenerateArgs),
     /// Ship Zeek and Suricata logs to Elasticsearch (or, without --es, write the bulk NDJSON).
     Ship(Box<ShipArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
@@ -51,6 +52,76 @@ pub enum Command {
         /// Where to write every page.
         dir: Option<std::path::PathBuf>,
     },
+}
+
+/// Parses the command-line twin `A` of a domain enum `T` and converts it.
+fn enum_parser<A, T>() -> impl clap::builder::TypedValueParser<Value = T>
+where
+    A: ValueEnum + Clone + Send + Sync + 'static,
+    T: From<A> + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::EnumValueParser::<A>::new().map(T::from)
+}
+
+/// `--hash`: the command-line spelling of [`HashMode`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum HashArg {
+    /// Address pair.
+    #[value(name = "2-tuple")]
+    Two,
+    /// Address pair and port pair.
+    #[value(name = "4-tuple")]
+    Four,
+    /// Address pair, port pair and protocol.
+    #[value(name = "5-tuple")]
+    Five,
+}
+
+impl From<HashArg> for HashMode {
+    fn from(a: HashArg) -> Self {
+        match a {
+            HashArg::Two => HashMode::Two,
+            HashArg::Four => HashMode::Four,
+            HashArg::Five => HashMode::Five,
+        }
+    }
+}
+
+/// `--tunnel`: the command-line spelling of [`TunnelMode`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TunnelArg {
+    /// The outer header (the IDS decapsulates).
+    Outer,
+    /// The innermost decodable header.
+    Inner,
+}
+
+impl From<TunnelArg> for TunnelMode {
+    fn from(a: TunnelArg) -> Self {
+        match a {
+            TunnelArg::Outer => TunnelMode::Outer,
+            TunnelArg::Inner => TunnelMode::Inner,
+        }
+    }
+}
+
+/// `--order`: the command-line spelling of [`Order`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OrderArg {
+    /// Merge all inputs on packet timestamps.
+    Time,
+    /// Stream files one after another in the order given (pcapdj's behaviour).
+    Given,
+}
+
+impl From<OrderArg> for Order {
+    fn from(a: OrderArg) -> Self {
+        match a {
+            OrderArg::Time => Order::Time,
+            OrderArg::Given => Order::Given,
+        }
+    }
 }
 
 /// What to do with packets whose link type differs from the output's.
@@ -84,10 +155,10 @@ pub struct RunArgs {
     /// Flow key used to choose a shard: the address pair (default) keeps together every flow an
     /// IDS links to another (tunnels, FTP data, HTTP ranges, TFTP); 4-/5-tuple balance better but
     /// split those.
-    #[arg(long, value_enum, default_value = "2-tuple")]
+    #[arg(long, default_value = "2-tuple", value_parser = enum_parser::<HashArg, HashMode>())]
     pub hash: HashMode,
     /// Key tunnelled packets by their outer or inner header.
-    #[arg(long, value_enum, default_value = "outer")]
+    #[arg(long, default_value = "outer", value_parser = enum_parser::<TunnelArg, TunnelMode>())]
     pub tunnel: TunnelMode,
     /// Outputs: fifo:PATTERN, file:PATTERN, dir:PATH (a pcapdir spool) or stdout; PATTERN
     /// contains {shard}. With --ids or --exec the default is fifo:LOGDIR/shard-{shard}.pipe.
@@ -107,7 +178,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub spool_backlog: u32,
     /// Packet order: merge on timestamps across inputs, or files one after another as given.
-    #[arg(long, value_enum, default_value = "time")]
+    #[arg(long, default_value = "time", value_parser = enum_parser::<OrderArg, Order>())]
     pub order: Order,
     /// Most input files open at once during the merge.
     #[arg(long, default_value_t = 256)]
@@ -230,6 +301,19 @@ pub struct RunArgs {
     pub ship: Option<String>,
     #[command(flatten, next_help_heading = "Shipping (with --ship)")]
     pub ship_options: ShipOptions,
+}
+
+impl From<&RunArgs> for crate::state::StateConfig {
+    fn from(a: &RunArgs) -> Self {
+        crate::state::StateConfig {
+            output: a.output.clone().unwrap_or_default(),
+            shards: a.shards,
+            hash: a.hash,
+            tunnel: a.tunnel,
+            checkpoint_interval: a.checkpoint_interval,
+            checkpoint_bytes: a.checkpoint_bytes,
+        }
+    }
 }
 
 /// Who authorizes each input file before it is read.
@@ -401,6 +485,79 @@ pub struct ShipArgs {
     pub options: ShipOptions,
 }
 
+impl ShipArgs {
+    /// The shipper's configuration from these arguments.
+    pub fn config(&self) -> ship::ShipConfig {
+        let target = match &self.es {
+            Some(url) => ship::es(url),
+            None => ship::Target::Ndjson(self.out.clone()),
+        };
+        let mut cfg = self.options.config(target, self.state.clone(), self.follow);
+        cfg.stats_file = self.stats_file.clone();
+        cfg.stats_interval = self.stats_interval;
+        cfg
+    }
+}
+
+impl From<&RunArgs> for Option<ship::RunShipping> {
+    fn from(a: &RunArgs) -> Self {
+        let url = a.ship.as_deref()?;
+        Some(ship::RunShipping {
+            config: a.ship_options.config(ship::es(url), None, true),
+            log_dir: a.log_dir.clone(),
+        })
+    }
+}
+
+impl ShipOptions {
+    /// The shipper's configuration from these options.
+    pub fn config(
+        &self,
+        target: ship::Target,
+        state: Option<PathBuf>,
+        follow: bool,
+    ) -> ship::ShipConfig {
+        let target = match target {
+            ship::Target::Elasticsearch(mut t) => {
+                t.user = self.es_user.clone();
+                t.password = self.es_password.clone();
+                t.api_key = self.es_api_key.clone();
+                t.ca = self.es_ca.clone();
+                ship::Target::Elasticsearch(t)
+            }
+            other => other,
+        };
+        ship::ShipConfig {
+            target,
+            state,
+            follow,
+            limits: ship::batch::BatchLimits {
+                bytes: usize::try_from(self.batch_bytes).unwrap_or(usize::MAX),
+                docs: self.batch_docs,
+                wait: self.batch_wait,
+            },
+            max_in_flight: self.max_in_flight,
+            naming: ship::naming::Naming {
+                prefix: self.index_prefix.clone(),
+                data_streams: self.data_streams,
+                namespace: self.data_stream_namespace.clone(),
+            },
+            ecs: self.ecs,
+            templates: !self.no_templates,
+            run_id: self.run_id.clone(),
+            sensor: self.sensor.clone().unwrap_or_else(ship::host_name),
+            retry: ship::backoff::RetryPolicy {
+                initial: Duration::from_millis(100),
+                max: self.retry_max,
+            },
+            scan_interval: self.scan_interval,
+            close_inactive: self.close_inactive,
+            stats_file: None,
+            stats_interval: Duration::from_secs(10),
+        }
+    }
+}
+
 /// How logs are shipped: shared by `ship` and `run --ship`.
 #[derive(Debug, Clone, Args)]
 pub struct ShipOptions {
@@ -460,6 +617,54 @@ pub struct ShipOptions {
     pub close_inactive: Duration,
 }
 
+/// `shardcap generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Directory to write the captures to (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of sensors; each sees its own LAN's traffic over overlapping time.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=26))]
+    pub sensors: u8,
+    /// Files each sensor writes (rotated by size).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    pub files_per_sensor: u32,
+    /// Size of each file before rotation, like `tcpdump -C` (at least 4K).
+    #[arg(long, default_value = "2M", value_parser = parse_capture_size)]
+    pub size: u64,
+    /// Seed of the traffic model: the same seed writes the same bytes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Nanosecond timestamps (pcap magic a1b23c4d) instead of microseconds.
+    #[arg(long)]
+    pub nanos: bool,
+    /// Compress each file with gzip (NAME.gz).
+    #[arg(long, conflicts_with = "zstd")]
+    pub gzip: bool,
+    /// Compress each file with zstd (NAME.zst).
+    #[arg(long)]
+    pub zstd: bool,
+    /// Time the captures span.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+}
+
+impl From<GenerateArgs> for crate::generate::GenerateConfig {
+    fn from(a: GenerateArgs) -> Self {
+        crate::generate::GenerateConfig {
+            out: a.out,
+            sensors: a.sensors,
+            files_per_sensor: a.files_per_sensor,
+            size: a.size,
+            seed: a.seed,
+            nanos: a.nanos,
+            gzip: a.gzip,
+            zstd: a.zstd,
+            duration: a.duration,
+        }
+    }
+}
+
 /// `shardcap scan`.
 #[derive(Debug, Args)]
 pub struct ScanArgs {
@@ -468,13 +673,24 @@ pub struct ScanArgs {
     pub inputs: Vec<String>,
 }
 
-/// Parses durations such as `250ms`, `10s`, `5m`, `1h` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
+/// The longest duration any flag takes (100 years): longer ones are refused, so that deadlines
+/// computed from them (`Instant` plus the duration, nanoseconds in 64 bits) cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Splits `s` into its number (digits and one optional decimal point) and its unit.
+fn number_and_unit(s: &str) -> (&str, &str) {
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
+    s.split_at(split)
+}
+
+/// Parses the durations of every duration flag: a number, integer or decimal, with an optional
+/// unit `us`, `ms`, `s` (the default), `m` or `h`: `250ms`, `1.5s`, `10`, `5m`. At most
+/// [`MAX_DURATION`]; clap names the flag in the error.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = number_and_unit(s);
     let n: f64 = num
         .parse()
         .map_err(|_| format!("bad duration {s:?} (try 250ms, 10s, 5m)"))?;
@@ -484,29 +700,57 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "us" => n / 1e6,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("bad duration unit in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "bad duration unit in {s:?} (use us, ms, s, m or h)"
+            ))
+        }
     };
-    Ok(Duration::from_secs_f64(secs))
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!("duration {s:?} out of range (at most 100 years)")),
+    }
 }
 
-/// Parses sizes such as `64MiB`, `512K`, `1g` or a plain number of bytes (K, M, G: powers of 1024).
+/// Parses the sizes of every size flag: a number of bytes, integer or decimal, with an optional
+/// unit, case-insensitive: `K`, `M`, `G`, `T`, also spelled `KB`/`KiB` and so on, are all powers
+/// of 1024; `B` or nothing means bytes. `64MiB`, `512k`, `1.5G`, `1000000`. Decimals round down
+/// to whole bytes; the result is at least one byte and fits in 64 bits.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad size {s:?} (try 64MiB, 512K, 1000000)"))?;
+    let (num, unit) = number_and_unit(s);
     let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "k" | "kb" | "kib" => 10,
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
-        _ => return Err(format!("bad size unit in {s:?} (use K, M or G)")),
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("bad size unit in {s:?} (use K, M, G or T)")),
     };
-    match n.checked_mul(1 << shift) {
-        Some(0) | None => Err(format!("size {s:?} out of range")),
+    let bad = || format!("bad size {s:?} (try 64MiB, 1.5G, 512K, 1000000)");
+    let bytes = if num.contains('.') {
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let v = (n * (1u64 << shift) as f64).floor();
+        // 2^64 is exact as an f64; anything from it on does not fit.
+        (v < 18_446_744_073_709_551_616.0).then_some(v as u64)
+    } else if num.is_empty() {
+        return Err(bad());
+    } else {
+        num.parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(1 << shift))
+    };
+    match bytes {
+        Some(0) | None => Err(format!("size {s:?} out of range (1 byte to 16 EiB)")),
         Some(v) => Ok(v),
+    }
+}
+
+/// `generate --size`: a [`parse_size`] of at least 4K (a file must hold a few packets).
+fn parse_capture_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        v if v < 4096 => Err(format!("size {s:?} is too small (at least 4K)")),
+        v => Ok(v),
     }
 }
 
@@ -519,16 +763,93 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("876000h").unwrap(), MAX_DURATION);
         assert!(parse_duration("3 parsecs").is_err());
+        assert!(parse_duration(".").is_err());
+        assert!(parse_duration("1.2.3s").is_err());
+    }
+
+    #[test]
+    fn durations_out_of_range_are_refused() {
+        for s in [
+            "99999999999999999999999h",
+            "876001h",
+            "1e400",
+            "18446744073709551616",
+            &"9".repeat(400),
+        ] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(
+                e.contains("out of range") || e.contains("bad duration"),
+                "{s}: {e}"
+            );
+        }
     }
 
     #[test]
     fn sizes() {
         assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
         assert_eq!(parse_size("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("2M").unwrap(), 2 << 20);
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_size("1.5 ").unwrap(), 1);
+        assert_eq!(parse_size("2TB").unwrap(), 2 << 40);
         assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert_eq!(parse_size("18446744073709551615").unwrap(), u64::MAX);
+        assert_eq!(parse_size("16777215T").unwrap(), 16_777_215 << 40);
         assert!(parse_size("0").is_err());
+        assert!(parse_size("0.4").is_err());
         assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("2X").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("K").is_err());
+    }
+
+    #[test]
+    fn sizes_out_of_range_are_refused() {
+        for s in [
+            "18446744073709551616",
+            "16777216T",
+            "16777216.0T",
+            "99999999999999999999999999G",
+            &"9".repeat(400),
+            &format!("{}.5", "9".repeat(400)),
+        ] {
+            assert!(parse_size(s).unwrap_err().contains("out of range"), "{s}");
+        }
+    }
+
+    #[test]
+    fn capture_sizes_hold_packets() {
+        assert_eq!(parse_capture_size("4K"), Ok(4096));
+        assert!(parse_capture_size("10").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_flag() {
+        use clap::Parser;
+        let e = Cli::try_parse_from([
+            "shardcap",
+            "run",
+            "--reorder-window",
+            "99999999999999999999999h",
+            "x",
+        ])
+        .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("--reorder-window"), "{e}");
+        let e = Cli::try_parse_from([
+            "shardcap",
+            "generate",
+            "--out",
+            "x",
+            "--size",
+            "99999999999T",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--size"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! shardcap: merge packet captures by packet time, shard them by symmetric flow hash, feed Zeek and
 //! Suricata instances, and ship their logs to Elasticsearch.
 
-pub mod calendar;
 pub mod cli;
 pub mod control;
 pub mod dispatch;

@@ -37,8 +37,8 @@ fn main() {
         Command::Scan(args) => scan::run(args),
         Command::Ctl(args) => control::ctl::run(args),
         Command::State(StateCommand::Show(args)) => state::show::run(args),
-        Command::Generate(args) => generate::run(args),
-        Command::Ship(args) => ship::run(*args),
+        Command::Generate(args) => generate::run(args.into()),
+        Command::Ship(args) => ship::run(args.config(), args.logdirs),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shardcap", &mut io::stdout());
             Ok(EXIT_OK)

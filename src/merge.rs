@@ -13,7 +13,7 @@ use crate::input::catalog::Entry;
 use crate::input::{Anomalies, Packet, ReadError};
 
 /// How inputs are ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
     /// Merge all inputs on packet timestamps.
     Time,

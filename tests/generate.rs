@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use pcap_file::pcap::PcapReader;
 use pcap_file::{DataLink, TsResolution};
-use shardcap::generate::{generate, GenerateArgs};
+use shardcap::generate::{generate, GenerateConfig};
 
-fn args(out: &Path, seed: u64) -> GenerateArgs {
-    GenerateArgs {
+fn args(out: &Path, seed: u64) -> GenerateConfig {
+    GenerateConfig {
         out: out.to_path_buf(),
         sensors: 2,
         files_per_sensor: 4,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use shardcap::generate::{generate, GenerateArgs};
+use shardcap::generate::{generate, GenerateConfig};
 use shardcap::input::capture::Capture;
 use shardcap::input::catalog::{self, Entry};
 use shardcap::input::discover;
@@ -53,7 +53,7 @@ fn records(path: &std::path::Path) -> Vec<(u64, Vec<u8>)> {
 #[test]
 fn overlapping_sensors_merge_in_order_and_whole() {
     let dir = tempfile::tempdir().unwrap();
-    generate(&GenerateArgs {
+    generate(&GenerateConfig {
         out: dir.path().to_path_buf(),
         sensors: 3,
         files_per_sensor: 5,

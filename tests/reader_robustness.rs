@@ -6,24 +6,8 @@ mod common;
 
 use std::fs;
 
+use shardcap::generate::rng::Rng;
 use shardcap::input::capture::Capture;
-
-/// splitmix64: a small deterministic generator, so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// Reads a capture to its end; returns packets read and whether it ended in an error.
 fn read_all(path: &std::path::Path, len: u64) -> (u64, bool) {
@@ -59,7 +43,7 @@ fn read_all(path: &std::path::Path, len: u64) -> (u64, bool) {
 #[test]
 fn mutated_corpus_files_never_crash_the_readers() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut rng = Rng(0x5eed);
+    let mut rng = Rng::new(0x5eed);
     let mut cases = 0;
     let mut ended_in_error = 0;
     for row in common::manifest() {
@@ -73,18 +57,18 @@ fn mutated_corpus_files_never_crash_the_readers() {
                 // Flip a few bytes anywhere (headers included).
                 0 => {
                     for _ in 0..1 + rng.below(8) {
-                        let at = rng.below(bytes.len());
+                        let at = rng.below(bytes.len() as u64) as usize;
                         bytes[at] ^= 1 << rng.below(8);
                     }
                 }
                 // Overwrite a 4-byte field with an extreme value (lengths, link types).
                 1 => {
-                    let at = rng.below(bytes.len().saturating_sub(4));
-                    let v = [0u32, u32::MAX, 0x7fff_fff0, 0xffff_0000][rng.below(4)];
+                    let at = rng.below(bytes.len().saturating_sub(4) as u64) as usize;
+                    let v = [0u32, u32::MAX, 0x7fff_fff0, 0xffff_0000][rng.below(4) as usize];
                     bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
                 }
                 // Cut the file anywhere.
-                _ => bytes.truncate(rng.below(bytes.len())),
+                _ => bytes.truncate(rng.below(bytes.len() as u64) as usize),
             }
             let path = tmp.path().join("mutated");
             fs::write(&path, &bytes).unwrap();

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
+use shardcap::generate::rng::Rng;
 use ship_support::*;
 
 /// Real Suricata output of four corpus captures (one shard each) and both Zeek fixture sets.
@@ -26,31 +27,20 @@ fn many_logs(dir: &Path) -> usize {
         + copy_fixtures("zeek-json", &dir.join("shard-5/zeek"))
 }
 
-/// A small xorshift generator; the seed is printed so a failing run can be repeated
+/// The generator's PRNG with a seed from the clock, printed so a failing run can be repeated
 /// (`SHARDCAP_TEST_SEED`).
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let seed = std::env::var("SHARDCAP_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        eprintln!("seed {seed}");
-        Rng(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
+fn seeded_rng() -> Rng {
+    let seed = std::env::var("SHARDCAP_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("seed {seed}");
+    Rng::new(seed)
 }
 
 #[test]
@@ -71,7 +61,7 @@ fn sigkill_at_random_moments_loses_and_repeats_nothing() {
         "3",
         logs.path().to_str().unwrap(),
     ];
-    let mut rng = Rng::new();
+    let mut rng = seeded_rng();
     let mut counts = Vec::new();
     for _ in 0..6 {
         let proc = Proc::spawn(shardcap(args));

@@ -274,19 +274,11 @@ impl Snapshot {
 
 /// Local time as pcapdj prints its start time: `%Y-%d-%m %H:%M:%S` (year, day, month).
 fn pcapdj_time(epoch: i64) -> String {
-    // SAFETY: localtime_r writes only into `tm`, which lives on this stack frame.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let t = epoch as libc::time_t;
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return epoch.to_string();
+    match jiff::Timestamp::from_second(epoch) {
+        Ok(t) => t
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%d-%m %H:%M:%S")
+            .to_string(),
+        Err(_) => epoch.to_string(),
     }
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mday,
-        tm.tm_mon + 1,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
 }

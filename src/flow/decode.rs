@@ -263,7 +263,7 @@ mod tests {
             sll2(0x0800, &ipv4(A4, B4, PROTO_ICMP, &icmp(3, &i4))),
         ];
         let linktypes = [0, 1, 9, 12, 14, 50, 101, 108, 113, 228, 229, 276, 1000];
-        let mut next = xorshift(0x1234_5678_9abc_def0u64);
+        let mut next = random(0x1234_5678_9abc_def0u64);
         for s in &samples {
             for cut in 0..=s.len() {
                 for lt in linktypes {

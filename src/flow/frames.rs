@@ -199,13 +199,8 @@ pub fn gre(flags: u16, proto: u16, optional: &[u8], payload: &[u8]) -> Vec<u8> {
     h
 }
 
-/// A deterministic pseudo-random sequence (xorshift64) for fuzz-style tests.
-pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-    let mut x = seed;
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    }
+/// A deterministic pseudo-random sequence for fuzz-style tests (the generator's PRNG).
+pub fn random(seed: u64) -> impl FnMut() -> u64 {
+    let mut rng = crate::generate::rng::Rng::new(seed);
+    move || rng.next_u64()
 }

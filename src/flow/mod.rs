@@ -24,26 +24,44 @@ use decode::Decoded;
 use fragments::Fragments;
 
 /// Which header fields make a flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashMode {
     /// Address pair.
-    #[value(name = "2-tuple")]
     Two,
     /// Address pair and port pair.
-    #[value(name = "4-tuple")]
     Four,
     /// Address pair, port pair and protocol.
-    #[value(name = "5-tuple")]
     Five,
 }
 
+impl HashMode {
+    /// Stable name, written to journals: never change one (a restart compares them).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashMode::Two => "2-tuple",
+            HashMode::Four => "4-tuple",
+            HashMode::Five => "5-tuple",
+        }
+    }
+}
+
 /// Which header keys a tunnelled packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TunnelMode {
     /// The outer header (the IDS decapsulates).
     Outer,
     /// The innermost decodable header.
     Inner,
+}
+
+impl TunnelMode {
+    /// Stable name, written to journals: never change one (a restart compares them).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelMode::Outer => "outer",
+            TunnelMode::Inner => "inner",
+        }
+    }
 }
 
 /// Flow-keying options.
@@ -467,7 +485,7 @@ mod tests {
 
     #[test]
     fn flows_spread_evenly() {
-        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
+        let mut next = random(0x9e37_79b9_7f4a_7c15u64);
         for shards in [4, 7] {
             let mut s = sharder(HashMode::Five, shards);
             let mut random = vec![0usize; shards];
@@ -493,5 +511,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Journals compare these names across restarts: they must never change.
+    #[test]
+    fn stable_names() {
+        assert_eq!(HashMode::Two.as_str(), "2-tuple");
+        assert_eq!(HashMode::Four.as_str(), "4-tuple");
+        assert_eq!(HashMode::Five.as_str(), "5-tuple");
+        assert_eq!(TunnelMode::Outer.as_str(), "outer");
+        assert_eq!(TunnelMode::Inner.as_str(), "inner");
     }
 }

@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use super::rng::Rng;
-use crate::calendar::civil_from_days;
 
 /// Size of each body pool; bodies are windows into a pool (wrapping around).
 const POOL_LEN: usize = 1 << 20;
@@ -243,23 +242,10 @@ pub fn http_response(
 
 /// Appends an IMF-fixdate (`Fri, 01 Mar 2024 12:00:00 GMT`) for `secs` since the epoch.
 fn http_date(secs: u64, out: &mut Vec<u8>) {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    write!(
-        out,
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-    .unwrap();
+    let t = jiff::Timestamp::from_second(i64::try_from(secs).unwrap_or(i64::MAX))
+        .unwrap_or(jiff::Timestamp::MAX);
+    // `%a` and `%b` are English whatever the locale; `%d` is zero-padded.
+    write!(out, "{}", t.strftime("%a, %d %b %Y %H:%M:%S GMT")).unwrap();
 }
 
 /// DNS record types the generator asks for.

@@ -22,35 +22,26 @@ const START_SECS: u64 = 1_709_294_400;
 /// How much later each further sensor starts capturing.
 const SENSOR_OFFSET_NS: u64 = 1_300_000_000;
 
-/// `shardcap generate`.
-#[derive(Debug, clap::Args)]
-pub struct GenerateArgs {
+/// What `shardcap generate` writes.
+#[derive(Debug, Clone)]
+pub struct GenerateConfig {
     /// Directory to write the captures to (created if missing).
-    #[arg(long)]
     pub out: PathBuf,
-    /// Number of sensors; each sees its own LAN's traffic over overlapping time.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=26))]
+    /// Number of sensors (1 to 26); each sees its own LAN's traffic over overlapping time.
     pub sensors: u8,
     /// Files each sensor writes (rotated by size).
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
     pub files_per_sensor: u32,
-    /// Size of each file before rotation (K, M, G are powers of 1024), like `tcpdump -C`.
-    #[arg(long, default_value = "2M", value_parser = parse_size)]
+    /// Size of each file before rotation, like `tcpdump -C`.
     pub size: u64,
     /// Seed of the traffic model: the same seed writes the same bytes.
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Nanosecond timestamps (pcap magic a1b23c4d) instead of microseconds.
-    #[arg(long)]
     pub nanos: bool,
     /// Compress each file with gzip (NAME.gz).
-    #[arg(long, conflicts_with = "zstd")]
     pub gzip: bool,
     /// Compress each file with zstd (NAME.zst).
-    #[arg(long)]
     pub zstd: bool,
     /// Time the captures span.
-    #[arg(long, default_value = "60s", value_parser = crate::cli::parse_duration)]
     pub duration: Duration,
 }
 
@@ -63,33 +54,8 @@ pub struct SensorOutput {
     pub last_ns: u64,
 }
 
-/// Parses sizes such as `512K`, `2M`, `1G` or a plain number of bytes.
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m = match c.to_ascii_uppercase() {
-                'K' => 1u64 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => return Err(format!("bad size {s:?} (use a number with K, M or G)")),
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("bad size {s:?} (use a number with K, M or G)"))?;
-    let bytes = (n * mult as f64) as u64;
-    if bytes < 4096 {
-        return Err(format!("size {s:?} is too small (at least 4K)"));
-    }
-    Ok(bytes)
-}
-
 /// Writes the captures of every sensor (one thread each); returns what each wrote.
-pub fn generate(args: &GenerateArgs) -> Result<Vec<SensorOutput>> {
+pub fn generate(args: &GenerateConfig) -> Result<Vec<SensorOutput>> {
     std::fs::create_dir_all(&args.out).map_err(|e| {
         Error::usage(format!(
             "{}: cannot create directory: {e}",
@@ -114,7 +80,7 @@ pub fn generate(args: &GenerateArgs) -> Result<Vec<SensorOutput>> {
     })
 }
 
-fn sensor(args: &GenerateArgs, k: u8, compress: Compress, rate: f64) -> Result<SensorOutput> {
+fn sensor(args: &GenerateConfig, k: u8, compress: Compress, rate: f64) -> Result<SensorOutput> {
     let start = START_SECS * 1_000_000_000 + k as u64 * SENSOR_OFFSET_NS;
     let mut traffic = Traffic::new(args.seed, k, start, rate);
     let name = format!("sensor{}.pcap", (b'A' + k) as char);
@@ -147,7 +113,7 @@ fn sensor(args: &GenerateArgs, k: u8, compress: Compress, rate: f64) -> Result<S
 }
 
 /// Runs `shardcap generate` and prints one summary line per sensor.
-pub fn run(args: GenerateArgs) -> Result<i32> {
+pub fn run(args: GenerateConfig) -> Result<i32> {
     let started = Instant::now();
     let outputs = generate(&args)?;
     let bytes: u64 = outputs
@@ -179,19 +145,4 @@ pub fn run(args: GenerateArgs) -> Result<i32> {
 fn name_of(p: &Path) -> String {
     p.file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("2M"), Ok(2 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
-        assert_eq!(parse_size("100000"), Ok(100_000));
-        assert!(parse_size("2X").is_err());
-        assert!(parse_size("10").is_err());
-    }
 }

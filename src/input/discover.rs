@@ -15,11 +15,19 @@ pub struct Candidate {
     pub explicit: bool,
 }
 
+/// Files and directories already reached, by device and inode.
+#[derive(Default)]
+struct Seen {
+    files: HashSet<(u64, u64)>,
+    dirs: HashSet<(u64, u64)>,
+}
+
 /// Expands inputs in the order given. Missing paths and empty globs are usage errors (exit 2).
-/// The same file reached twice (by any name) is kept once.
+/// The same file reached twice (by any name) is kept once. Directory walks follow symbolic links
+/// and enter each directory once, whatever its names: a link loop ends there.
 pub fn expand(inputs: &[String]) -> Result<Vec<Candidate>> {
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = Seen::default();
     for input in inputs {
         expand_one(input, true, &mut out, &mut seen)?;
     }
@@ -30,7 +38,7 @@ fn expand_one(
     input: &str,
     allow_list: bool,
     out: &mut Vec<Candidate>,
-    seen: &mut HashSet<(u64, u64)>,
+    seen: &mut Seen,
 ) -> Result<()> {
     if let Some(list) = input.strip_prefix('@').filter(|_| allow_list) {
         let text = fs::read_to_string(list)
@@ -81,9 +89,9 @@ fn push(
     md: &fs::Metadata,
     explicit: bool,
     out: &mut Vec<Candidate>,
-    seen: &mut HashSet<(u64, u64)>,
+    seen: &mut Seen,
 ) {
-    if seen.insert((md.dev(), md.ino())) {
+    if seen.files.insert((md.dev(), md.ino())) {
         out.push(Candidate { path, explicit });
     } else {
         log::warn!(
@@ -93,7 +101,13 @@ fn push(
     }
 }
 
-fn walk(dir: &Path, out: &mut Vec<Candidate>, seen: &mut HashSet<(u64, u64)>) -> Result<()> {
+fn walk(dir: &Path, out: &mut Vec<Candidate>, seen: &mut Seen) -> Result<()> {
+    let md = fs::metadata(dir)
+        .map_err(|e| Error::usage(format!("{}: cannot list directory: {e}", dir.display())))?;
+    if !seen.dirs.insert((md.dev(), md.ino())) {
+        log::debug!("{}: directory already walked", dir.display());
+        return Ok(());
+    }
     let mut entries: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|e| Error::usage(format!("{}: cannot list directory: {e}", dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -141,5 +155,20 @@ mod tests {
         let err = expand(&[s(&d.join("missing.pcap"))]).unwrap_err();
         assert_eq!(err.kind, crate::error::Kind::Usage);
         assert!(expand(&[s(&d.join("*.none"))]).is_err());
+    }
+
+    #[test]
+    fn symlink_loops_end_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("a.pcap"), b"x").unwrap();
+        // Walked naively, these two links make 2^40 paths before the name length limit.
+        std::os::unix::fs::symlink(".", d.join("a")).unwrap();
+        std::os::unix::fs::symlink(".", d.join("b")).unwrap();
+        fs::create_dir(d.join("sub")).unwrap();
+        std::os::unix::fs::symlink("..", d.join("sub/up")).unwrap();
+        let got = expand(&[d.to_string_lossy().into_owned()]).unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].path, d.join("a.pcap"));
     }
 }

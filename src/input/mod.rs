@@ -11,6 +11,7 @@ pub mod pcap;
 pub mod pcapng;
 pub mod retention;
 pub mod stream;
+pub mod survey;
 pub mod watch;
 
 use std::fmt;

@@ -81,39 +81,25 @@ pub struct EsClient {
     authorization: Option<String>,
 }
 
-/// Splits `user:password@` off a URL (percent-decoded).
-fn split_userinfo(url: &str) -> (String, Option<(String, String)>) {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return (url.to_string(), None);
-    };
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..host_end].rfind('@') else {
-        return (url.to_string(), None);
-    };
-    let (user, pass) = rest[..at].split_once(':').unwrap_or((&rest[..at], ""));
-    let clean = format!("{scheme}://{}", &rest[at + 1..]);
-    (clean, Some((percent_decode(user), percent_decode(pass))))
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 3 <= b.len() {
-            if let Some(v) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
+/// Parses an http(s) URL and splits its `user:password@` off (percent-decoded); returns the
+/// URL without credentials and without a trailing slash. Anything else is a usage error.
+fn split_userinfo(text: &str) -> Result<(String, Option<(String, String)>)> {
+    let bad = |why: &str| Error::usage(format!("--es {text}: {why}"));
+    let mut url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(bad("give an http:// or https:// URL"));
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let userinfo = (!url.username().is_empty() || url.password().is_some())
+        .then(|| (decode(url.username()), decode(url.password().unwrap_or(""))));
+    // Both only fail for URLs that cannot have a host, refused above.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok((url.as_str().trim_end_matches('/').to_string(), userinfo))
 }
 
 /// The reason Elasticsearch gives in an error body (`error.reason`, or the body itself).
@@ -136,13 +122,7 @@ fn reason_of(body: &[u8]) -> String {
 impl EsClient {
     /// Builds the client; a bad URL, unreadable CA file or conflicting credentials are usage errors.
     pub fn new(target: &EsTarget, connections: usize) -> Result<Self> {
-        let (base, userinfo) = split_userinfo(target.url.trim_end_matches('/'));
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::usage(format!(
-                "--es {}: give an http:// or https:// URL",
-                target.url
-            )));
-        }
+        let (base, userinfo) = split_userinfo(&target.url)?;
         let user = match (&target.user, userinfo) {
             (Some(u), _) => Some((u.clone(), target.password.clone().unwrap_or_default())),
             (None, Some(ui)) => Some(ui),
@@ -305,10 +285,20 @@ mod tests {
 
     #[test]
     fn credentials_in_the_url() {
-        let (base, ui) = split_userinfo("https://el%40stic:p%3Ass@es.lan:9200/x");
+        let (base, ui) = split_userinfo("https://el%40stic:p%3Ass@es.lan:9200/x/").unwrap();
         assert_eq!(base, "https://es.lan:9200/x");
         assert_eq!(ui, Some(("el@stic".into(), "p:ss".into())));
-        assert_eq!(split_userinfo("http://h:9200").1, None);
+        assert_eq!(
+            split_userinfo("http://u@h:9200").unwrap().1,
+            Some(("u".into(), String::new()))
+        );
+        assert_eq!(
+            split_userinfo("http://h:9200").unwrap(),
+            ("http://h:9200".into(), None)
+        );
+        for bad in ["h:9200", "ftp://h", "http://", "http://[::1"] {
+            assert!(split_userinfo(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -118,4 +118,43 @@ mod tests {
         write_doc_id(&mut v, 0xab, 4096);
         assert_eq!(v, b"00000000000000ab-4096");
     }
+
+    /// Known answers pinning the `_id` formula of the module doc: a replay, a restart or a new
+    /// version must give every record the `_id` it had, or Elasticsearch indexes it twice. A change
+    /// here is a deliberate, documented format break.
+    #[test]
+    fn doc_ids_are_pinned() {
+        let zeek = b"#separator \\x09\n#set_separator\t,\n".as_slice();
+        let eve = b"{\"timestamp\":\"2024-03-01T12:00:00.000000+0000\",\"event_type\":\"alert\"}\n";
+        // (dev, ino, generation, head, offset, `_id`)
+        type Case<'a> = (u64, u64, u32, &'a [u8], u64, &'a str);
+        let cases: [Case; 5] = [
+            (2049, 131_074, 0, zeek, 0, "1c7c5a5add0fcc90-0"),
+            (2049, 131_074, 1, zeek, 4096, "67b1eb6f4401250c-4096"),
+            (64768, 7, 0, eve, 123_456_789, "ec0f358e3b439f0a-123456789"),
+            (0, 0, 0, b"", 0, "efd01f60ba992926-0"),
+            (
+                u64::MAX,
+                u64::MAX,
+                65535,
+                b"x",
+                u64::MAX,
+                "8944b4f4dd5f27b8-18446744073709551615",
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (dev, ino, generation, head, offset, want) in cases {
+            let p = dir.path().join("head");
+            std::fs::write(&p, head).unwrap();
+            let f = File::open(&p).unwrap();
+            let fp = Fingerprint::take(&f, head.len() as u64).unwrap();
+            let mut id = Vec::new();
+            write_doc_id(
+                &mut id,
+                file_key(FileId { dev, ino }, generation, &fp),
+                offset,
+            );
+            assert_eq!(String::from_utf8(id).unwrap(), want);
+        }
+    }
 }

@@ -3,7 +3,16 @@
 
 use std::io::Write;
 
-use crate::calendar::{civil_from_days, days_from_civil};
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+/// The UTC date and time of `secs` since the epoch, clamped to the years jiff represents
+/// (-9999 to 9999).
+pub fn utc_civil(secs: i64) -> DateTime {
+    let secs = secs.clamp(Timestamp::MIN.as_second(), Timestamp::MAX.as_second());
+    TimeZone::UTC.to_datetime(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
+}
 
 /// A point in time, UTC: whole seconds since the epoch and nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -92,9 +101,20 @@ impl UtcTime {
                 sign * (oh * 3600 + om * 60)
             }
         };
-        let days = days_from_civil(y, mo as u32, d as u32);
+        // A leap second (:60) counts as the next second, as before.
+        let civil = DateTime::new(
+            y as i16,
+            mo as i8,
+            d as i8,
+            h as i8,
+            mi as i8,
+            se.min(59) as i8,
+            0,
+        )
+        .ok()?;
+        let secs = TimeZone::UTC.to_timestamp(civil).ok()?.as_second();
         Some(UtcTime {
-            secs: days * 86_400 + h * 3600 + mi * 60 + se - offset,
+            secs: secs + (se - se.min(59)) - offset,
             nanos,
         })
     }
@@ -110,15 +130,16 @@ impl UtcTime {
     /// Writes RFC 3339 in UTC with microseconds (or nanoseconds when they are not whole
     /// microseconds): `2024-03-01T00:00:00.123456Z`.
     pub fn write_rfc3339(&self, out: &mut Vec<u8>) {
-        let days = self.secs.div_euclid(86_400);
-        let sod = self.secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
+        let t = utc_civil(self.secs);
         let _ = write!(
             out,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-            sod / 3600,
-            sod / 60 % 60,
-            sod % 60
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
         );
         let _ = if self.nanos % 1000 == 0 {
             write!(out, ".{:06}Z", self.nanos / 1000)
@@ -129,8 +150,8 @@ impl UtcTime {
 
     /// Writes the UTC day as index names carry it: `2024.03.01`.
     pub fn write_day(&self, out: &mut Vec<u8>) {
-        let (y, m, d) = civil_from_days(self.secs.div_euclid(86_400));
-        let _ = write!(out, "{y:04}.{m:02}.{d:02}");
+        let t = utc_civil(self.secs);
+        let _ = write!(out, "{:04}.{:02}.{:02}", t.year(), t.month(), t.day());
     }
 }
 
@@ -178,5 +199,11 @@ mod tests {
         assert_eq!(day, b"2024.03.01");
         assert!(UtcTime::from_iso8601("2024-13-01T00:00:00Z").is_none());
         assert!(UtcTime::from_iso8601("2024-03-01T00:00:00+1").is_none());
+        assert!(UtcTime::from_iso8601("2023-02-29T00:00:00Z").is_none());
+        let t = UtcTime::from_iso8601("2016-12-31T23:59:60Z").unwrap();
+        assert_eq!(rfc(t), "2017-01-01T00:00:00.000000Z");
+        let t = UtcTime::from_iso8601("1969-12-31 23:59:59.5").unwrap();
+        assert_eq!((t.secs, t.nanos), (-1, 500_000_000));
+        assert_eq!(rfc(t), "1969-12-31T23:59:59.500000Z");
     }
 }

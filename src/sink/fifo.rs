@@ -76,6 +76,7 @@ impl FifoOutput {
         };
         let fd = file.as_raw_fd();
         // Back to blocking writes: the writer thread waits for the consumer, the merge does not.
+        // SAFETY: fcntl on the descriptor of `file`, open for the whole block; no pointers passed.
         unsafe {
             let flags = libc::fcntl(fd, libc::F_GETFL);
             libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);

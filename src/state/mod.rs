@@ -11,12 +11,13 @@ pub mod show;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::RunArgs;
+use nix::fcntl::{Flock, FlockArg};
+
 use crate::error::{Error, Result, EXIT_OK};
+use crate::flow::{HashMode, TunnelMode};
 use crate::input::catalog::{self, Entry};
 use crate::input::discover::Candidate;
 use crate::merge::{FileEnd, Merge};
@@ -29,6 +30,20 @@ use journal::{
     now, Checkpoint, Contents, DoneRecord, FileRecord, InFlight, Journal, Outcome, OutputMark,
     Reason, Record, RunKey, RunRecord, VERSION,
 };
+
+/// The options of a run the journal records and checkpoints by.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// The `-o` argument (empty: the default output).
+    pub output: String,
+    pub shards: u16,
+    pub hash: HashMode,
+    pub tunnel: TunnelMode,
+    /// Most time between two checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Most output between two checkpoints.
+    pub checkpoint_bytes: u64,
+}
 
 /// Name of the lock file that keeps two runs off one state directory.
 const LOCK_FILE: &str = "lock";
@@ -69,22 +84,23 @@ pub struct StateKeeper {
     seq: u64,
     last_at: Instant,
     last_out: u64,
-    _lock: File,
+    _lock: Flock<File>,
 }
 
 impl StateKeeper {
-    /// Opens (or creates) the state in `dir` for a run with `args`: checks that the journal was
+    /// Opens (or creates) the state in `dir` for a run with `config`: checks that the journal was
     /// written for the same outputs (else a usage error), and compacts it.
-    pub fn open(dir: &Path, args: &RunArgs, spec: &OutputSpec) -> Result<Self> {
+    pub fn open(dir: &Path, config: impl Into<StateConfig>, spec: &OutputSpec) -> Result<Self> {
+        let config: StateConfig = config.into();
         fs::create_dir_all(dir)
             .map_err(|e| Error::usage(format!("--state {}: cannot create: {e}", dir.display())))?;
         let lock = lock(dir)?;
         let contents = Contents::load(dir)?;
         let key = RunKey {
-            output: args.output.clone().unwrap_or_default(),
-            shards: args.shards,
-            hash: value_name(args.hash),
-            tunnel: value_name(args.tunnel),
+            output: config.output.clone(),
+            shards: config.shards,
+            hash: config.hash.as_str().to_string(),
+            tunnel: config.tunnel.as_str().to_string(),
         };
         // A journal without a checkpoint binds nothing yet: nothing was streamed under it.
         let bound = contents.checkpoint.is_some() || contents.done.is_some();
@@ -129,8 +145,8 @@ impl StateKeeper {
             dir: dir.to_path_buf(),
             journal,
             spec: spec.clone(),
-            interval: args.checkpoint_interval,
-            every_bytes: args.checkpoint_bytes.max(1),
+            interval: config.checkpoint_interval,
+            every_bytes: config.checkpoint_bytes.max(1),
             finished: Vec::new(),
             by_content: HashMap::new(),
             seq: contents.checkpoint.as_ref().map_or(0, |c| c.seq),
@@ -500,14 +516,8 @@ fn stream_bytes(writers: &[ShardWriter]) -> u64 {
         .sum()
 }
 
-/// The command-line spelling of a value-enum option.
-fn value_name<T: clap::ValueEnum>(v: T) -> String {
-    v.to_possible_value()
-        .map_or_else(String::new, |p| p.get_name().to_string())
-}
-
 /// Takes the state directory's lock, so two runs never write one journal.
-fn lock(dir: &Path) -> Result<File> {
+fn lock(dir: &Path) -> Result<Flock<File>> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
@@ -515,12 +525,92 @@ fn lock(dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
-    // SAFETY: flock on a descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(Error::usage(format!(
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        Error::usage(format!(
             "--state {}: another shardcap run is using it",
             dir.display()
-        )));
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use journal::HeaderRecord;
+
+    fn config(hash: HashMode) -> StateConfig {
+        StateConfig {
+            output: "file:out-{shard}.pcap".into(),
+            shards: 2,
+            hash,
+            tunnel: TunnelMode::Inner,
+            checkpoint_interval: Duration::from_secs(5),
+            checkpoint_bytes: 1 << 20,
+        }
     }
-    Ok(file)
+
+    fn spec() -> OutputSpec {
+        OutputSpec::parse("file:out-{shard}.pcap", 2).unwrap()
+    }
+
+    /// A checkpoint appended to the journal, as a run streaming under it writes one.
+    fn checkpoint(dir: &Path) {
+        let mut c = Contents::load(dir).unwrap();
+        let run = c.run.take().unwrap();
+        let mut j = Journal::rewrite(dir, &c, run).unwrap();
+        j.append(&[Record::Checkpoint(Checkpoint {
+            seq: 1,
+            time: 0,
+            reason: Reason::Interval,
+            header: HeaderRecord {
+                linktype: 1,
+                nanos: false,
+                snaplen: 65535,
+            },
+            open: vec![],
+            outputs: vec![],
+        })])
+        .unwrap();
+    }
+
+    #[test]
+    fn the_journal_records_the_stable_names_of_the_options() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(StateKeeper::open(dir.path(), config(HashMode::Four), &spec()).unwrap());
+        let key = Contents::load(dir.path()).unwrap().run.unwrap().key;
+        assert_eq!(
+            (key.hash.as_str(), key.tunnel.as_str(), key.shards),
+            ("4-tuple", "inner", 2)
+        );
+        assert_eq!(key.output, "file:out-{shard}.pcap");
+    }
+
+    #[test]
+    fn a_bound_journal_refuses_other_options_and_counts_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(StateKeeper::open(dir.path(), config(HashMode::Two), &spec()).unwrap());
+        // Nothing streamed yet: other options take the journal over.
+        drop(StateKeeper::open(dir.path(), config(HashMode::Five), &spec()).unwrap());
+        checkpoint(dir.path());
+        let e = StateKeeper::open(dir.path(), config(HashMode::Two), &spec())
+            .err()
+            .expect("other options refused");
+        assert_eq!(e.kind, crate::error::Kind::Usage);
+        assert!(e.message.contains("--hash 5-tuple"), "{e}");
+        drop(StateKeeper::open(dir.path(), config(HashMode::Five), &spec()).unwrap());
+        let run = Contents::load(dir.path()).unwrap().run.unwrap();
+        assert_eq!(run.restarts, 1);
+    }
+
+    #[test]
+    fn one_run_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = StateKeeper::open(dir.path(), config(HashMode::Two), &spec()).unwrap();
+        let e = StateKeeper::open(dir.path(), config(HashMode::Two), &spec())
+            .err()
+            .expect("the lock is held");
+        assert!(e.message.contains("another shardcap run"), "{e}");
+        drop(first);
+        assert!(StateKeeper::open(dir.path(), config(HashMode::Two), &spec()).is_ok());
+    }
 }

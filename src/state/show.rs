@@ -137,14 +137,8 @@ pub fn run(args: StateShowArgs) -> Result<i32> {
 
 /// Seconds since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
 pub fn time(epoch: u64) -> String {
-    let (days, secs) = ((epoch / 86_400) as i64, epoch % 86_400);
-    let (year, month, day) = crate::calendar::civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    let t = crate::ship::timestamp::utc_civil(i64::try_from(epoch).unwrap_or(i64::MAX));
+    format!("{} UTC", t.strftime("%Y-%m-%d %H:%M:%S"))
 }
 
 #[cfg(test)]

@@ -363,6 +363,7 @@ impl PacedReader {
             let mut last_rate = r.load(Ordering::SeqCst);
             loop {
                 let mut unread: libc::c_int = 0;
+                // SAFETY: FIONREAD writes one int through the pointer, which is to a live local.
                 unsafe { libc::ioctl(f.as_raw_fd(), libc::FIONREAD, &mut unread) };
                 if unread == 0 {
                     e.store(true, Ordering::SeqCst);
