@@ -18,19 +18,18 @@ use common::ChildGuard;
 use shardcap::sink::spool;
 use spool_support::*;
 
-/// The directory holding the built `spool_reader_tests` and `spool_cat`, or None (with the reason
-/// printed) when the tools to build them are missing.
-fn cpp_build() -> Option<&'static Path> {
-    static BUILD: OnceLock<Option<PathBuf>> = OnceLock::new();
+/// The directory holding the built `spool_reader_tests` and `spool_cat`; fails the test when the
+/// tools to build them are missing.
+fn cpp_build() -> &'static Path {
+    static BUILD: OnceLock<PathBuf> = OnceLock::new();
     BUILD
         .get_or_init(|| {
             for tool in ["cmake", "g++"] {
-                if Command::new(tool).arg("--version").output().is_err() {
-                    eprintln!(
-                        "SKIPPED: {tool} is not installed; the zeek-plugin core cannot be built"
-                    );
-                    return None;
-                }
+                assert!(
+                    Command::new(tool).arg("--version").output().is_ok(),
+                    "{tool} is not installed (scripts/test installs it): the zeek-plugin core \
+                     cannot be built"
+                );
             }
             let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("zeek-plugin/tests");
             // One build directory per checkout: CMake refuses a cache made for another source.
@@ -55,14 +54,14 @@ fn cpp_build() -> Option<&'static Path> {
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            Some(build)
+            build
         })
-        .as_deref()
+        .as_path()
 }
 
 #[test]
 fn reader_core_unit_tests_pass() {
-    let Some(build) = cpp_build() else { return };
+    let build = cpp_build();
     let out = Command::new(build.join("spool_reader_tests"))
         .output()
         .unwrap();
@@ -74,7 +73,7 @@ fn reader_core_unit_tests_pass() {
 
 #[test]
 fn a_live_spool_is_read_as_the_file_stream() {
-    let Some(build) = cpp_build() else { return };
+    let build = cpp_build();
     const SHARDS: usize = 3;
     let tmp = tempfile::tempdir().unwrap();
     let inputs = inputs();
@@ -127,7 +126,7 @@ fn a_live_spool_is_read_as_the_file_stream() {
 
 #[test]
 fn a_damaged_segment_is_reported_by_name_and_offset() {
-    let Some(build) = cpp_build() else { return };
+    let build = cpp_build();
     let tmp = tempfile::tempdir().unwrap();
     let inputs = vec![corpus("zeek/ssh-session.pcap")];
     let root = tmp.path().join("spool");

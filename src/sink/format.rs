@@ -1,5 +1,7 @@
 //! The pcap stream format shardcap writes: little-endian, microsecond or nanosecond magic.
 
+use std::io;
+
 use super::reframe::Reframe;
 use crate::input::Packet;
 
@@ -80,5 +82,22 @@ impl StreamHeader {
         out.extend_from_slice(&r.header);
         out.extend_from_slice(body);
         (caplen, len)
+    }
+}
+
+/// Length of the record starting at `at` in a buffer of whole records.
+pub fn record_len(buf: &[u8], at: usize) -> io::Result<usize> {
+    let caplen = buf
+        .get(at + 8..at + 12)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
+    match caplen {
+        Some(c) if at + RECORD_HEADER_LEN + c <= buf.len() => Ok(RECORD_HEADER_LEN + c),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "a buffer of {} bytes ends inside the record at byte {at}",
+                buf.len()
+            ),
+        )),
     }
 }

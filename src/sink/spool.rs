@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-use super::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use super::format::{record_len, StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use super::output::Output;
 
 /// Directory inside the spool where segments are written before they appear.
@@ -344,23 +344,6 @@ impl SpoolOutput {
         f.sync_all()?;
         fs::rename(&tmp, &marker)?;
         File::open(&self.root)?.sync_all()
-    }
-}
-
-/// Length of the record starting at `at` in a buffer of whole records.
-fn record_len(buf: &[u8], at: usize) -> io::Result<usize> {
-    let caplen = buf
-        .get(at + 8..at + 12)
-        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize);
-    match caplen {
-        Some(c) if at + RECORD_HEADER_LEN + c <= buf.len() => Ok(RECORD_HEADER_LEN + c),
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "spool: a buffer of {} bytes ends inside the record at byte {at}",
-                buf.len()
-            ),
-        )),
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::format::{StreamHeader, RECORD_HEADER_LEN};
+use super::format::{record_len, StreamHeader, RECORD_HEADER_LEN};
 use super::output::Output;
 use super::reframe::Reframe;
 use crate::input::Packet;
@@ -124,11 +124,14 @@ impl ShardWriter {
                 };
                 match msg {
                     Msg::Data(mut buf) => {
-                        for part in buf.chunks(brake.chunk.max(1)) {
+                        let mut at = 0;
+                        while at < buf.len() {
+                            let end = chunk_end(&buf, at, brake.chunk)?;
                             while brake.on() {
                                 thread::sleep(BRAKE_POLL);
                             }
-                            output.write_all(part)?;
+                            output.write_all(&buf[at..end])?;
+                            at = end;
                         }
                         buf.clear();
                         // A buffer added while braked is dropped once the pool is full again.
@@ -280,5 +283,43 @@ impl ShardWriter {
                 self.name
             ))),
         }
+    }
+}
+
+/// The end of the chunk of `buf` (whole records) that starts at `at`: as many records as fit in
+/// `limit` bytes, at least one, so outputs and their wrappers always get whole records.
+fn chunk_end(buf: &[u8], at: usize, limit: usize) -> io::Result<usize> {
+    if buf.len() - at <= limit {
+        return Ok(buf.len());
+    }
+    let mut end = at + record_len(buf, at)?;
+    while end < buf.len() {
+        let next = end + record_len(buf, end)?;
+        if next - at > limit {
+            break;
+        }
+        end = next;
+    }
+    Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_end_at_record_boundaries() {
+        let rec = |caplen: usize| {
+            let mut r = vec![0u8; RECORD_HEADER_LEN + caplen];
+            r[8..12].copy_from_slice(&(caplen as u32).to_le_bytes());
+            r
+        };
+        let buf = [rec(10), rec(30), rec(100), rec(4)].concat();
+        assert_eq!(chunk_end(&buf, 0, 1 << 20).unwrap(), buf.len());
+        assert_eq!(chunk_end(&buf, 0, 80).unwrap(), 26 + 46);
+        // A record longer than the limit goes alone.
+        assert_eq!(chunk_end(&buf, 0, 10).unwrap(), 26);
+        assert_eq!(chunk_end(&buf, 72, 50).unwrap(), 72 + 116);
+        assert!(chunk_end(&buf[..80], 72, 4).is_err());
     }
 }
