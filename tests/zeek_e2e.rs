@@ -9,6 +9,9 @@
 //! notice logs without their per-process fields (uids, fuids, node name). Every difference is
 //! printed before the assertion.
 //!
+//! `--ids zeek-cluster`: the cluster's logger alone logs what the N plain instances log, and
+//! known_hosts.log, fed by every worker, lists each host once.
+//!
 //! The flow key is the address pair (`--hash 2-tuple`): with the 5-tuple, linked flows part (FTP
 //! data from its control connection, so files.log loses its FTP_DATA files and conn.log the
 //! ftp-data service; the two UDP flows of a VXLAN or Geneve tunnel whose endpoints use different
@@ -18,6 +21,7 @@ mod common;
 mod ids_support;
 mod zeek_support;
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -42,13 +46,28 @@ enum Via {
 /// that each instance processed the packets shardcap sent its shard, and returns the logs of all
 /// shards.
 fn sharded(zeek: &ZeekInstall, inputs: &[PathBuf], n: usize, via: Via, dir: &Path) -> ZeekLogs {
-    let tag = format!("{via:?}-n{n}").to_lowercase();
+    let log_dir = run_ids(zeek, inputs, n, via, "zeek", dir);
+    ZeekLogs::read(&shard_dirs(&log_dir, n))
+}
+
+/// `shardcap run --ids IDS --hash 2-tuple -n N` over `inputs` with `zeek`, through `via`: checks
+/// that each instance processed the packets shardcap sent its shard, and returns the log
+/// directory.
+fn run_ids(
+    zeek: &ZeekInstall,
+    inputs: &[PathBuf],
+    n: usize,
+    via: Via,
+    ids: &str,
+    dir: &Path,
+) -> PathBuf {
+    let tag = format!("{ids}-{via:?}-n{n}").to_lowercase();
     let log_dir = dir.join(format!("logs-{tag}"));
     let stats_file = dir.join(format!("stats-{tag}.json"));
     let mut args: Vec<OsString> = [
         "run",
         "--ids",
-        "zeek",
+        ids,
         "--hash",
         "2-tuple",
         "-n",
@@ -82,12 +101,25 @@ fn sharded(zeek: &ZeekInstall, inputs: &[PathBuf], n: usize, via: Via, dir: &Pat
             "{tag}: shard {k}: shardcap sent {sent} packets, Zeek processed {seen:?}"
         );
     }
-    ZeekLogs::read(&dirs)
+    log_dir
 }
 
 /// One Zeek (`zeek`) over `inputs` merged by time (`shardcap run -n 1 -o file:`), as a user
 /// would run it on the whole capture.
 fn reference(zeek: &ZeekInstall, inputs: &[PathBuf], dir: &Path) -> ZeekLogs {
+    let merged = merge(inputs, dir);
+    let ref_dir = dir.join("reference");
+    zeek.once(&merged, &ref_dir);
+    let logs = ZeekLogs::read(&[ref_dir]);
+    assert!(
+        logs.count("conn") > 0,
+        "the reference logged no connection; the comparison would prove nothing"
+    );
+    logs
+}
+
+/// `inputs` merged by time into one capture in `dir` (`shardcap run -n 1 -o file:`).
+fn merge(inputs: &[PathBuf], dir: &Path) -> PathBuf {
     let merged = dir.join("merged.pcap");
     let mut args: Vec<OsString> = vec![
         "run".into(),
@@ -98,14 +130,7 @@ fn reference(zeek: &ZeekInstall, inputs: &[PathBuf], dir: &Path) -> ZeekLogs {
     ];
     args.extend(inputs.iter().map(OsString::from));
     expect_success(&shardcap(&args), "merging the inputs");
-    let ref_dir = dir.join("reference");
-    zeek.once(&merged, &ref_dir);
-    let logs = ZeekLogs::read(&[ref_dir]);
-    assert!(
-        logs.count("conn") > 0,
-        "the reference logged no connection; the comparison would prove nothing"
-    );
-    logs
+    merged
 }
 
 /// Asserts that every run in `runs` (shard count, feed) gives exactly `reference`.
@@ -285,4 +310,86 @@ fn zeek_lts_through_fifos_and_the_spool_equals_one_zeek() {
         "Zeek 8.0",
         &[(2, Via::Fifo), (2, Via::Spool)],
     );
+}
+
+/// The hosts in `dir`/known_hosts.log, each with the number of its records.
+fn known_hosts(dir: &Path) -> BTreeMap<String, usize> {
+    let path = dir.join("known_hosts.log");
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut hosts = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *hosts
+            .entry(v["host"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    hosts
+}
+
+/// `--ids zeek-cluster` at N=2 and N=4 over the corpus captures: the logger alone writes what the
+/// N plain instances write (every compared log, conn.log included), each worker processed its
+/// shard's packets, and known_hosts.log, fed by every worker through the proxy, lists each host
+/// once: the hosts one Zeek with the same tracking finds over the merged captures.
+#[test]
+fn zeek_cluster_logger_writes_what_the_plain_instances_write() {
+    let zeek = ZeekInstall::latest();
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = ethernet_captures();
+    let plain = sharded(&zeek, &inputs, 2, Via::Fifo, dir.path());
+    assert!(
+        plain.count("conn") > 0,
+        "the plain run logged no connection"
+    );
+
+    let merged = merge(&inputs, dir.path());
+    let one = dir.path().join("known-hosts-reference");
+    fs::create_dir_all(&one).unwrap();
+    let out = zeek
+        .command()
+        .args(["-C", "-r"])
+        .arg(&merged)
+        .args([
+            "LogAscii::use_json=T",
+            "policy/protocols/conn/known-hosts",
+            "Known::host_tracking=ALL_HOSTS",
+        ])
+        .current_dir(&one)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected: Vec<String> = known_hosts(&one).into_keys().collect();
+    assert!(
+        !expected.is_empty(),
+        "no known host; the comparison would prove nothing"
+    );
+
+    for n in [2, 4] {
+        let log_dir = run_ids(&zeek, &inputs, n, Via::Fifo, "zeek-cluster", dir.path());
+        let label = format!("zeek-cluster, N={n}");
+        let logger = log_dir.join("logger");
+        assert_eq!(
+            ZeekLogs::read(std::slice::from_ref(&logger)).diff(&plain, &label),
+            0,
+            "{label}"
+        );
+        for k in 0..n {
+            let shard = log_dir.join(format!("shard-{k}"));
+            assert!(
+                !shard.join("conn.log").exists(),
+                "{label}: a worker logged locally"
+            );
+        }
+        let hosts = known_hosts(&logger);
+        let repeated: Vec<_> = hosts.iter().filter(|(_, &c)| c > 1).collect();
+        assert!(
+            repeated.is_empty(),
+            "{label}: hosts logged more than once: {repeated:?}"
+        );
+        let found: Vec<String> = hosts.into_keys().collect();
+        assert_eq!(found, expected, "{label}: known hosts");
+    }
 }

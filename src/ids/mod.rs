@@ -9,6 +9,7 @@ pub mod guarded;
 pub mod supervise;
 pub mod suricata;
 pub mod zeek;
+pub mod zeek_cluster;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,9 @@ pub enum IdsKind {
     Suricata,
     /// Zeek with JSON logs and community-id (FIFO; spool through the pcapdir plugin).
     Zeek,
+    /// The Zeek instances as the workers of one Zeek cluster (manager, proxy and logger started
+    /// by shardcap): one set of logs, in LOGDIR/logger/ (FIFO only).
+    ZeekCluster,
 }
 
 /// How a shard's stream reaches its consumer.
@@ -129,7 +133,30 @@ pub fn plan(args: &RunArgs, spec: &OutputSpec) -> Result<Consumers> {
             log_dir.display()
         ))
     })?;
-    let build = preset(args, shards)?;
+    let cluster = match args.ids {
+        Some(IdsKind::ZeekCluster) => {
+            if matches!(spec, OutputSpec::Dir(_)) || args.ids_restart {
+                return Err(Error::usage(
+                    "--ids zeek-cluster reads FIFOs (no -o dir:) and restarts no worker \
+                     (no --ids-restart)",
+                ));
+            }
+            let version = zeek_version()?;
+            let z = zeek::Zeek {
+                version,
+                plugin_dir: None,
+                inherited_plugin_path: None,
+                cluster_script: None,
+            };
+            Some(zeek_cluster::ZeekCluster::plan(
+                &log_dir,
+                shards,
+                &z.log_args(),
+            )?)
+        }
+        _ => None,
+    };
+    let build = preset(args, shards, cluster.as_ref().map(|c| c.script()))?;
     let mut specs = Vec::with_capacity(shards);
     for k in 0..shards {
         let slot = ShardSlot {
@@ -138,6 +165,9 @@ pub fn plan(args: &RunArgs, spec: &OutputSpec) -> Result<Consumers> {
             log_dir: log_dir.join(format!("shard-{k}")),
         };
         prepare_log_dir(&slot.log_dir, args.ids == Some(IdsKind::Suricata))?;
+        if let Some(c) = &cluster {
+            c.prepare_worker(&slot.log_dir)?;
+        }
         match &slot.feed {
             Feed::Fifo(p) => make_fifo(p)?,
             // The reader may look for its directory before the spool output is opened.
@@ -146,14 +176,20 @@ pub fn plan(args: &RunArgs, spec: &OutputSpec) -> Result<Consumers> {
         }
         specs.push(build(&slot));
     }
-    Ok(Consumers::new(specs, args.ids_restart))
+    Ok(Consumers::new(specs, args.ids_restart).with_cluster(cluster))
+}
+
+/// The version of the `zeek` in PATH.
+fn zeek_version() -> Result<zeek::ZeekVersion> {
+    zeek::ZeekVersion::detect("zeek")
+        .map_err(|e| Error::usage(format!("--ids zeek: {e} (is Zeek installed?)")))
 }
 
 /// Builds a shard's consumer.
 type Preset = Box<dyn Fn(&ShardSlot) -> ConsumerSpec>;
 
-/// The consumer builder chosen by `--ids`/`--exec`.
-fn preset(args: &RunArgs, shards: usize) -> Result<Preset> {
+/// The consumer builder chosen by `--ids`/`--exec` (`cluster_script` with `--ids zeek-cluster`).
+fn preset(args: &RunArgs, shards: usize, cluster_script: Option<String>) -> Result<Preset> {
     if let Some(template) = args.exec.clone() {
         let here = std::env::current_dir()
             .map_err(|e| Error::usage(format!("--exec: the current directory: {e}")))?;
@@ -185,9 +221,8 @@ fn preset(args: &RunArgs, shards: usize) -> Result<Preset> {
             };
             Ok(Box::new(move |slot| suricata.command(slot, cores)))
         }
-        IdsKind::Zeek => {
-            let version = zeek::ZeekVersion::detect("zeek")
-                .map_err(|e| Error::usage(format!("--ids zeek: {e} (is Zeek installed?)")))?;
+        IdsKind::Zeek | IdsKind::ZeekCluster => {
+            let version = zeek_version()?;
             let plugin_dir = match &args.zeek_plugin {
                 Some(d) if d.is_dir() => Some(absolute(d)?),
                 Some(d) => {
@@ -202,6 +237,7 @@ fn preset(args: &RunArgs, shards: usize) -> Result<Preset> {
                 version,
                 plugin_dir,
                 inherited_plugin_path: std::env::var("ZEEK_PLUGIN_PATH").ok(),
+                cluster_script,
             };
             Ok(Box::new(move |slot| z.command(slot)))
         }

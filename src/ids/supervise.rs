@@ -18,6 +18,7 @@ use signal_hook::SigId;
 
 use super::consumer::{Consumer, ConsumerSpec, Ending, Exit, Readiness};
 use super::guarded::{GuardedOutput, Losses};
+use super::zeek_cluster::ZeekCluster;
 use crate::error::{Error, Result};
 use crate::sink::deferred::DeferredOutput;
 use crate::sink::fifo::FifoOutput;
@@ -68,6 +69,8 @@ pub struct Consumers {
     pub lost_packets: u64,
     /// A consumer's end was already reported as the run's error.
     reported: bool,
+    /// With `--ids zeek-cluster`: the manager, logger and proxy, started first and stopped last.
+    cluster: Option<ZeekCluster>,
 }
 
 /// How one shard's consumer ended the run, for the summary and the packet accounting.
@@ -102,7 +105,14 @@ impl Consumers {
             resume_due: false,
             lost_packets: 0,
             reported: false,
+            cluster: None,
         }
+    }
+
+    /// The same consumers as the workers of `cluster`.
+    pub fn with_cluster(mut self, cluster: Option<ZeekCluster>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// No consumers: every call is a no-op.
@@ -116,11 +126,15 @@ impl Consumers {
     }
 
     /// Watches for consumers ending (once): an end then also raises `attention`, so the
-    /// dispatcher looks at the consumers without delay. The consumers themselves start when their
-    /// shard's first packet comes (see [`Consumers::open_outputs`]).
+    /// dispatcher looks at the consumers without delay; starts a Zeek cluster's manager, logger
+    /// and proxy. The consumers themselves start when their shard's first packet comes (see
+    /// [`Consumers::open_outputs`]).
     pub fn start(&mut self, attention: &Arc<AtomicBool>) -> Result<()> {
         if self.slots.is_empty() || !self.sigchld.is_empty() {
             return Ok(());
+        }
+        if let Some(c) = self.cluster.as_mut() {
+            c.start()?;
         }
         for flag in [&self.exited, attention] {
             let id = signal_hook::flag::register(SIGCHLD, flag.clone())
@@ -327,6 +341,11 @@ impl Consumers {
                 _ => None,
             };
             outcomes.push(Outcome::Finished(seen));
+        }
+        if let Some(c) = self.cluster.as_mut() {
+            if let Err(e) = c.stop() {
+                first_err.get_or_insert(e);
+            }
         }
         self.unwatch();
         if !self.slots.is_empty() {

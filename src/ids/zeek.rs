@@ -103,9 +103,21 @@ pub struct Zeek {
     pub plugin_dir: Option<PathBuf>,
     /// ZEEK_PLUGIN_PATH as shardcap found it, kept after the plugin directory.
     pub inherited_plugin_path: Option<String>,
+    /// With `--ids zeek-cluster`: the cluster script (`zeek_cluster`) that makes each instance
+    /// the cluster worker `worker-K`.
+    pub cluster_script: Option<String>,
 }
 
 impl Zeek {
+    /// The scripts and settings for the logs: JSON, with community-id when Zeek has it.
+    pub fn log_args(&self) -> Vec<String> {
+        let mut args = vec!["LogAscii::use_json=T".to_string()];
+        if self.version.has_community_id() {
+            args.push("policy/protocols/conn/community-id-logging".into());
+        }
+        args
+    }
+
     /// The consumer for `slot`: a pure function of its inputs. Zeek runs in the shard's log
     /// directory (where it writes its logs), so every path given must be absolute.
     pub fn command(&self, slot: &ShardSlot) -> ConsumerSpec {
@@ -132,9 +144,13 @@ impl Zeek {
             }
         }
         argv.extend(["-e".into(), PACKETS_SCRIPT.into()]);
-        argv.push("LogAscii::use_json=T".into());
-        if self.version.has_community_id() {
-            argv.push("policy/protocols/conn/community-id-logging".into());
+        argv.extend(self.log_args());
+        if let Some(script) = &self.cluster_script {
+            argv.push(script.clone());
+            env.push((
+                "CLUSTER_NODE".to_string(),
+                super::zeek_cluster::worker_name(slot.shard),
+            ));
         }
         ConsumerSpec {
             shard: slot.shard,
@@ -163,6 +179,7 @@ mod tests {
             version: ZeekVersion::parse(version).unwrap(),
             plugin_dir: plugin.map(PathBuf::from),
             inherited_plugin_path: None,
+            cluster_script: None,
         }
     }
 
@@ -269,6 +286,24 @@ mod tests {
             );
         }
         assert_eq!(zeek("8.2", None).command(&fifo()).failure_marker, None);
+    }
+
+    #[test]
+    fn a_cluster_worker_loads_the_cluster_script_as_worker_k() {
+        let mut z = zeek("8.2", None);
+        z.cluster_script = Some("/logs/shardcap-cluster.zeek".into());
+        let spec = z.command(&fifo());
+        assert_eq!(
+            spec.display_command(),
+            format!(
+                "zeek -C -r pcap::/logs/shard-0.pipe -e {PACKETS_SCRIPT} LogAscii::use_json=T \
+             policy/protocols/conn/community-id-logging /logs/shardcap-cluster.zeek"
+            )
+        );
+        assert_eq!(
+            spec.env,
+            [("CLUSTER_NODE".to_string(), "worker-0".to_string())]
+        );
     }
 
     #[test]
