@@ -632,6 +632,7 @@ fn is_drained(dir: &Path) -> bool {
 mod tests {
     use super::*;
     use crate::ids::consumer::{Ending, PacketReport};
+    use crate::sink::output::testing::Recorder;
 
     fn spec(dir: &Path, shard: usize, script: &str, ending: Ending) -> ConsumerSpec {
         ConsumerSpec {
@@ -648,29 +649,11 @@ mod tests {
         }
     }
 
-    /// An output that takes everything.
-    struct Null;
-
-    impl Output for Null {
-        fn write_all(&mut self, _: &[u8]) -> io::Result<()> {
-            Ok(())
-        }
-        fn sync(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-        fn finish(self: Box<Self>) -> io::Result<()> {
-            Ok(())
-        }
-        fn describe(&self) -> String {
-            "null".into()
-        }
-    }
-
-    /// Starts `cs` and returns its outputs, each opened as [`Null`].
+    /// Starts `cs` and returns its outputs, each opened as a [`Recorder`].
     fn outputs(cs: &mut Consumers, shards: usize) -> Vec<Box<dyn Output>> {
         cs.start(&Arc::new(AtomicBool::new(false))).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        cs.open_outputs(shards, &stop, |_, _| Ok(Box::new(Null) as Box<dyn Output>))
+        cs.open_outputs(shards, &stop, |_, _| Ok(Recorder::boxed()))
     }
 
     #[test]
@@ -722,7 +705,7 @@ mod tests {
         );
         cs.start(&attention).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let mut outs = cs.open_outputs(2, &stop, |_, _| Ok(Box::new(Null) as Box<dyn Output>));
+        let mut outs = cs.open_outputs(2, &stop, |_, _| Ok(Recorder::boxed()));
         for out in &mut outs {
             out.write_all(b"a record").unwrap();
         }

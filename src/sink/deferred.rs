@@ -88,26 +88,8 @@ impl Output for DeferredOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::output::testing::Recorder;
     use std::sync::{Arc, Mutex};
-
-    /// Records what reaches it.
-    struct Recorder(Arc<Mutex<Vec<u8>>>);
-
-    impl Output for Recorder {
-        fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(())
-        }
-        fn sync(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-        fn finish(self: Box<Self>) -> io::Result<()> {
-            Ok(())
-        }
-        fn describe(&self) -> String {
-            "recorder".into()
-        }
-    }
 
     type Shared<T> = Arc<Mutex<T>>;
 

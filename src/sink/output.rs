@@ -142,3 +142,38 @@ impl Output for StdoutOutput {
         "stdout".into()
     }
 }
+
+/// Outputs for the unit tests of the sinks and of the consumers' supervision.
+#[cfg(test)]
+pub mod testing {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use super::Output;
+
+    /// Takes everything and keeps it in the shared buffer.
+    pub struct Recorder(pub Arc<Mutex<Vec<u8>>>);
+
+    impl Recorder {
+        /// A recorder whose buffer nobody looks at.
+        pub fn boxed() -> Box<dyn Output> {
+            Box::new(Recorder(Arc::default()))
+        }
+    }
+
+    impl Output for Recorder {
+        fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> io::Result<()> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "recorder".into()
+        }
+    }
+}
