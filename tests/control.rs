@@ -358,16 +358,7 @@ fn sigusr2_prints_pcapdj_stats_first_and_counts_match_the_outputs() {
             (k.to_string(), v.to_string())
         })
         .collect();
-    let pcapdj = [
-        "Start time",
-        "Uptime",
-        "Internal state",
-        "Number of suspensions",
-        "Number of files",
-        "Number of packets",
-        "Number of cap_lengths",
-        "Number of lengths",
-    ];
+    let pcapdj = common::PCAPDJ_STATS_KEYS;
     let blocks: Vec<&[(String, String)]> = pairs.chunk_by(|_, b| b.0 != "Start time").collect();
     assert_eq!(blocks.len(), 2, "one block per SIGUSR2: {lines:#?}");
     let mut counts = Vec::new();

@@ -217,18 +217,6 @@ fn stats_lines(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// pcapdj's display_stats(): these keys, in this order.
-const PCAPDJ_KEYS: [&str; 8] = [
-    "Start time",
-    "Uptime",
-    "Internal state",
-    "Number of suspensions",
-    "Number of files",
-    "Number of packets",
-    "Number of cap_lengths",
-    "Number of lengths",
-];
-
 /// Asks for stats and returns the lines printed since `from` once all eight are there.
 fn stats_since(run: &ChildGuard, stdout: &std::sync::Mutex<String>, from: usize) -> String {
     run.signal(Signal::SIGUSR2);
@@ -256,7 +244,11 @@ fn pcapdj_stats_format_line_by_line_and_suspension_while_waiting() {
     let text = stats_since(&run, &stdout, 0);
     let lines = stats_lines(&text);
     let keys: Vec<&str> = lines.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, PCAPDJ_KEYS, "exactly pcapdj's lines:\n{text}");
+    assert_eq!(
+        keys,
+        common::PCAPDJ_STATS_KEYS,
+        "exactly pcapdj's lines:\n{text}"
+    );
     let value = |k: &str| lines.iter().find(|(key, _)| key == k).unwrap().1.clone();
     let start = value("Start time");
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -273,7 +265,7 @@ fn pcapdj_stats_format_line_by_line_and_suspension_while_waiting() {
         "{uptime}"
     );
     assert_eq!(value("Internal state"), "Waiting for authorization");
-    for k in &PCAPDJ_KEYS[3..] {
+    for k in &common::PCAPDJ_STATS_KEYS[3..] {
         assert_eq!(value(k), "0", "{k} before any packet");
     }
     // SIGUSR1 while waiting for the authorization: suspended at once, and the authorization is

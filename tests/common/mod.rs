@@ -114,6 +114,18 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// pcapdj's display_stats(): its `[STATS]` keys, in its order.
+pub const PCAPDJ_STATS_KEYS: [&str; 8] = [
+    "Start time",
+    "Uptime",
+    "Internal state",
+    "Number of suspensions",
+    "Number of files",
+    "Number of packets",
+    "Number of cap_lengths",
+    "Number of lengths",
+];
+
 /// A `shardcap` command with its address space bounded.
 pub fn command<I, S>(args: I) -> Command
 where
