@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::flow::{HashMode, TunnelMode};
 use crate::ids::IdsKind;
 use crate::input::retention::Policy;
 use crate::merge::Order;
-use crate::ship;
+use shardcap_flow::{HashMode, TunnelMode};
+use shardcap_ship as ship;
 
 /// Merge packet captures by packet time, shard them by symmetric flow hash, and feed Zeek/Suricata.
 #[derive(Debug, Parser)]
@@ -38,6 +38,7 @@ pub enum Command {
     #[command(subcommand)]
     State(StateCommand),
     /// Write realistic multi-sensor traffic as size-rotated captures (samples, tests, benchmarks).
+    #[cfg(feature = "generate")]
     Generate(GenerateArgs),
     /// Ship Zeek and Suricata logs to Elasticsearch (or, without --es, write the bulk NDJSON).
     Ship(Box<ShipArgs>),
@@ -499,10 +500,10 @@ impl ShipArgs {
     }
 }
 
-impl From<&RunArgs> for Option<ship::RunShipping> {
+impl From<&RunArgs> for Option<crate::shipping::RunShipping> {
     fn from(a: &RunArgs) -> Self {
         let url = a.ship.as_deref()?;
-        Some(ship::RunShipping {
+        Some(crate::shipping::RunShipping {
             config: a.ship_options.config(ship::es(url), None, true),
             log_dir: a.log_dir.clone(),
         })
@@ -618,6 +619,7 @@ pub struct ShipOptions {
 }
 
 /// `shardcap generate`.
+#[cfg(feature = "generate")]
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Directory to write the captures to (created if missing).
@@ -649,9 +651,10 @@ pub struct GenerateArgs {
     pub duration: Duration,
 }
 
-impl From<GenerateArgs> for crate::generate::GenerateConfig {
+#[cfg(feature = "generate")]
+impl From<GenerateArgs> for shardcap_gen::GenerateConfig {
     fn from(a: GenerateArgs) -> Self {
-        crate::generate::GenerateConfig {
+        shardcap_gen::GenerateConfig {
             out: a.out,
             sensors: a.sensors,
             files_per_sensor: a.files_per_sensor,
@@ -747,6 +750,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `generate --size`: a [`parse_size`] of at least 4K (a file must hold a few packets).
+#[cfg(feature = "generate")]
 fn parse_capture_size(s: &str) -> Result<u64, String> {
     match parse_size(s)? {
         v if v < 4096 => Err(format!("size {s:?} is too small (at least 4K)")),
@@ -821,6 +825,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "generate")]
     #[test]
     fn capture_sizes_hold_packets() {
         assert_eq!(parse_capture_size("4K"), Ok(4096));
@@ -840,16 +845,19 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
         assert!(e.to_string().contains("--reorder-window"), "{e}");
-        let e = Cli::try_parse_from([
-            "shardcap",
-            "generate",
-            "--out",
-            "x",
-            "--size",
-            "99999999999T",
-        ])
-        .unwrap_err();
-        assert!(e.to_string().contains("--size"), "{e}");
+        #[cfg(feature = "generate")]
+        {
+            let e = Cli::try_parse_from([
+                "shardcap",
+                "generate",
+                "--out",
+                "x",
+                "--size",
+                "99999999999T",
+            ])
+            .unwrap_err();
+            assert!(e.to_string().contains("--size"), "{e}");
+        }
     }
 
     #[test]

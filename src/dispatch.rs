@@ -15,8 +15,6 @@ use crate::control::report;
 use crate::control::signals::Signals;
 use crate::control::stats::{RunStats, Snapshot, State};
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
-use crate::flow::link::LINKTYPE_ETHERNET;
-use crate::flow::{FlowConfig, FlowStats, Sharder};
 use crate::ids::supervise::Outcome;
 use crate::ids::{self, accounting, Consumers};
 use crate::input::catalog::{self, Entry, Rejected};
@@ -24,18 +22,21 @@ use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
 use crate::input::retention::{LogGate, Retention};
 use crate::input::watch::{WatchConfig, WatchIntake};
-use crate::input::{Anomalies, Packet};
 use crate::merge::{FileEnd, Merge, MergeHooks, MergeStats, OpenInput, Order};
 use crate::reorder::Reorder;
-use crate::ship::{self, stats::ShipSnapshot, ShipHandle};
-use crate::sink::format::StreamHeader;
+use crate::shipping;
 use crate::sink::output::Output;
-use crate::sink::reframe::{self, Reframe};
 use crate::sink::spool::SpoolConfig;
 use crate::sink::writer::{Brake, ShardCounters, ShardWriter};
 use crate::sink::OutputSpec;
 use crate::state::journal::Reason;
 use crate::state::StateKeeper;
+use shardcap_capture::format::StreamHeader;
+use shardcap_capture::{Anomalies, Packet};
+use shardcap_flow::link::LINKTYPE_ETHERNET;
+use shardcap_flow::reframe::{self, Reframe};
+use shardcap_flow::{FlowConfig, FlowStats, Sharder};
+use shardcap_ship::{stats::ShipSnapshot, ShipHandle};
 
 /// Packets between two looks at the clock (stats interval, progress, new arrivals).
 const TICK_PACKETS: u32 = 1 << 16;
@@ -63,9 +64,9 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
     // the shipper's watermark to build its intake.
     let (shipper, intake) = if args.watch.is_empty() {
         let intake = intake_for(&args, &signals, None)?;
-        (ship::start_for_run(&args)?, intake)
+        (shipping::start_for_run(&args)?, intake)
     } else {
-        let shipper = ship::start_for_run(&args)?;
+        let shipper = shipping::start_for_run(&args)?;
         let intake = intake_for(&args, &signals, shipper.as_ref())?;
         (shipper, intake)
     };
@@ -74,12 +75,12 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
         .transpose()?;
     if let Some(s) = state.as_ref().filter(|s| s.is_complete()) {
         let done = discover::expand(&args.inputs).and_then(|c| s.completed_run(&c));
-        return ship::finish_for_run(shipper, done);
+        return shipping::finish_for_run(shipper, done);
     }
     let mut dispatcher = Dispatcher::new(args, spec, intake, signals, state, consumers);
     dispatcher.ctx.ship = shipper.as_ref().map(ShipHandle::latest);
     let code = dispatcher.run();
-    ship::finish_for_run(shipper, code)
+    shipping::finish_for_run(shipper, code)
 }
 
 /// Where the run's files come from: the command line, watched spool directories, or a Redis queue.

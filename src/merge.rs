@@ -8,9 +8,9 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-use crate::input::capture::Capture;
 use crate::input::catalog::Entry;
-use crate::input::{Anomalies, Packet, ReadError};
+use shardcap_capture::capture::Capture;
+use shardcap_capture::{Anomalies, Packet, ReadError};
 
 /// How inputs are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

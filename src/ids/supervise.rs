@@ -22,10 +22,10 @@ use super::zeek_cluster::ZeekCluster;
 use crate::error::{Error, Result};
 use crate::sink::deferred::DeferredOutput;
 use crate::sink::fifo::FifoOutput;
-use crate::sink::format::StreamHeader;
 use crate::sink::output::Output;
 use crate::sink::writer::ShardWriter;
 use crate::sink::OutputSpec;
+use shardcap_capture::format::StreamHeader;
 
 /// How long consumers get to finish after their input ended, before SIGTERM.
 pub const FINISH_TIMEOUT: Duration = Duration::from_secs(300);

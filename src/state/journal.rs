@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::FileId;
 use crate::error::{Error, Result};
-use crate::sink::format::StreamHeader;
+use shardcap_capture::format::StreamHeader;
 
 /// Name of the journal inside the state directory.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -367,6 +367,6 @@ mod tests {
         )
         .unwrap();
         let e = Contents::load(dir.path()).unwrap_err();
-        assert!(e.message.contains("line 1"), "{e}");
+        assert!(e.to_string().contains("line 1"), "{e}");
     }
 }

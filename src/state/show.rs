@@ -137,7 +137,7 @@ pub fn run(args: StateShowArgs) -> Result<i32> {
 
 /// Seconds since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
 pub fn time(epoch: u64) -> String {
-    let t = crate::ship::timestamp::utc_civil(i64::try_from(epoch).unwrap_or(i64::MAX));
+    let t = shardcap_ship::timestamp::utc_civil(i64::try_from(epoch).unwrap_or(i64::MAX));
     format!("{} UTC", t.strftime("%Y-%m-%d %H:%M:%S"))
 }
 
