@@ -22,7 +22,8 @@ use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
 use crate::input::retention::{LogGate, Retention};
 use crate::input::watch::{WatchConfig, WatchIntake};
-use crate::merge::{FileEnd, Merge, MergeHooks, MergeStats, OpenInput, Order};
+use crate::input::FileEnd;
+use crate::merge::{Merge, MergeHooks, MergeStats, OpenInput, Order};
 use crate::reorder::Reorder;
 use crate::shipping;
 use crate::sink::output::Output;
@@ -46,7 +47,10 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// Runs the dispatcher; returns the exit code.
 pub fn run(mut args: RunArgs) -> Result<i32> {
     let shards = args.shards as usize;
-    let output = args.output.clone().or_else(|| ids::default_output(&args));
+    let output = args
+        .output
+        .clone()
+        .or_else(|| ids::IdsConfig::from(&args).default_output());
     let output = output.ok_or_else(|| {
         Error::usage(
             "no -o given: say where shards go (fifo:, file:, dir:, stdout) or start --ids/--exec",
@@ -58,7 +62,7 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
         args.log_dir = Some(ids::DEFAULT_LOG_DIR.into());
     }
     let signals = Signals::install()?;
-    let consumers = ids::plan(&args, &spec)?;
+    let consumers = ids::plan(&(&args).into(), &spec)?;
     spec.validate(shards)?;
     // The shipper may wait for its server: check the inputs first, unless continuous mode needs
     // the shipper's watermark to build its intake.
@@ -98,7 +102,7 @@ fn intake_for(
             ));
         }
         return Ok(Box::new(RedisIntake::connect(
-            &args.redis,
+            &(&args.redis).into(),
             args.redis_mode,
             args.order,
             args.redis_window,

@@ -7,7 +7,7 @@ use clap::{CommandFactory, Parser};
 
 use shardcap::cli::{Cli, Command, StateCommand};
 use shardcap::error::{Error, Result, EXIT_OK};
-use shardcap::{control, dispatch, scan, shipping, state};
+use shardcap::{ctl, dispatch, scan, shipping, state};
 
 fn main() {
     let cli = Cli::parse();
@@ -35,8 +35,8 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => dispatch::run(*args),
         Command::Scan(args) => scan::run(args),
-        Command::Ctl(args) => control::ctl::run(args),
-        Command::State(StateCommand::Show(args)) => state::show::run(args),
+        Command::Ctl(args) => ctl::run(args),
+        Command::State(StateCommand::Show(args)) => state::show::run(&args.state, args.json),
         #[cfg(feature = "generate")]
         Command::Generate(args) => shardcap_gen::run(args.into())
             .map(|()| EXIT_OK)

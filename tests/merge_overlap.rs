@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use shardcap::input::catalog::{self, Entry};
 use shardcap::input::discover;
-use shardcap::merge::{FileEnd, Merge, MergeHooks, Order};
+use shardcap::input::FileEnd;
+use shardcap::merge::{Merge, MergeHooks, Order};
 use shardcap_capture::capture::Capture;
 use shardcap_gen::{generate, GenerateConfig};
 

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::Signal;
+use nix::sys::time::TimeVal;
 use signal_hook::consts::SIGCHLD;
 use signal_hook::SigId;
 
@@ -351,8 +353,8 @@ impl Consumers {
         if !self.slots.is_empty() {
             log::info!(
                 "CPU time: shardcap {:.2}s, its consumers {:.2}s",
-                cpu_seconds(libc::RUSAGE_SELF),
-                cpu_seconds(libc::RUSAGE_CHILDREN)
+                cpu_seconds(UsageWho::RUSAGE_SELF),
+                cpu_seconds(UsageWho::RUSAGE_CHILDREN)
             );
         }
         first_err.map_or(Ok(outcomes), Err)
@@ -612,15 +614,12 @@ fn read_marker(path: &Path) -> Option<String> {
 }
 
 /// User and system CPU seconds of this process (`RUSAGE_SELF`) or of its ended children.
-fn cpu_seconds(who: libc::c_int) -> f64 {
-    // SAFETY: getrusage fills the zeroed struct it is given.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(who, &mut ru);
-        ru
+fn cpu_seconds(who: UsageWho) -> f64 {
+    let Ok(ru) = getrusage(who) else {
+        return 0.0;
     };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(ru.ru_utime) + secs(ru.ru_stime)
+    let secs = |t: TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    secs(ru.user_time()) + secs(ru.system_time())
 }
 
 /// True when a spool directory holds no segment (the reader took them all).

@@ -7,3 +7,16 @@ pub mod intake;
 pub mod retention;
 pub mod survey;
 pub mod watch;
+
+use shardcap_capture::ReadError;
+
+/// How a file ended.
+#[derive(Debug)]
+pub enum FileEnd {
+    /// Every packet was read.
+    Complete,
+    /// Damaged or unreadable: packets before the damage were emitted.
+    Damaged(ReadError),
+    /// Not opened: skipped by the gate, or not a capture any more.
+    Skipped(String),
+}

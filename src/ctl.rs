@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::redis::failed::FailedFile;
-use super::redis::gate;
-use super::redis::keys::Keys;
-use super::redis::link::{self, Link};
-use super::redis::queue::Queue;
-use super::signals::Signals;
-use crate::cli::{AuthorizeArgs, CtlAction, CtlArgs, RedisMode};
+use crate::cli::{AuthorizeArgs, CtlAction, CtlArgs};
+use crate::control::redis::failed::FailedFile;
+use crate::control::redis::gate;
+use crate::control::redis::keys::Keys;
+use crate::control::redis::link::{self, Link};
+use crate::control::redis::queue::Queue;
+use crate::control::redis::{RedisConfig, RedisMode};
+use crate::control::signals::Signals;
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
 use crate::input::catalog::{self, Rejected};
 use crate::input::discover;
@@ -26,15 +27,16 @@ const ANNOUNCE_WAIT_S: u64 = 1;
 
 /// Runs `shardcap ctl`; returns the exit code.
 pub fn run(args: CtlArgs) -> Result<i32> {
-    let keys = Keys::new(&args.redis);
+    let redis = RedisConfig::from(&args.redis);
+    let keys = Keys::new(&redis);
     match args.action {
-        CtlAction::Enqueue { paths } => enqueue(&mut Link::open_now(&args.redis)?, keys, &paths),
+        CtlAction::Enqueue { paths } => enqueue(&mut Link::open_now(&redis)?, keys, &paths),
         CtlAction::Authorize(a) => {
             let signals = Signals::install()?;
-            authorize(&mut Link::open_now(&args.redis)?, &keys, &a, &signals)
+            authorize(&mut Link::open_now(&redis)?, &keys, &a, &signals)
         }
         CtlAction::Status { json } => {
-            let mut link = Link::open_now(&args.redis)?;
+            let mut link = Link::open_now(&redis)?;
             let status = Status::read(&mut link, &keys)?;
             if json {
                 println!("{}", serde_json::to_string(&status).expect("serialisable"));
@@ -44,7 +46,7 @@ pub fn run(args: CtlArgs) -> Result<i32> {
             Ok(EXIT_OK)
         }
         CtlAction::RequeueFailed => {
-            let mut link = Link::open_now(&args.redis)?;
+            let mut link = Link::open_now(&redis)?;
             let queue = Queue::new(keys, RedisMode::Pcapdj);
             let n = once(&mut link, |c| queue.requeue_failed(c))?;
             println!(
