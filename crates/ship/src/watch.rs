@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::identity::FileId;
 use crate::logformat::is_candidate;
@@ -17,45 +17,42 @@ pub struct Found {
 }
 
 /// Walks `roots` (a missing root is skipped: the IDS may not have created it yet), leaving out the
-/// directory `exclude` (the shipper's own state). A file reached by two names is listed once.
+/// directory `exclude` (the shipper's own state), hidden entries and archives. Symlinks to files
+/// are followed, symlinks to directories are not (no loops). A file reached by two names is listed
+/// once.
 pub fn walk(roots: &[PathBuf], exclude: Option<FileId>) -> Vec<Found> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     for root in roots {
-        walk_dir(root, exclude, &mut seen, &mut out);
+        let entries = walkdir::WalkDir::new(root)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                e.depth() == 0
+                    || is_candidate(e.path())
+                        && !(e.file_type().is_dir()
+                            && e.metadata()
+                                .is_ok_and(|md| Some(FileId::of(&md)) == exclude))
+            });
+        for e in entries.flatten() {
+            if e.file_type().is_dir() {
+                continue;
+            }
+            // Follow a symlink to a file.
+            let Ok(md) = fs::metadata(e.path()) else {
+                continue;
+            };
+            let id = FileId::of(&md);
+            if md.is_file() && seen.insert(id) {
+                out.push(Found {
+                    path: e.into_path(),
+                    id,
+                    size: md.len(),
+                });
+            }
+        }
     }
     out
-}
-
-fn walk_dir(dir: &Path, exclude: Option<FileId>, seen: &mut HashSet<FileId>, out: &mut Vec<Found>) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let path = e.path();
-        if !is_candidate(&path) {
-            continue;
-        }
-        let Ok(ft) = e.file_type() else { continue };
-        // Follow a symlink to a file, never to a directory (no loops).
-        let Ok(md) = fs::metadata(&path) else {
-            continue;
-        };
-        let id = FileId::of(&md);
-        if ft.is_dir() {
-            if Some(id) != exclude && seen.insert(id) {
-                walk_dir(&path, exclude, seen, out);
-            }
-        } else if md.is_file() && seen.insert(id) {
-            out.push(Found {
-                path,
-                id,
-                size: md.len(),
-            });
-        }
-    }
 }
 
 #[cfg(test)]
