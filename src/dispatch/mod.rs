@@ -1095,3 +1095,6 @@ impl Ctx {
         report::write_json_atomic(path, snap)
     }
 }
+
+#[cfg(test)]
+mod tests;
