@@ -1,4 +1,7 @@
-//! Fixed-width integers read at an offset of a record, in the byte order of its file.
+//! Fixed-width integers read at an offset of a record, in the byte order of its file. The readers
+//! call these only inside a record whose length they have checked against the buffer, so an
+//! out-of-range read is a bug, and panics; packet bytes, which nothing has checked, are read with
+//! `shardcap_flow::wire`'s functions, which return `None` instead.
 
 /// The `u32` at `b[at..at + 4]`.
 #[inline(always)]
