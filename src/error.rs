@@ -1,9 +1,8 @@
 //! Errors that end a command, and the exit codes they map to. The library crates have errors of
 //! their own; they become this one at the binary's edge, keeping the error behind them as source.
 
-use std::path::PathBuf;
-
-use shardcap_capture::ReadError;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// Exit code: the run finished and every input was read.
 pub const EXIT_OK: i32 = 0;
@@ -27,12 +26,20 @@ pub enum Error {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    /// A capture that cannot be read, with the byte offset inside it.
-    #[error("{}: {source}", path.display())]
-    Capture {
+    /// A file that could not be read or written, and what was being done with it.
+    #[error("{}: {what}: {source}", path.display())]
+    File {
         path: PathBuf,
+        what: &'static str,
         #[source]
-        source: ReadError,
+        source: io::Error,
+    },
+    /// A shard's output failed.
+    #[error("shard {shard}: {source}")]
+    Shard {
+        shard: usize,
+        #[source]
+        source: io::Error,
     },
     /// The shipper's error: exit 2 for its configuration, else 1.
     #[error(transparent)]
@@ -57,6 +64,17 @@ impl Error {
         }
     }
 
+    /// Makes an I/O error on `path` (while doing `what`) an [`Error::File`].
+    pub fn file(path: &Path, what: &'static str) -> impl FnOnce(io::Error) -> Error {
+        let path = path.to_path_buf();
+        move |source| Error::File { path, what, source }
+    }
+
+    /// Makes an I/O error of shard `shard`'s output an [`Error::Shard`].
+    pub fn shard(shard: usize) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Shard { shard, source }
+    }
+
     /// True for a usage or configuration error.
     pub fn is_usage(&self) -> bool {
         match self {
@@ -64,7 +82,7 @@ impl Error {
             Error::Ship(e) => e.is_config(),
             #[cfg(feature = "generate")]
             Error::Generate(e) => matches!(e, shardcap_gen::Error::CreateDir { .. }),
-            Error::Runtime { .. } | Error::Capture { .. } => false,
+            Error::Runtime { .. } | Error::File { .. } | Error::Shard { .. } => false,
         }
     }
 
@@ -78,8 +96,8 @@ impl Error {
     }
 }
 
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
         Error::Runtime {
             message: e.to_string(),
             source: Some(Box::new(e)),
@@ -101,8 +119,18 @@ mod tests {
         assert_eq!(Error::runtime("x").exit_code(), EXIT_RUNTIME);
         let ship = Error::from(shardcap_ship::Error::usage("bad --es"));
         assert_eq!(ship.exit_code(), EXIT_USAGE);
-        let io = Error::from(std::io::Error::other("disk"));
+        let io = Error::from(io::Error::other("disk"));
         assert_eq!(io.exit_code(), EXIT_RUNTIME);
         assert!(io.source().is_some(), "the I/O error stays as source");
+        let file = Error::file(Path::new("/j/journal"), "cannot append")(io::Error::new(
+            io::ErrorKind::StorageFull,
+            "no space",
+        ));
+        assert_eq!(file.to_string(), "/j/journal: cannot append: no space");
+        let kind = file
+            .source()
+            .and_then(|e| e.downcast_ref::<io::Error>())
+            .map(io::Error::kind);
+        assert_eq!(kind, Some(io::ErrorKind::StorageFull), "the kind survives");
     }
 }

@@ -421,7 +421,7 @@ impl Dispatcher {
         for (k, ack) in acks.iter().enumerate() {
             loop {
                 match ack.recv_timeout(IDLE_WAIT / 5) {
-                    Ok(r) => break r.map_err(|e| Error::runtime(format!("shard {k}: {e}")))?,
+                    Ok(r) => break r.map_err(Error::shard(k))?,
                     Err(RecvTimeoutError::Timeout) => {
                         let (merge, sharder, writers) =
                             (&mut self.merge, &self.sharder, &mut self.writers);
@@ -626,7 +626,7 @@ impl Dispatcher {
         };
         for (k, (out, resumed)) in outs.into_iter().enumerate() {
             let w = ShardWriter::start_braked(out, header, !resumed, brake.clone())
-                .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
+                .map_err(Error::shard(k))?;
             self.writers.push(w);
         }
         Ok(())

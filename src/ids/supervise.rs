@@ -250,9 +250,7 @@ impl Consumers {
             }
             // Every buffer queued for the dead consumer is dropped, and so is what it left unread
             // in the pipe; then the restarted consumer reads a fresh stream.
-            writer
-                .flush()
-                .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
+            writer.flush().map_err(Error::shard(k))?;
             let fifo = spec.path(k).expect("a consumer fed through a FIFO");
             let unread = discard_unread(&fifo)?;
             restart(&mut lock(&self.slots[k]))?;
@@ -263,12 +261,11 @@ impl Consumers {
             });
             self.fail_on_death("before it opened its input")?;
             let (out, losses) = GuardedOutput::new(Box::new(opened?));
-            let mut fresh = ShardWriter::start(Box::new(out), header, true)
-                .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
+            let mut fresh =
+                ShardWriter::start(Box::new(out), header, true).map_err(Error::shard(k))?;
             fresh.counters = writer.counters;
             let old = std::mem::replace(writer, fresh);
-            old.finish()
-                .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
+            old.finish().map_err(Error::shard(k))?;
             let mut slot = lock(&self.slots[k]);
             let old_losses = slot.losses.replace(losses).expect("guarded output");
             let lost = old_losses.packets.load(Ordering::SeqCst);
@@ -489,7 +486,7 @@ fn discard_unread(path: &Path) -> Result<u64> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| Error::runtime(format!("{}: {e}", path.display())))?;
+        .map_err(Error::file(path, "cannot open"))?;
     let mut buf = vec![0u8; 1 << 16];
     let mut dropped = 0;
     loop {
@@ -497,7 +494,7 @@ fn discard_unread(path: &Path) -> Result<u64> {
             Ok(0) => return Ok(dropped),
             Ok(n) => dropped += n as u64,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(dropped),
-            Err(e) => return Err(Error::runtime(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(Error::file(path, "cannot read")(e)),
         }
     }
 }

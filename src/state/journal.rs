@@ -180,13 +180,13 @@ impl Contents {
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
-            Err(e) => return Err(Error::runtime(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(Error::file(&path, "cannot read")(e)),
         };
         let mut c = Contents::default();
         let mut pending = Vec::new();
         let mut lines = BufReader::new(file).lines().enumerate().peekable();
         while let Some((n, line)) = lines.next() {
-            let line = line.map_err(|e| Error::runtime(format!("{}: {e}", path.display())))?;
+            let line = line.map_err(|e| Error::file(&path, "cannot read")(e))?;
             let record = match serde_json::from_str::<Record>(&line) {
                 Ok(r) => r,
                 Err(_) if lines.peek().is_none() => {
@@ -241,7 +241,7 @@ impl Journal {
     pub fn rewrite(dir: &Path, contents: &Contents, run: RunRecord) -> Result<Self> {
         let path = dir.join(JOURNAL_FILE);
         let tmp = dir.join(format!("{JOURNAL_FILE}.tmp"));
-        let fail = |e: io::Error| Error::runtime(format!("{}: cannot write: {e}", path.display()));
+        let fail = |e| Error::file(&path, "cannot write")(e);
         let mut records = contents.compacted();
         match records.first_mut() {
             Some(Record::Run(r)) => *r = run,
@@ -261,7 +261,7 @@ impl Journal {
         self.file
             .write_all(&encode(records))
             .and_then(|_| self.file.sync_data())
-            .map_err(|e| Error::runtime(format!("{}: cannot append: {e}", self.path.display())))
+            .map_err(Error::file(&self.path, "cannot append"))
     }
 }
 
