@@ -265,7 +265,11 @@ fn authorize_announces_in_next_and_waits_for_auth() {
         .exec(&mut redis.con())
         .unwrap();
     assert_eq!(intake.authorize(&b, &signals).unwrap(), Gate::Open);
-    assert_eq!(redis.get(AUTH), None, "the string authorization is consumed");
+    assert_eq!(
+        redis.get(AUTH),
+        None,
+        "the string authorization is consumed"
+    );
     assert_eq!(members(&redis, ACTIVE), files[..2]);
 }
 
@@ -306,7 +310,10 @@ fn failures_are_recorded_with_reason_and_offset(mode: RedisMode) {
         (got[0].file.as_str(), got[0].offset),
         (files[0].as_str(), 1234)
     );
-    assert!(got[0].reason.contains("exceeds the snapshot length"), "{got:?}");
+    assert!(
+        got[0].reason.contains("exceeds the snapshot length"),
+        "{got:?}"
+    );
     assert_eq!(
         (got[1].file.as_str(), got[1].offset, got[1].reason.as_str()),
         (files[1].as_str(), 24, "truncated header")
@@ -348,7 +355,9 @@ fn reliable_mode_takes_a_file_in_flight_at_a_crash_first() {
     let mut again = connect(&redis, RedisMode::Reliable, Order::Given, Duration::ZERO);
     assert_eq!(arrivals(&mut again), files[..1], "the file in flight first");
     open(&mut again, &redis, &files[0]);
-    again.finished(&entry(&files[0]), &FileEnd::Complete).unwrap();
+    again
+        .finished(&entry(&files[0]), &FileEnd::Complete)
+        .unwrap();
     assert_eq!(redis.list(DONE), files[..1], "recorded once");
     assert!(redis.list(PROCESSING).is_empty());
     assert_eq!(arrivals(&mut again), files[1..2], "then the queue");
@@ -389,7 +398,11 @@ fn a_stop_gives_back_the_files_not_finished(mode: RedisMode) {
     assert_eq!(redis.list(completed_list(mode)), files[..1]);
     match mode {
         RedisMode::Pcapdj => {
-            assert_eq!(redis.list(IN_QUEUE), files[1..], "back in the queue, in order");
+            assert_eq!(
+                redis.list(IN_QUEUE),
+                files[1..],
+                "back in the queue, in order"
+            );
         }
         RedisMode::Reliable => {
             assert!(redis.list(IN_QUEUE).is_empty());

@@ -359,6 +359,58 @@ mod tests {
     }
 
     #[test]
+    fn damage_inside_the_journal_is_an_error_even_with_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::rewrite(dir.path(), &Contents::default(), run()).unwrap();
+        j.append(&[file("a"), checkpoint(1)]).unwrap();
+        let mut raw = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL_FILE))
+            .unwrap();
+        // Whole JSON, but not a record: damage, not a write cut short.
+        raw.write_all(b"{\"type\":\"file\",\"path\":7}\n").unwrap();
+        j.append(&[file("b"), checkpoint(2)]).unwrap();
+        raw.write_all(b"{\"type\":\"do").unwrap();
+        let e = Contents::load(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("line 4"), "{e}");
+        assert!(e.to_string().contains("damaged"), "{e}");
+    }
+
+    #[test]
+    fn a_torn_tail_keeps_every_committed_record_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::rewrite(dir.path(), &Contents::default(), run()).unwrap();
+        j.append(&[file("a"), checkpoint(1), file("b"), checkpoint(2)])
+            .unwrap();
+        let full = fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+        // The run died while writing its next records: cut anywhere in them.
+        j.append(&[file("c"), checkpoint(3)]).unwrap();
+        let longer = fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+        let c_end = full.len()
+            + longer[full.len()..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap()
+            + 1;
+        for cut in full.len() + 1..longer.len() {
+            fs::write(dir.path().join(JOURNAL_FILE), &longer[..cut]).unwrap();
+            let c = Contents::load(dir.path()).unwrap();
+            let paths: Vec<&str> = c.files.iter().map(|f| f.id.path.as_str()).collect();
+            let seq = c.checkpoint.as_ref().map(|k| k.seq);
+            if cut == longer.len() - 1 {
+                // Only the newline is missing: the record is whole.
+                assert_eq!((seq, paths), (Some(3), vec!["a", "b", "c"]));
+                continue;
+            }
+            assert_eq!((seq, paths), (Some(2), vec!["a", "b"]), "cut at {cut}");
+            // The file record is read whole (uncommitted) once only its newline may be missing.
+            let whole = cut >= c_end - 1;
+            assert_eq!(c.torn, !whole || cut > c_end, "cut at {cut}");
+            assert_eq!(c.uncommitted, usize::from(whole), "cut at {cut}");
+        }
+    }
+
+    #[test]
     fn damage_before_the_last_line_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(
