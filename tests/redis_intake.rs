@@ -32,6 +32,17 @@ const FAILED: &str = "PCAPDJ_FAILED";
 
 /// An intake on `redis` with pcapdj's key names.
 fn connect(redis: &RedisServer, mode: RedisMode, order: Order, window: Duration) -> RedisIntake {
+    connect_with(redis, mode, order, window, &Signals::detached())
+}
+
+/// An intake steered by `signals`.
+fn connect_with(
+    redis: &RedisServer,
+    mode: RedisMode,
+    order: Order,
+    window: Duration,
+    signals: &Signals,
+) -> RedisIntake {
     let config = RedisConfig {
         url: redis.url(),
         ca: None,
@@ -39,8 +50,7 @@ fn connect(redis: &RedisServer, mode: RedisMode, order: Order, window: Duration)
         queue: None,
         instance: None,
     };
-    RedisIntake::connect(&config, mode, order, window, false, &Signals::detached())
-        .expect("the intake connects")
+    RedisIntake::connect(&config, mode, order, window, false, signals).expect("the intake connects")
 }
 
 /// The corpus files of `SMALL`, by the names they are queued under.
@@ -138,7 +148,7 @@ fn given_order_takes_one_file_at_a_time(mode: RedisMode) {
     let mut intake = connect(&redis, mode, Order::Given, Duration::ZERO);
     assert_eq!(redis.get(STATE).as_deref(), Some("RUNNING"));
     for (i, f) in files[..3].iter().enumerate() {
-        assert_eq!(arrivals(&mut intake), [f.clone()], "file {i} comes alone");
+        assert_eq!(arrivals(&mut intake), files[i..=i], "file {i} comes alone");
         assert!(
             matches!(poll_now(&mut intake), Arrivals::Nothing),
             "nothing more before file {i} is finished"
@@ -423,4 +433,56 @@ fn a_stop_gives_back_the_files_not_finished_pcapdj() {
 #[test]
 fn a_stop_gives_back_the_files_not_finished_reliable() {
     a_stop_gives_back_the_files_not_finished(RedisMode::Reliable);
+}
+
+fn a_file_skipped_before_its_authorization(mode: RedisMode) {
+    let redis = RedisServer::start();
+    let files = small();
+    redis.rpush(IN_QUEUE, &files[..3]);
+    let signals = Signals::detached();
+    let mut intake = connect_with(&redis, mode, Order::Given, Duration::ZERO, &signals);
+    // Skipped while the run goes on: a failure.
+    assert_eq!(arrivals(&mut intake), files[..1]);
+    intake
+        .finished(&entry(&files[0]), &FileEnd::Skipped("link type 113".into()))
+        .unwrap();
+    let got = failed(&redis);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].file.as_str(), got[0].reason.as_str()),
+        (files[0].as_str(), "link type 113")
+    );
+    // Skipped by a stop while waiting for its authorization: given back, not failed.
+    assert_eq!(arrivals(&mut intake), files[1..2]);
+    assert_eq!(
+        intake.authorize(&entry(&files[1]), &signals).unwrap(),
+        Gate::NotYet
+    );
+    signals
+        .stop
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    intake
+        .finished(&entry(&files[1]), &FileEnd::Skipped("stopped".into()))
+        .unwrap();
+    assert_eq!(failed(&redis).len(), 1, "not recorded as failed");
+    assert!(redis.list(NEXT).is_empty(), "announcement withdrawn");
+    intake.close(true).unwrap();
+    assert_eq!(redis.get(STATE).as_deref(), Some("STOPPED"));
+    match mode {
+        RedisMode::Pcapdj => assert_eq!(redis.list(IN_QUEUE), files[1..3]),
+        RedisMode::Reliable => {
+            assert_eq!(redis.list(PROCESSING), files[1..2]);
+            assert_eq!(redis.list(IN_QUEUE), files[2..3]);
+        }
+    }
+}
+
+#[test]
+fn a_file_skipped_before_its_authorization_pcapdj() {
+    a_file_skipped_before_its_authorization(RedisMode::Pcapdj);
+}
+
+#[test]
+fn a_file_skipped_before_its_authorization_reliable() {
+    a_file_skipped_before_its_authorization(RedisMode::Reliable);
 }
