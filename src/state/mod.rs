@@ -232,11 +232,12 @@ impl StateKeeper {
     }
 
     /// Drops the entries an earlier run finished, notes where files in flight resume, and reports
-    /// files that changed since they were journaled. Returns the entries to stream and how many
-    /// dropped entries had been damaged (the run still ends with exit 3 for them).
-    pub fn admit(&mut self, entries: Vec<Entry>) -> (Vec<Entry>, u64) {
+    /// files that changed since they were journaled. Returns the entries to stream, and the
+    /// dropped ones with how their content ended when it was streamed: their intake must still
+    /// hear of them (a Redis queue records them and moves on, a spool's retention counts them).
+    pub fn admit(&mut self, entries: Vec<Entry>) -> (Vec<Entry>, Vec<(Entry, FileEnd)>) {
         let mut kept = Vec::with_capacity(entries.len());
-        let (mut skipped, mut damaged) = (0u64, 0u64);
+        let mut dropped = Vec::new();
         for e in entries {
             let id = match FileId::of(&e.path, e.size) {
                 Ok(id) => id,
@@ -250,13 +251,13 @@ impl StateKeeper {
                 }
             };
             if let Some(f) = self.streamed_before(&id) {
-                skipped += 1;
-                damaged += u64::from(f.outcome == Outcome::Damaged);
                 log::debug!(
                     "{}: already streamed (as {}); skipped",
                     e.path.display(),
                     f.id.path
                 );
+                let end = f.end();
+                dropped.push((e, end));
                 continue;
             }
             let in_flight =
@@ -287,13 +288,14 @@ impl StateKeeper {
             self.ids.insert(e.seq, id);
             kept.push(e);
         }
-        if skipped > 0 {
+        if !dropped.is_empty() {
             log::info!(
-                "{skipped} files were streamed by an earlier run (--state {}); skipped",
+                "{} files were streamed by an earlier run (--state {}); skipped",
+                dropped.len(),
                 self.dir.display()
             );
         }
-        (kept, damaged)
+        (kept, dropped)
     }
 
     /// The stream header of an earlier run (resumed outputs keep it).
@@ -377,16 +379,17 @@ impl StateKeeper {
             },
         };
         let before = self.resumes.remove(&entry.seq).map_or(0, |r| r.packets);
-        let (outcome, detail) = match &end {
-            FileEnd::Complete => (Outcome::Complete, None),
-            FileEnd::Damaged(e) => (Outcome::Damaged, Some(e.to_string())),
-            FileEnd::Skipped(why) => (Outcome::Skipped, Some(why.clone())),
+        let (outcome, detail, offset) = match &end {
+            FileEnd::Complete => (Outcome::Complete, None, None),
+            FileEnd::Damaged(e) => (Outcome::Damaged, Some(e.to_string()), Some(e.offset)),
+            FileEnd::Skipped(why) => (Outcome::Skipped, Some(why.clone()), None),
         };
         let record = FileRecord {
             id,
             packets: before + packets,
             outcome,
             detail,
+            offset,
             time: now(),
         };
         self.pending.push(record);
@@ -591,6 +594,7 @@ mod tests {
             packets: 1,
             outcome,
             detail: None,
+            offset: None,
             time: 0,
         })
     }
@@ -662,10 +666,12 @@ mod tests {
         assert_eq!((kept.uncommitted, kept.torn), (0, false));
         assert_eq!(kept.run.unwrap().restarts, 1);
         assert_eq!(keeper.header().map(|h| h.linktype), Some(101));
-        let (entries, damaged) = keeper.admit(vec![a, b, c.clone()]);
+        let (entries, dropped) = keeper.admit(vec![a, b, c.clone()]);
         let left: Vec<u64> = entries.iter().map(|e| e.seq).collect();
         assert_eq!(left, [c.seq], "only the uncommitted file is streamed again");
-        assert_eq!(damaged, 1);
+        assert_eq!(dropped.len(), 2);
+        assert!(matches!(dropped[0].1, FileEnd::Complete));
+        assert!(matches!(dropped[1].1, FileEnd::Damaged(_)));
     }
 
     #[test]
@@ -754,14 +760,19 @@ mod tests {
         // Same name and size, other bytes: another file.
         let changed = capture(&a.path, 2, 3);
         let mut keeper = StateKeeper::open(d, config(HashMode::Two), &spec()).unwrap();
-        let (kept, damaged) = keeper.admit(vec![copy, changed, s]);
+        let (kept, dropped) = keeper.admit(vec![copy, changed, s]);
         let seqs: Vec<u64> = kept.iter().map(|e| e.seq).collect();
         assert_eq!(
             seqs,
             [3, 1],
             "the copy is finished; the changed file and the skipped one are not"
         );
-        assert_eq!(damaged, 0);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].0.seq, 2);
+        assert!(
+            matches!(dropped[0].1, FileEnd::Complete),
+            "its intake hears it is done"
+        );
     }
 
     #[test]
