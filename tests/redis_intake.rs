@@ -465,9 +465,9 @@ fn a_file_skipped_before_its_authorization(mode: RedisMode) {
         .finished(&entry(&files[1]), &FileEnd::Skipped("stopped".into()))
         .unwrap();
     assert_eq!(failed(&redis).len(), 1, "not recorded as failed");
-    assert!(redis.list(NEXT).is_empty(), "announcement withdrawn");
     intake.close(true).unwrap();
     assert_eq!(redis.get(STATE).as_deref(), Some("STOPPED"));
+    assert!(redis.list(NEXT).is_empty(), "announcement withdrawn");
     match mode {
         RedisMode::Pcapdj => assert_eq!(redis.list(IN_QUEUE), files[1..3]),
         RedisMode::Reliable => {
@@ -485,4 +485,45 @@ fn a_file_skipped_before_its_authorization_pcapdj() {
 #[test]
 fn a_file_skipped_before_its_authorization_reliable() {
     a_file_skipped_before_its_authorization(RedisMode::Reliable);
+}
+
+fn a_stop_while_the_first_file_waits_gives_every_file_back_in_order(mode: RedisMode) {
+    let redis = RedisServer::start();
+    let files = small();
+    redis.rpush(IN_QUEUE, &files[..3]);
+    let signals = Signals::detached();
+    let mut intake = connect_with(&redis, mode, Order::Time, Duration::ZERO, &signals);
+    assert_eq!(arrivals(&mut intake), files[..3]);
+    // The merge opens the first taken file first and waits for its authorization; the stop
+    // skips it, then the run closes with the two others not started.
+    assert_eq!(
+        intake.authorize(&entry(&files[0]), &signals).unwrap(),
+        Gate::NotYet
+    );
+    signals
+        .stop
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    intake
+        .finished(
+            &entry(&files[0]),
+            &FileEnd::Skipped("not authorized".into()),
+        )
+        .unwrap();
+    intake.close(true).unwrap();
+    assert!(redis.list(NEXT).is_empty());
+    let back = match mode {
+        RedisMode::Pcapdj => redis.list(IN_QUEUE),
+        RedisMode::Reliable => redis.list(PROCESSING),
+    };
+    assert_eq!(back, files[..3], "in the order they were queued");
+}
+
+#[test]
+fn a_stop_while_the_first_file_waits_gives_every_file_back_in_order_pcapdj() {
+    a_stop_while_the_first_file_waits_gives_every_file_back_in_order(RedisMode::Pcapdj);
+}
+
+#[test]
+fn a_stop_while_the_first_file_waits_gives_every_file_back_in_order_reliable() {
+    a_stop_while_the_first_file_waits_gives_every_file_back_in_order(RedisMode::Reliable);
 }
