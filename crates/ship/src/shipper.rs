@@ -1119,7 +1119,7 @@ mod tests {
     #[derive(Default)]
     struct Bulk {
         hold: Option<u64>,
-        /// (offset, `_id`, run id) of every item answered 201, in answer order.
+        /// (offset, `_id`, run id) of every item answered 201.
         indexed: Mutex<Vec<(u64, String, String)>>,
         /// The held request arrived / was released.
         held: Mutex<(bool, bool)>,
@@ -1150,8 +1150,11 @@ mod tests {
             self.changed.notify_all();
         }
 
+        /// The offsets of the records indexed, sorted (requests in flight complete in any order).
         fn offsets(&self) -> Vec<u64> {
-            self.indexed.lock().unwrap().iter().map(|i| i.0).collect()
+            let mut o: Vec<u64> = self.indexed.lock().unwrap().iter().map(|i| i.0).collect();
+            o.sort_unstable();
+            o
         }
 
         /// The `_id` given to the record at `offset`.
@@ -1311,9 +1314,7 @@ mod tests {
         let bulk = Arc::new(Bulk::holding(at[1]));
         let (stop, end) = start(logs.path(), state.path(), true, "first", &bulk);
         bulk.wait("batches 0 and 2 indexed, batch 1 held", |b, (held, _)| {
-            let mut o = b.offsets();
-            o.sort();
-            o == [at[0], at[2]] && held
+            b.offsets() == [at[0], at[2]] && held
         });
         stop.store(true, Ordering::SeqCst);
         bulk.release();
