@@ -6,11 +6,14 @@ pub mod backoff;
 pub mod batch;
 pub mod checkpoint;
 pub mod client;
+pub mod config;
 pub mod deadletter;
 pub mod document;
 pub mod ecs;
 pub mod error;
+pub mod handle;
 pub mod identity;
+pub mod in_order;
 pub mod json_line;
 pub mod json_text;
 pub mod logformat;
@@ -27,8 +30,10 @@ pub mod watch;
 pub mod watermark;
 pub mod zeek_tsv;
 
+pub use config::{Control, ShipConfig, Target};
 pub use error::{Error, Result};
-pub use shipper::{Control, ShipConfig, ShipHandle, ShipSummary, Shipper, Target};
+pub use handle::ShipHandle;
+pub use shipper::{ShipSummary, Shipper};
 
 /// Where `shardcap run --ship` keeps its checkpoints, inside the log directory.
 pub const RUN_STATE_DIR: &str = ".ship";

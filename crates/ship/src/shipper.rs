@@ -6,20 +6,21 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::backoff::{Backoff, RetryPolicy};
-use crate::batch::{Batch, BatchLimits, Frontier};
+use crate::batch::{Batch, BatchLimits};
 use crate::checkpoint::{CheckpointStore, FileState};
-use crate::client::{EsClient, EsTarget, Failure};
+use crate::client::{EsClient, Failure};
+use crate::config::{Control, ShipConfig, Target};
 use crate::deadletter::{DeadLetter, Entry, Reason};
 use crate::document::{Encoded, Encoder};
 use crate::error::{Error, Result};
+use crate::handle::ShipHandle;
 use crate::identity::{file_key, FileId, Fingerprint};
-use crate::naming::Naming;
+use crate::in_order::{newly_acknowledged, InOrder};
 use crate::ndjson_out::NdjsonOut;
 use crate::sender::{Delivered, Interrupted, Outcome, Senders, Transport};
 use crate::stats::{Clock, ShipCounters, ShipSnapshot};
@@ -39,58 +40,6 @@ const POLL: Duration = Duration::from_millis(100);
 /// Most log files held open at once; beyond it, caught-up files are closed and the others wait.
 const MAX_OPEN: usize = 256;
 
-/// Where documents go.
-#[derive(Debug, Clone)]
-pub enum Target {
-    Elasticsearch(EsTarget),
-    /// The NDJSON bulk bodies to a file, or stdout.
-    Ndjson(Option<PathBuf>),
-}
-
-/// Everything a shipper is told.
-#[derive(Debug, Clone)]
-pub struct ShipConfig {
-    pub target: Target,
-    /// Checkpoints and dead letters (`--es` only; default `LOGDIR/.ship` of the first LOGDIR).
-    pub state: Option<PathBuf>,
-    /// Keep following until stopped (or told to finish).
-    pub follow: bool,
-    pub limits: BatchLimits,
-    pub max_in_flight: usize,
-    pub naming: Naming,
-    pub ecs: bool,
-    /// Install the index templates at start.
-    pub templates: bool,
-    pub run_id: Option<String>,
-    pub sensor: String,
-    pub retry: RetryPolicy,
-    pub scan_interval: Duration,
-    /// Close a caught-up file's descriptor after this long without growth.
-    pub close_inactive: Duration,
-    pub stats_file: Option<PathBuf>,
-    pub stats_interval: Duration,
-}
-
-/// How the loop is steered from outside (by signals, or by the run that started it).
-#[derive(Clone, Default)]
-pub struct Control {
-    /// Stop as soon as possible, saving checkpoints.
-    pub stop: Arc<AtomicBool>,
-    /// Write the stats now; cleared once written.
-    pub stats: Arc<AtomicBool>,
-    /// Suspend/resume toggles: suspended while odd.
-    pub toggles: Arc<AtomicUsize>,
-    /// Ship what is there, then end (even when following).
-    pub finish: Arc<AtomicBool>,
-}
-
-impl Control {
-    /// True while suspended (an odd number of toggles).
-    pub fn suspended(&self) -> bool {
-        self.toggles.load(Ordering::SeqCst) % 2 == 1
-    }
-}
-
 /// What a shipper did.
 #[derive(Debug, Clone, Copy)]
 pub struct ShipSummary {
@@ -105,50 +54,6 @@ enum Step {
     Nothing,
     Progress,
     NotALog,
-}
-
-/// Items numbered 0, 1, 2… handed out in that order, whatever order they arrive in: batches come
-/// back from the senders in any order, but a file's checkpoint may only pass a batch once every
-/// earlier batch is acknowledged.
-#[derive(Debug)]
-pub struct InOrder<T> {
-    next: u64,
-    waiting: BTreeMap<u64, T>,
-}
-
-impl<T> Default for InOrder<T> {
-    fn default() -> Self {
-        InOrder {
-            next: 0,
-            waiting: BTreeMap::new(),
-        }
-    }
-}
-
-impl<T> InOrder<T> {
-    /// Item `seq` arrived.
-    pub fn arrive(&mut self, seq: u64, item: T) {
-        self.waiting.insert(seq, item);
-    }
-
-    /// The next item in order, once it has arrived (then the one after it is next).
-    pub fn pop(&mut self) -> Option<T> {
-        let item = self.waiting.remove(&self.next)?;
-        self.next += 1;
-        Some(item)
-    }
-
-    /// Items that arrived but wait for an earlier one.
-    pub fn waiting(&self) -> usize {
-        self.waiting.len()
-    }
-}
-
-/// The bytes a batch's frontier acknowledges in a file acknowledged up to `acked` in its
-/// generation `generation`: none when the frontier belongs to an earlier generation (the file was
-/// truncated since) or does not pass `acked`.
-fn newly_acknowledged(acked: u64, generation: u32, f: &Frontier) -> Option<u64> {
-    (f.generation == generation && f.offset > acked).then(|| f.offset - acked)
 }
 
 /// A running shipper.
@@ -1001,58 +906,6 @@ fn dlq_error(dlq: &DeadLetter, e: io::Error) -> Error {
     ))
 }
 
-/// A shipper on its own thread (see `Shipper::spawn`).
-pub struct ShipHandle {
-    finish: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    latest: Arc<Mutex<ShipSnapshot>>,
-    watermark: Arc<AtomicU64>,
-    thread: Option<JoinHandle<Result<ShipSummary>>>,
-}
-
-impl ShipHandle {
-    /// The shipper's latest figures, refreshed on each turn of its loop.
-    pub fn latest(&self) -> Arc<Mutex<ShipSnapshot>> {
-        self.latest.clone()
-    }
-
-    /// The acknowledged-log watermark: every shard's logs are indexed up to this record time (ns
-    /// since the epoch; 0 until each shard has an acknowledged record).
-    pub fn watermark(&self) -> Arc<AtomicU64> {
-        self.watermark.clone()
-    }
-
-    /// Ships everything written so far (after a last walk of the directories), then ends.
-    pub fn finish(mut self) -> Result<ShipSummary> {
-        self.finish.store(true, Ordering::SeqCst);
-        self.join()
-    }
-
-    /// Ends without shipping the rest; what was acknowledged stays checkpointed.
-    pub fn stop(mut self) -> Result<ShipSummary> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.join()
-    }
-
-    fn join(&mut self) -> Result<ShipSummary> {
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .map_err(|_| Error::runtime("the shipper thread panicked"))?,
-            None => Err(Error::runtime("the shipper was already ended")),
-        }
-    }
-}
-
-impl Drop for ShipHandle {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.stop.store(true, Ordering::SeqCst);
-            let _ = self.join();
-        }
-    }
-}
-
 /// Replaces the stats file with `snap`.
 fn write_snapshot(path: &Path, snap: &ShipSnapshot) -> Result<()> {
     let json = serde_json::to_vec_pretty(snap).map_err(io::Error::other)?;
@@ -1066,48 +919,6 @@ fn write_snapshot(path: &Path, snap: &ShipSnapshot) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batches_are_acknowledged_in_order_whatever_order_they_arrive_in() {
-        let mut q = InOrder::default();
-        assert_eq!(q.pop(), None);
-        q.arrive(2, "c");
-        q.arrive(1, "b");
-        assert_eq!(q.pop(), None, "batch 0 is still out");
-        assert_eq!(q.waiting(), 2);
-        q.arrive(0, "a");
-        assert_eq!(q.pop(), Some("a"));
-        assert_eq!(q.pop(), Some("b"));
-        assert_eq!(q.pop(), Some("c"));
-        assert_eq!(q.pop(), None);
-        q.arrive(4, "e");
-        assert_eq!(q.pop(), None, "a gap holds everything after it");
-        q.arrive(3, "d");
-        assert_eq!((q.pop(), q.pop(), q.waiting()), (Some("d"), Some("e"), 0));
-    }
-
-    #[test]
-    fn a_stale_or_older_frontier_acknowledges_nothing() {
-        let f = |generation, offset| Frontier {
-            slot: 0,
-            generation,
-            offset,
-            newest_ns: 0,
-        };
-        assert_eq!(newly_acknowledged(100, 0, &f(0, 250)), Some(150));
-        assert_eq!(newly_acknowledged(100, 0, &f(0, 100)), None, "nothing new");
-        assert_eq!(
-            newly_acknowledged(100, 0, &f(0, 50)),
-            None,
-            "never backwards"
-        );
-        assert_eq!(
-            newly_acknowledged(0, 1, &f(0, 250)),
-            None,
-            "a batch read before a truncation"
-        );
-        assert_eq!(newly_acknowledged(0, 1, &f(1, 10)), Some(10));
-    }
 
     use std::sync::Condvar;
 
