@@ -56,7 +56,7 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
             "no -o given: say where shards go (fifo:, file:, dir:, stdout) or start --ids/--exec",
         )
     })?;
-    let spec = OutputSpec::parse(&output, shards)?;
+    let spec = OutputSpec::parse(&output, shards, args.partition)?;
     args.output = Some(output.clone());
     if args.log_dir.is_none() && (args.ids.is_some() || args.exec.is_some()) {
         args.log_dir = Some(ids::DEFAULT_LOG_DIR.into());
@@ -205,13 +205,24 @@ impl Dispatcher {
         consumers: Consumers,
     ) -> Self {
         let merge = Merge::new(args.order, args.max_open);
-        let sharder = Sharder::new(
+        let sharder = Sharder::partitioned(
             FlowConfig {
                 hash: args.hash,
                 tunnel: args.tunnel,
             },
             args.shards as usize,
+            args.partition,
         );
+        if !args.partition.is_whole() {
+            log::info!(
+                "partition {}: global shards {} to {} of {}",
+                args.partition,
+                args.partition.global(0, args.shards as usize),
+                args.partition
+                    .global(args.shards as usize - 1, args.shards as usize),
+                args.shards as usize * args.partition.count as usize
+            );
+        }
         let window = args.reorder_window.as_nanos() as u64;
         let reorder = (window > 0).then(|| Reorder::new(window, args.reorder_buffer as usize));
         let report_when_read =
@@ -644,6 +655,12 @@ fn summary(snap: &Snapshot, incomplete: u64, outcomes: &[Outcome], unaccounted: 
         snap.shards.len(),
         snap.uptime_s
     );
+    if snap.flow.partition_skipped > 0 {
+        line += &format!(
+            "; {} packets of other partitions skipped",
+            snap.flow.partition_skipped
+        );
+    }
     if incomplete > 0 {
         line += &format!("; {incomplete} files skipped or damaged (see above)");
     }

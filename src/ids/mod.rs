@@ -352,17 +352,23 @@ mod tests {
 
     #[test]
     fn feeds_follow_the_output() {
-        let fifo = OutputSpec::parse("fifo:/run/s-{shard}.pipe", 2).unwrap();
+        let fifo = OutputSpec::parse(
+            "fifo:/run/s-{shard}.pipe",
+            2,
+            shardcap_flow::Partition::WHOLE,
+        )
+        .unwrap();
         assert_eq!(
             Feed::of(&fifo, 1).unwrap(),
             Feed::Fifo("/run/s-1.pipe".into())
         );
-        let spool = OutputSpec::parse("dir:/spool", 4).unwrap();
+        let spool = OutputSpec::parse("dir:/spool", 4, shardcap_flow::Partition::WHOLE).unwrap();
         assert_eq!(
             Feed::of(&spool, 3).unwrap(),
             Feed::Spool("/spool/shard-3".into())
         );
-        let file = OutputSpec::parse("file:/o-{shard}.pcap", 2).unwrap();
+        let file =
+            OutputSpec::parse("file:/o-{shard}.pcap", 2, shardcap_flow::Partition::WHOLE).unwrap();
         let err = Feed::of(&file, 0).unwrap_err();
         assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
         assert!(err.to_string().contains("drop -o"), "{err}");
