@@ -497,3 +497,29 @@ fn the_slurm_array_runs_every_partition() {
         "the partition from the array index"
     );
 }
+
+/// Every partition reads every input: a Redis queue (one file to one node) and a retention that
+/// removes watched files are refused.
+#[test]
+fn intakes_that_take_files_from_other_partitions_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, out) = (
+        tmp.path().join("spool"),
+        tmp.path().join("out-{shard}.pcap"),
+    );
+    fs::create_dir_all(&spool).unwrap();
+    let o = format!("file:{}", out.display());
+    let (spool, o) = (spool.to_str().unwrap(), o.as_str());
+    let cases: [&[&str]; 3] = [
+        &["--auth", "redis"],
+        &["--watch", spool, "--retention", "delete"],
+        &["--watch", spool, "--retain-age", "1h"],
+    ];
+    for extra in cases {
+        let mut args = vec!["run", "--partition", "1/2", "-n", "2", "-o", o];
+        args.extend(extra);
+        let r = shardcap(&args);
+        assert_eq!(r.code, 2, "{extra:?}: {}", r.stderr);
+        assert!(r.stderr.contains("--partition 1/2"), "{}", r.stderr);
+    }
+}

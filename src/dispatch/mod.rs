@@ -20,7 +20,7 @@ use crate::ids::{self, accounting, Consumers};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
-use crate::input::retention::{LogGate, Retention};
+use crate::input::retention::{LogGate, Policy, Retention};
 use crate::input::watch::{WatchConfig, WatchIntake};
 use crate::input::FileEnd;
 use crate::merge::{Merge, MergeHooks, MergeStats, OpenInput, Order};
@@ -94,6 +94,7 @@ fn intake_for(
     signals: &Signals,
     shipper: Option<&ShipHandle>,
 ) -> Result<Box<dyn Intake>> {
+    check_partitioned_intake(args)?;
     if args.auth == AuthMode::Redis {
         if !args.inputs.is_empty() || !args.watch.is_empty() {
             return Err(Error::usage(
@@ -138,6 +139,32 @@ fn intake_for(
             Ok(Box::new(WatchIntake::new(cfg, retention)?))
         }
     }
+}
+
+/// Every partition must read every input: refuses intakes that hand a file to one node (a Redis
+/// queue) or remove files that other nodes may still need (retention other than keep).
+fn check_partitioned_intake(args: &RunArgs) -> Result<()> {
+    if args.partition.is_whole() {
+        return Ok(());
+    }
+    if args.auth == AuthMode::Redis {
+        return Err(Error::usage(format!(
+            "--partition {} with --auth redis: a Redis queue hands each file to one node, but \
+             every partition must read every input",
+            args.partition
+        )));
+    }
+    let removes = !matches!(args.retention, Policy::Keep)
+        || args.retain_age.is_some()
+        || args.retain_size.is_some();
+    if !args.watch.is_empty() && removes {
+        return Err(Error::usage(format!(
+            "--partition {}: --retention, --retain-age and --retain-size would remove files other \
+             partitions still read; keep them, and clean the spool once every partition is done",
+            args.partition
+        )));
+    }
+    Ok(())
 }
 
 /// The run's state outside the merge and the outputs; the merge calls back into it.
