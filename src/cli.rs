@@ -304,7 +304,7 @@ pub struct RunArgs {
     pub checkpoint_bytes: u64,
     // Consumers (src/ids/).
     /// Start one consumer per shard: `sh -c CMD` with {input} (its FIFO or spool directory),
-    /// {shard} and {logdir} expanded.
+    /// {shard}, {logdir}, and with --partition {global} and {partition}, expanded.
     #[arg(long, value_name = "CMD", conflicts_with = "ids")]
     pub exec: Option<String>,
     /// Start one IDS instance per shard with shardcap's shipped configuration.
@@ -347,6 +347,7 @@ impl From<&RunArgs> for IdsConfig {
             threads: a.ids_threads,
             shipping: a.ship.is_some(),
             shards: a.shards.into(),
+            partition: a.partition,
         }
     }
 }

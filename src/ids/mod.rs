@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::sink::OutputSpec;
 use consumer::ConsumerSpec;
+use shardcap_flow::Partition;
 pub use supervise::Consumers;
 
 /// The log directory when `--ids` or `--exec` is given without `--log-dir`.
@@ -55,6 +56,8 @@ pub struct IdsConfig {
     pub shipping: bool,
     /// Number of shards.
     pub shards: usize,
+    /// This node's part of the flow-hash space (`{partition}`, `{global}` in `--exec`).
+    pub partition: Partition,
 }
 
 /// How a shard's stream reaches its consumer.
@@ -93,6 +96,10 @@ impl Feed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardSlot {
     pub shard: usize,
+    /// The shard's number among every partition's shards (`shard` without partitions).
+    pub global: usize,
+    /// This node's partition number (0 without partitions).
+    pub partition: u32,
     pub feed: Feed,
     /// `LOGDIR/shard-K`.
     pub log_dir: PathBuf,
@@ -186,6 +193,8 @@ pub fn plan(args: &IdsConfig, spec: &OutputSpec) -> Result<Consumers> {
     for k in 0..shards {
         let slot = ShardSlot {
             shard: k,
+            global: args.partition.global(k, shards),
+            partition: args.partition.index,
             feed: Feed::of(spec, k)?,
             log_dir: log_dir.join(format!("shard-{k}")),
         };

@@ -108,6 +108,13 @@ impl Partition {
     }
 }
 
+impl Default for Partition {
+    /// The whole space.
+    fn default() -> Self {
+        Partition::WHOLE
+    }
+}
+
 impl std::fmt::Display for Partition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
