@@ -10,7 +10,7 @@ use crate::control::redis::{RedisConfig, RedisMode};
 use crate::ids::{IdsConfig, IdsKind};
 use crate::input::retention::Policy;
 use crate::merge::Order;
-use shardcap_flow::{HashMode, TunnelMode};
+use shardcap_flow::{HashMode, Partition, TunnelMode};
 use shardcap_ship as ship;
 
 /// Merge packet captures by packet time, shard them by symmetric flow hash, and feed Zeek/Suricata.
@@ -185,8 +185,15 @@ pub struct RunArgs {
     /// Key tunnelled packets by their outer or inner header.
     #[arg(long, default_value = "outer", value_parser = enum_parser::<TunnelArg, TunnelMode>())]
     pub tunnel: TunnelMode,
+    /// This node's part of the flow-hash space, K/M (K from 0): the space holds M x N shards and
+    /// this run writes only global shards K*N to K*N+N-1, as its shards 0 to N-1; the M
+    /// partitions together write what one run with -n M*N writes. Every node reads the same
+    /// inputs. In a Kubernetes Indexed Job: --partition "$JOB_COMPLETION_INDEX/M".
+    #[arg(long, value_name = "K/M", default_value = "0/1", value_parser = parse_partition)]
+    pub partition: Partition,
     /// Outputs: fifo:PATTERN, file:PATTERN, dir:PATH (a pcapdir spool) or stdout; PATTERN
-    /// contains {shard}. With --ids or --exec the default is fifo:LOGDIR/shard-{shard}.pipe.
+    /// contains {shard} (0..N-1), or {global} (the shard's number among all partitions' M x N);
+    /// {partition} is K. With --ids or --exec the default is fifo:LOGDIR/shard-{shard}.pipe.
     #[arg(short, long)]
     pub output: Option<String>,
     /// FIFO outputs: pipe buffer size asked of the kernel (capped by /proc/sys/fs/pipe-max-size).
@@ -297,7 +304,7 @@ pub struct RunArgs {
     pub checkpoint_bytes: u64,
     // Consumers (src/ids/).
     /// Start one consumer per shard: `sh -c CMD` with {input} (its FIFO or spool directory),
-    /// {shard} and {logdir} expanded.
+    /// {shard}, {logdir}, and with --partition {global} and {partition}, expanded.
     #[arg(long, value_name = "CMD", conflicts_with = "ids")]
     pub exec: Option<String>,
     /// Start one IDS instance per shard with shardcap's shipped configuration.
@@ -340,6 +347,7 @@ impl From<&RunArgs> for IdsConfig {
             threads: a.ids_threads,
             shipping: a.ship.is_some(),
             shards: a.shards.into(),
+            partition: a.partition,
         }
     }
 }
@@ -351,6 +359,7 @@ impl From<&RunArgs> for crate::state::StateConfig {
             shards: a.shards,
             hash: a.hash,
             tunnel: a.tunnel,
+            partition: a.partition,
             checkpoint_interval: a.checkpoint_interval,
             checkpoint_bytes: a.checkpoint_bytes,
         }
@@ -820,6 +829,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     }
 }
 
+/// The most partitions `--partition` takes.
+pub const MAX_PARTITIONS: u32 = 65_536;
+
+/// Parses `--partition K/M`: partition K (from 0) of M (1 to [`MAX_PARTITIONS`]).
+pub fn parse_partition(s: &str) -> Result<Partition, String> {
+    let bad = || format!("bad partition {s:?}: expected K/M with 0 <= K < M, e.g. 2/8");
+    let (k, m) = s.trim().split_once('/').ok_or_else(bad)?;
+    let (k, m): (u32, u32) = (k.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if m == 0 || m > MAX_PARTITIONS {
+        return Err(format!(
+            "partition count {m} out of range (1 to {MAX_PARTITIONS})"
+        ));
+    }
+    Partition::new(k, m).ok_or_else(|| format!("partition {k} of {m}: K must be below M (from 0)"))
+}
+
 /// `generate --size`: a [`parse_size`] of at least 4K (a file must hold a few packets).
 #[cfg(feature = "generate")]
 fn parse_capture_size(s: &str) -> Result<u64, String> {
@@ -929,6 +954,25 @@ mod tests {
             .unwrap_err();
             assert!(e.to_string().contains("--size"), "{e}");
         }
+    }
+
+    #[test]
+    fn partitions() {
+        assert_eq!(parse_partition("2/8"), Ok(Partition::new(2, 8).unwrap()));
+        assert_eq!(parse_partition("0/1"), Ok(Partition::WHOLE));
+        for bad in ["8/8", "1/0", "3", "-1/4", "a/b", "1/65537", ""] {
+            assert!(parse_partition(bad).is_err(), "{bad}");
+        }
+        use clap::Parser;
+        let Command::Run(run) = Cli::try_parse_from(["shardcap", "run", "--partition", "1/3", "x"])
+            .unwrap()
+            .command
+        else {
+            panic!("run")
+        };
+        assert_eq!(run.partition, Partition::new(1, 3).unwrap());
+        let e = Cli::try_parse_from(["shardcap", "run", "--partition", "3/3", "x"]).unwrap_err();
+        assert!(e.to_string().contains("--partition"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::ids::{self, accounting, Consumers};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
-use crate::input::retention::{LogGate, Retention};
+use crate::input::retention::{LogGate, Policy, Retention};
 use crate::input::watch::{WatchConfig, WatchIntake};
 use crate::input::FileEnd;
 use crate::merge::{Merge, MergeHooks, MergeStats, OpenInput, Order};
@@ -56,7 +56,7 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
             "no -o given: say where shards go (fifo:, file:, dir:, stdout) or start --ids/--exec",
         )
     })?;
-    let spec = OutputSpec::parse(&output, shards)?;
+    let spec = OutputSpec::parse(&output, shards, args.partition)?;
     args.output = Some(output.clone());
     if args.log_dir.is_none() && (args.ids.is_some() || args.exec.is_some()) {
         args.log_dir = Some(ids::DEFAULT_LOG_DIR.into());
@@ -94,6 +94,7 @@ fn intake_for(
     signals: &Signals,
     shipper: Option<&ShipHandle>,
 ) -> Result<Box<dyn Intake>> {
+    check_partitioned_intake(args)?;
     if args.auth == AuthMode::Redis {
         if !args.inputs.is_empty() || !args.watch.is_empty() {
             return Err(Error::usage(
@@ -138,6 +139,32 @@ fn intake_for(
             Ok(Box::new(WatchIntake::new(cfg, retention)?))
         }
     }
+}
+
+/// Every partition must read every input: refuses intakes that hand a file to one node (a Redis
+/// queue) or remove files that other nodes may still need (retention other than keep).
+fn check_partitioned_intake(args: &RunArgs) -> Result<()> {
+    if args.partition.is_whole() {
+        return Ok(());
+    }
+    if args.auth == AuthMode::Redis {
+        return Err(Error::usage(format!(
+            "--partition {} with --auth redis: a Redis queue hands each file to one node, but \
+             every partition must read every input",
+            args.partition
+        )));
+    }
+    let removes = !matches!(args.retention, Policy::Keep)
+        || args.retain_age.is_some()
+        || args.retain_size.is_some();
+    if !args.watch.is_empty() && removes {
+        return Err(Error::usage(format!(
+            "--partition {}: --retention, --retain-age and --retain-size would remove files other \
+             partitions still read; keep them, and clean the spool once every partition is done",
+            args.partition
+        )));
+    }
+    Ok(())
 }
 
 /// The run's state outside the merge and the outputs; the merge calls back into it.
@@ -205,13 +232,24 @@ impl Dispatcher {
         consumers: Consumers,
     ) -> Self {
         let merge = Merge::new(args.order, args.max_open);
-        let sharder = Sharder::new(
+        let sharder = Sharder::partitioned(
             FlowConfig {
                 hash: args.hash,
                 tunnel: args.tunnel,
             },
             args.shards as usize,
+            args.partition,
         );
+        if !args.partition.is_whole() {
+            log::info!(
+                "partition {}: global shards {} to {} of {}",
+                args.partition,
+                args.partition.global(0, args.shards as usize),
+                args.partition
+                    .global(args.shards as usize - 1, args.shards as usize),
+                args.shards as usize * args.partition.count as usize
+            );
+        }
         let window = args.reorder_window.as_nanos() as u64;
         let reorder = (window > 0).then(|| Reorder::new(window, args.reorder_buffer as usize));
         let report_when_read =
@@ -648,6 +686,12 @@ fn summary(snap: &Snapshot, incomplete: u64, outcomes: &[Outcome], unaccounted: 
         snap.shards.len(),
         snap.uptime_s
     );
+    if snap.flow.partition_skipped > 0 {
+        line += &format!(
+            "; {} packets of other partitions skipped",
+            snap.flow.partition_skipped
+        );
+    }
     if incomplete > 0 {
         line += &format!("; {incomplete} files skipped or damaged (see above)");
     }

@@ -21,6 +21,7 @@ use crate::input::intake::{Arrivals, Gate, Intake};
 use crate::input::FileEnd;
 use crate::sink::OutputSpec;
 use shardcap_capture::capture::Capture;
+use shardcap_flow::Partition;
 
 /// The longest any awaited event may take.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -138,7 +139,7 @@ impl Running {
         let Command::Run(args) = cli.command else {
             unreachable!()
         };
-        let spec = OutputSpec::parse(&out, 2).unwrap();
+        let spec = OutputSpec::parse(&out, 2, Partition::WHOLE).unwrap();
         let (files_tx, files) = mpsc::channel();
         let (releases_tx, releases) = mpsc::channel();
         let (events_tx, events) = mpsc::channel();

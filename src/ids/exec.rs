@@ -1,5 +1,5 @@
 //! `--exec 'CMD'`: any program as a shard's consumer. `{input}` (the shard's FIFO or spool
-//! directory), `{shard}` and `{logdir}` are expanded, and the result runs through `sh -c` in the
+//! directory), `{shard}`, `{logdir}`, `{global}` and `{partition}` (see `--partition`) are expanded, and the result runs through `sh -c` in the
 //! directory shardcap was started from, so relative paths in CMD mean what they meant there.
 
 use std::borrow::Cow;
@@ -27,17 +27,20 @@ pub fn command(template: &str, slot: &ShardSlot, cwd: &Path) -> ConsumerSpec {
     }
 }
 
-/// `template` with `{input}`, `{shard}` and `{logdir}` replaced in one pass (a value is never
+/// `template` with `{input}`, `{shard}`, `{logdir}`, `{global}` and `{partition}` replaced in one pass (a value is never
 /// expanded again); paths are quoted for the shell when they hold anything but plain path
 /// characters.
 pub fn expand(template: &str, slot: &ShardSlot) -> String {
     let input = slot.feed.path().to_string_lossy();
     let logdir = slot.log_dir.to_string_lossy();
-    let shard = slot.shard.to_string();
-    let values: [(&str, Cow<'_, str>); 3] = [
+    let (shard, global) = (slot.shard.to_string(), slot.global.to_string());
+    let partition = slot.partition.to_string();
+    let values: [(&str, Cow<'_, str>); 5] = [
         ("{input}", shell_quote(&input)),
         ("{shard}", Cow::Borrowed(&shard)),
         ("{logdir}", shell_quote(&logdir)),
+        ("{global}", Cow::Borrowed(&global)),
+        ("{partition}", Cow::Borrowed(&partition)),
     ];
     let mut out = String::with_capacity(template.len() + input.len() + logdir.len());
     let mut rest = template;
@@ -77,6 +80,8 @@ mod tests {
     fn slot(feed: Feed, log_dir: &str) -> ShardSlot {
         ShardSlot {
             shard: 2,
+            global: 8,
+            partition: 3,
             feed,
             log_dir: PathBuf::from(log_dir),
         }
@@ -104,6 +109,16 @@ mod tests {
         assert_eq!(spec.ready, Readiness::OpenedFifo);
         assert_eq!(spec.ending, Ending::AtEndOfInput);
         assert_eq!(spec.cwd.as_deref(), Some(Path::new("/srv")));
+    }
+
+    #[test]
+    fn partition_placeholders() {
+        let s = slot(Feed::Fifo("/in.pipe".into()), "/logs");
+        let line = expand(
+            "ids -r {input} -l /shared/p{partition}/g{global}-s{shard}",
+            &s,
+        );
+        assert_eq!(line, "ids -r /in.pipe -l /shared/p3/g8-s2");
     }
 
     #[test]

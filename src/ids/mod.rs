@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::sink::OutputSpec;
 use consumer::ConsumerSpec;
+use shardcap_flow::Partition;
 pub use supervise::Consumers;
 
 /// The log directory when `--ids` or `--exec` is given without `--log-dir`.
@@ -55,6 +56,8 @@ pub struct IdsConfig {
     pub shipping: bool,
     /// Number of shards.
     pub shards: usize,
+    /// This node's part of the flow-hash space (`{partition}`, `{global}` in `--exec`).
+    pub partition: Partition,
 }
 
 /// How a shard's stream reaches its consumer.
@@ -93,6 +96,10 @@ impl Feed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardSlot {
     pub shard: usize,
+    /// The shard's number among every partition's shards (`shard` without partitions).
+    pub global: usize,
+    /// This node's partition number (0 without partitions).
+    pub partition: u32,
     pub feed: Feed,
     /// `LOGDIR/shard-K`.
     pub log_dir: PathBuf,
@@ -186,6 +193,8 @@ pub fn plan(args: &IdsConfig, spec: &OutputSpec) -> Result<Consumers> {
     for k in 0..shards {
         let slot = ShardSlot {
             shard: k,
+            global: args.partition.global(k, shards),
+            partition: args.partition.index,
             feed: Feed::of(spec, k)?,
             log_dir: log_dir.join(format!("shard-{k}")),
         };
@@ -352,17 +361,23 @@ mod tests {
 
     #[test]
     fn feeds_follow_the_output() {
-        let fifo = OutputSpec::parse("fifo:/run/s-{shard}.pipe", 2).unwrap();
+        let fifo = OutputSpec::parse(
+            "fifo:/run/s-{shard}.pipe",
+            2,
+            shardcap_flow::Partition::WHOLE,
+        )
+        .unwrap();
         assert_eq!(
             Feed::of(&fifo, 1).unwrap(),
             Feed::Fifo("/run/s-1.pipe".into())
         );
-        let spool = OutputSpec::parse("dir:/spool", 4).unwrap();
+        let spool = OutputSpec::parse("dir:/spool", 4, shardcap_flow::Partition::WHOLE).unwrap();
         assert_eq!(
             Feed::of(&spool, 3).unwrap(),
             Feed::Spool("/spool/shard-3".into())
         );
-        let file = OutputSpec::parse("file:/o-{shard}.pcap", 2).unwrap();
+        let file =
+            OutputSpec::parse("file:/o-{shard}.pcap", 2, shardcap_flow::Partition::WHOLE).unwrap();
         let err = Feed::of(&file, 0).unwrap_err();
         assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
         assert!(err.to_string().contains("drop -o"), "{err}");

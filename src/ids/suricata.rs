@@ -156,6 +156,8 @@ mod tests {
     fn slot(feed: Feed) -> ShardSlot {
         ShardSlot {
             shard: 1,
+            global: 1,
+            partition: 0,
             feed,
             log_dir: "/logs/shard-1".into(),
         }

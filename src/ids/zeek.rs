@@ -186,6 +186,8 @@ mod tests {
     fn slot(feed: Feed) -> ShardSlot {
         ShardSlot {
             shard: 0,
+            global: 0,
+            partition: 0,
             feed,
             log_dir: "/logs/shard-0".into(),
         }

@@ -14,42 +14,66 @@ use fifo::FifoOutput;
 use output::{FileOutput, Output, StdoutOutput};
 use shardcap_capture::format::StreamHeader;
 use shardcap_files::PartialFile;
+use shardcap_flow::Partition;
 use spool::{SpoolConfig, SpoolOutput};
 
 /// The `-o` argument: where shard streams go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
     /// `file:PATTERN`
-    File(String),
+    File(Pattern),
     /// `fifo:PATTERN`
-    Fifo(String),
+    Fifo(Pattern),
     /// `dir:PATH`: a pcapdir spool, one `PATH/shard-K/` directory of segments per shard.
     Dir(String),
     /// `stdout` (one shard only)
     Stdout,
 }
 
+/// A path pattern with `{partition}` expanded; `{shard}` (the local shard) and `{global}` (its
+/// number among every partition's shards) are expanded per shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    text: String,
+    /// Global number of local shard 0.
+    base: usize,
+}
+
+impl Pattern {
+    /// The path of local shard `k`.
+    fn path(&self, k: usize) -> PathBuf {
+        let p = self.text.replace("{shard}", &k.to_string());
+        PathBuf::from(p.replace("{global}", &(self.base + k).to_string()))
+    }
+}
+
 impl OutputSpec {
-    /// Parses `fifo:PATTERN`, `file:PATTERN`, `dir:PATH` or `stdout`; PATTERN must contain
-    /// `{shard}` when there is more than one shard.
-    pub fn parse(s: &str, shards: usize) -> Result<Self> {
-        let need_shard = |p: &str| {
-            if shards > 1 && !p.contains("{shard}") {
+    /// Parses `fifo:PATTERN`, `file:PATTERN`, `dir:PATH` or `stdout` for the `shards` shards of
+    /// `partition`; PATTERN must contain `{shard}` or `{global}` when there is more than one
+    /// shard; `{partition}` (in PATTERN or PATH) is the partition's number.
+    pub fn parse(s: &str, shards: usize, partition: Partition) -> Result<Self> {
+        let expanded = s.replace("{partition}", &partition.index.to_string());
+        let pattern = |p: &str| {
+            if shards > 1 && !p.contains("{shard}") && !p.contains("{global}") {
                 Err(Error::usage(format!(
-                    "-o {s}: the pattern needs {{shard}} with {shards} shards"
+                    "-o {s}: the pattern needs {{shard}} or {{global}} with {shards} shards"
                 )))
             } else if p.is_empty() {
                 Err(Error::usage(format!("-o {s}: empty path")))
             } else {
-                Ok(p.to_string())
+                Ok(Pattern {
+                    text: p.to_string(),
+                    base: partition.global(0, shards),
+                })
             }
         };
+        let s = expanded.as_str();
         if let Some(p) = s.strip_prefix("file:") {
-            Ok(OutputSpec::File(need_shard(p)?))
+            Ok(OutputSpec::File(pattern(p)?))
         } else if let Some(p) = s.strip_prefix("fifo:") {
-            Ok(OutputSpec::Fifo(need_shard(p)?))
+            Ok(OutputSpec::Fifo(pattern(p)?))
         } else if let Some(p) = s.strip_prefix("dir:") {
-            if p.is_empty() || p.contains("{shard}") {
+            if p.is_empty() || p.contains("{shard}") || p.contains("{global}") {
                 return Err(Error::usage(format!(
                     "-o {s}: dir: takes the spool directory; shards go to PATH/shard-K/"
                 )));
@@ -72,9 +96,7 @@ impl OutputSpec {
     /// The path of shard `k`, for path-based outputs (a spool's shard directory).
     pub fn path(&self, k: usize) -> Option<PathBuf> {
         match self {
-            OutputSpec::File(p) | OutputSpec::Fifo(p) => {
-                Some(PathBuf::from(p.replace("{shard}", &k.to_string())))
-            }
+            OutputSpec::File(p) | OutputSpec::Fifo(p) => Some(p.path(k)),
             OutputSpec::Dir(p) => Some(spool::shard_dir(Path::new(p), k)),
             OutputSpec::Stdout => None,
         }
@@ -151,6 +173,31 @@ impl OutputSpec {
                 &format!("spool {root}"),
             ),
             OutputSpec::Stdout => named(StdoutOutput::open().map(|o| Box::new(o) as _), "stdout"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_of_a_partition() {
+        let part = Partition::new(2, 3).unwrap();
+        let spec = OutputSpec::parse("file:/o/p{partition}-g{global}-s{shard}.pcap", 4, part);
+        let spec = spec.unwrap();
+        assert_eq!(spec.path(1).unwrap(), Path::new("/o/p2-g9-s1.pcap"));
+        let spec = OutputSpec::parse("fifo:/o/{global}.pipe", 4, part).unwrap();
+        assert_eq!(spec.path(3).unwrap(), Path::new("/o/11.pipe"));
+        let spec = OutputSpec::parse("dir:/spool/{partition}", 4, part).unwrap();
+        assert_eq!(spec.path(0).unwrap(), Path::new("/spool/2/shard-0"));
+        let whole = OutputSpec::parse("file:/o/{global}.pcap", 2, Partition::WHOLE).unwrap();
+        assert_eq!(whole.path(1).unwrap(), Path::new("/o/1.pcap"));
+        for bad in ["file:/o/{partition}.pcap", "dir:/s/{global}"] {
+            assert!(
+                OutputSpec::parse(bad, 4, part).unwrap_err().is_usage(),
+                "{bad}"
+            );
         }
     }
 }

@@ -30,6 +30,23 @@ pub struct RunKey {
     pub shards: u16,
     pub hash: String,
     pub tunnel: String,
+    /// `K/M` of a partitioned run (`--partition`); absent for the whole flow-hash space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+}
+
+impl RunKey {
+    /// The options as given on the command line.
+    pub fn options(&self) -> String {
+        let mut s = format!(
+            "-o {} -n {} --hash {} --tunnel {}",
+            self.output, self.shards, self.hash, self.tunnel
+        );
+        if let Some(p) = &self.partition {
+            s += &format!(" --partition {p}");
+        }
+        s
+    }
 }
 
 /// First record: what the journal belongs to.
@@ -349,6 +366,7 @@ mod tests {
                 shards: 1,
                 hash: "5-tuple".into(),
                 tunnel: "outer".into(),
+                partition: None,
             },
         }
     }

@@ -31,7 +31,7 @@ use journal::{
 };
 use shardcap_capture::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use shardcap_files::PartialFile;
-use shardcap_flow::{HashMode, TunnelMode};
+use shardcap_flow::{HashMode, Partition, TunnelMode};
 
 /// The options of a run the journal records and checkpoints by.
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub struct StateConfig {
     pub shards: u16,
     pub hash: HashMode,
     pub tunnel: TunnelMode,
+    /// This node's part of the flow-hash space.
+    pub partition: Partition,
     /// Most time between two checkpoints.
     pub checkpoint_interval: Duration,
     /// Most output between two checkpoints.
@@ -103,23 +105,28 @@ impl StateKeeper {
             shards: config.shards,
             hash: config.hash.as_str().to_string(),
             tunnel: config.tunnel.as_str().to_string(),
+            partition: (!config.partition.is_whole()).then(|| config.partition.as_string()),
         };
         // A journal without a checkpoint binds nothing yet: nothing was streamed under it.
         let bound = contents.checkpoint.is_some() || contents.done.is_some();
         let run = match &contents.run {
+            Some(r) if r.key.partition != key.partition && bound => {
+                let name = |p: &Option<String>| p.clone().unwrap_or_else(|| "0/1".into());
+                return Err(Error::usage(format!(
+                    "--state {} belongs to --partition {}, not --partition {}; every partition \
+                     (and every partition count) needs its own --state directory",
+                    dir.display(),
+                    name(&r.key.partition),
+                    name(&key.partition),
+                )));
+            }
             Some(r) if r.key != key && bound => {
                 return Err(Error::usage(format!(
-                    "--state {} belongs to a run with -o {} -n {} --hash {} --tunnel {}, not -o {} -n {} \
-                     --hash {} --tunnel {}; use the same options, or another --state directory",
+                    "--state {} belongs to a run with {}, not {}; use the same options, or another \
+                     --state directory",
                     dir.display(),
-                    r.key.output,
-                    r.key.shards,
-                    r.key.hash,
-                    r.key.tunnel,
-                    key.output,
-                    key.shards,
-                    key.hash,
-                    key.tunnel
+                    r.key.options(),
+                    key.options(),
                 )))
             }
             Some(r) if r.key == key => RunRecord {
@@ -549,13 +556,14 @@ mod tests {
             shards: 2,
             hash,
             tunnel: TunnelMode::Inner,
+            partition: Partition::WHOLE,
             checkpoint_interval: Duration::from_secs(5),
             checkpoint_bytes: 1 << 20,
         }
     }
 
     fn spec() -> OutputSpec {
-        OutputSpec::parse("file:out-{shard}.pcap", 2).unwrap()
+        OutputSpec::parse("file:out-{shard}.pcap", 2, Partition::WHOLE).unwrap()
     }
 
     /// Appends `records` to the journal in `dir`, as a run streaming under it writes them.
@@ -834,6 +842,31 @@ mod tests {
         drop(StateKeeper::open(dir.path(), config(HashMode::Five), &spec()).unwrap());
         let run = Contents::load(dir.path()).unwrap().run.unwrap();
         assert_eq!(run.restarts, 1);
+    }
+
+    #[test]
+    fn a_bound_journal_refuses_another_partition_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = |k, m| StateConfig {
+            partition: Partition::new(k, m).unwrap(),
+            ..config(HashMode::Two)
+        };
+        drop(StateKeeper::open(dir.path(), part(1, 3), &spec()).unwrap());
+        checkpoint(dir.path());
+        let key = Contents::load(dir.path()).unwrap().run.unwrap().key;
+        assert_eq!(key.partition.as_deref(), Some("1/3"));
+        for (k, m, other) in [(2, 3, "2/3"), (1, 4, "1/4"), (0, 1, "0/1")] {
+            let e = StateKeeper::open(dir.path(), part(k, m), &spec())
+                .err()
+                .expect("another partition refused");
+            assert!(e.is_usage());
+            let msg = e.to_string();
+            assert!(
+                msg.contains("--partition 1/3") && msg.contains(&format!("--partition {other}")),
+                "{msg}"
+            );
+        }
+        drop(StateKeeper::open(dir.path(), part(1, 3), &spec()).unwrap());
     }
 
     #[test]

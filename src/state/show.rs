@@ -65,11 +65,8 @@ pub fn run(state: &Path, json: bool) -> Result<i32> {
     if let Some(r) = &c.run {
         writeln!(
             out,
-            "run: -o {} -n {} --hash {} --tunnel {}; created {}, last started {}, restarts {}",
-            r.key.output,
-            r.key.shards,
-            r.key.hash,
-            r.key.tunnel,
+            "run: {}; created {}, last started {}, restarts {}",
+            r.key.options(),
             time(r.created),
             time(r.started),
             r.restarts

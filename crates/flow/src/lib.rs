@@ -72,7 +72,56 @@ pub struct FlowConfig {
     pub tunnel: TunnelMode,
 }
 
-/// Counters of the flow stage (all zero with one shard: nothing is decoded then).
+/// One node's part of the flow-hash space: partition `index` of `count`. The space holds
+/// `count` x N buckets (N shards a node); the node keeps the global shards
+/// `index * N .. (index + 1) * N`, so that the partitions together write what one run with
+/// `count * N` shards writes. Since shards are the high bits of the hash, partition `index` is
+/// also the hash's bucket among `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Partition {
+    /// The whole space: one node.
+    pub const WHOLE: Partition = Partition { index: 0, count: 1 };
+
+    /// Partition `index` of `count`, if `index < count`.
+    pub fn new(index: u32, count: u32) -> Option<Self> {
+        (index < count).then_some(Partition { index, count })
+    }
+
+    /// True for the whole space (no partitioning).
+    pub fn is_whole(self) -> bool {
+        self.count == 1
+    }
+
+    /// The global shard of local shard `k` of `shards` a node.
+    pub fn global(self, k: usize, shards: usize) -> usize {
+        self.index as usize * shards + k
+    }
+
+    /// Stable name `K/M`, written to journals: never change it (a restart compares them).
+    pub fn as_string(self) -> String {
+        format!("{}/{}", self.index, self.count)
+    }
+}
+
+impl Default for Partition {
+    /// The whole space.
+    fn default() -> Self {
+        Partition::WHOLE
+    }
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// Counters of the flow stage (all zero with one shard and one partition: nothing is decoded then).
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct FlowStats {
     /// Packets keyed by their MAC pair, ARP's address pair, or nothing, for want of an IP layer.
@@ -92,6 +141,8 @@ pub struct FlowStats {
     pub frag_unmatched: u64,
     /// Fragment-table entries evicted while still in use (more concurrent datagrams than fit).
     pub frag_evicted: u64,
+    /// Packets routed to another partition's shards (`--partition`): hashed, not copied.
+    pub partition_skipped: u64,
 }
 
 impl FlowStats {
@@ -105,19 +156,37 @@ impl FlowStats {
 /// Assigns packets to shards.
 pub struct Sharder {
     cfg: FlowConfig,
+    /// Shards over every partition: the flow stage decides among these.
     shards: usize,
+    /// This node's shards: global shards `base .. base + local`.
+    base: usize,
+    local: usize,
     stats: FlowStats,
+    /// Packets of other partitions (kept apart from `stats`, which the fragment table borrows).
+    skipped: u64,
     fragments: Fragments,
 }
 
 impl Sharder {
     /// A sharder over `shards` outputs.
     pub fn new(cfg: FlowConfig, shards: usize) -> Self {
-        let shards = shards.max(1);
+        Self::partitioned(cfg, shards, Partition::WHOLE)
+    }
+
+    /// A sharder over `shards` outputs of `partition`: it decides among the `shards` x
+    /// `partition.count` global shards as one node with all of them would, and emits only its
+    /// own, numbered `0..shards`.
+    pub fn partitioned(cfg: FlowConfig, shards: usize, partition: Partition) -> Self {
+        let local = shards.max(1);
+        let count = (partition.count as usize).max(1);
+        let shards = local * count;
         Sharder {
             cfg,
             shards,
+            base: partition.global(0, local),
+            local,
             stats: FlowStats::default(),
+            skipped: 0,
             fragments: Fragments::new(shards),
         }
     }
@@ -125,7 +194,8 @@ impl Sharder {
     /// Routes one packet: calls `emit(shard, packet)` for it and for any held packets this
     /// releases, in arrival order. A fragment that comes before its first fragment waits for it,
     /// and packets after it wait behind it (bounded by [`hold::HOLD_BYTES`] and
-    /// [`fragments::FRAGMENT_TTL_NS`] of packet time).
+    /// [`fragments::FRAGMENT_TTL_NS`] of packet time). Packets of other partitions are counted,
+    /// not emitted.
     #[inline(always)]
     pub fn route<F>(&mut self, pkt: &Packet, mut emit: F) -> io::Result<()>
     where
@@ -137,11 +207,13 @@ impl Sharder {
         let d = decode::decode(pkt.linktype, pkt.data, self.cfg.tunnel);
         self.stats.count(&d);
         let shard = hash::shard_of(d.key.hash(self.cfg.hash), self.shards);
+        let (base, local, skipped) = (self.base, self.local, &mut self.skipped);
+        let mut own = |g: usize, p: &Packet| own(g, p, base, local, skipped, &mut emit);
         if d.fragment.is_none() && !self.fragments.holding() {
-            return emit(shard, pkt);
+            return own(shard, pkt);
         }
         self.fragments
-            .route(d.fragment.as_ref(), shard, pkt, &mut self.stats, &mut emit)
+            .route(d.fragment.as_ref(), shard, pkt, &mut self.stats, &mut own)
     }
 
     /// Releases whatever is still held at the end of the run.
@@ -149,12 +221,40 @@ impl Sharder {
     where
         F: FnMut(usize, &Packet) -> io::Result<()>,
     {
-        self.fragments.drain(&mut self.stats, &mut emit)
+        let (base, local, skipped) = (self.base, self.local, &mut self.skipped);
+        let mut own = |g: usize, p: &Packet| own(g, p, base, local, skipped, &mut emit);
+        self.fragments.drain(&mut self.stats, &mut own)
     }
 
     /// Counters so far.
     pub fn stats(&self) -> FlowStats {
-        self.stats
+        FlowStats {
+            partition_skipped: self.skipped,
+            ..self.stats
+        }
+    }
+}
+
+/// Emits global shard `g` as local shard `g - base` when it is one of the `local` shards from
+/// `base`; else counts it in `skipped`.
+#[inline(always)]
+fn own<F>(
+    g: usize,
+    p: &Packet,
+    base: usize,
+    local: usize,
+    skipped: &mut u64,
+    emit: &mut F,
+) -> io::Result<()>
+where
+    F: FnMut(usize, &Packet) -> io::Result<()>,
+{
+    match g.checked_sub(base).filter(|&k| k < local) {
+        Some(k) => emit(k, p),
+        None => {
+            *skipped += 1;
+            Ok(())
+        }
     }
 }
 
@@ -514,6 +614,70 @@ mod tests {
         }
     }
 
+    /// Every partition of M emits, in its own numbering, exactly the packets a sharder over all
+    /// M x N shards sends to that partition's shards, in the same order: fragments (also held
+    /// ones) and ICMP errors follow their flow across partitions as they do across shards.
+    #[test]
+    fn partitions_together_equal_one_sharder_over_every_shard() {
+        let (frags, whole) = fragmented_udp(6);
+        let mut input = vec![(frags[2].clone(), 1), (frags[1].clone(), 2)];
+        for port in 1000..1100u16 {
+            let req = ipv4(A4, B4, PROTO_TCP, &tcp(port, 80));
+            input.push((eth(0x0800, &req), 10 + port as u64));
+            let err = eth(0x0800, &ipv4(C4, A4, PROTO_ICMP, &icmp(3, &req[..28])));
+            input.push((err, 10 + port as u64));
+            let f = eth(0x0800, &ipv4(C4, D4, PROTO_UDP, &udp(port, 53, b"q")));
+            input.push((f, 10 + port as u64));
+        }
+        input.push((frags[0].clone(), 2000));
+        input.push((whole, 2001));
+        for (m, n) in [(1, 6), (2, 3), (3, 2), (6, 1), (4, 1)] {
+            let mut all = sharder(HashMode::Five, m * n);
+            let mut want = Out::new();
+            feed(&mut all, &input, &mut want);
+            drain(&mut all, &mut want);
+            assert_eq!(want.len(), input.len());
+            let mut union = Out::new();
+            let mut skipped = 0;
+            for k in 0..m as u32 {
+                let cfg = FlowConfig {
+                    hash: HashMode::Five,
+                    tunnel: TunnelMode::Outer,
+                };
+                let part = Partition::new(k, m as u32).unwrap();
+                let mut s = Sharder::partitioned(cfg, n, part);
+                let mut out = Out::new();
+                feed(&mut s, &input, &mut out);
+                drain(&mut s, &mut out);
+                assert!(out.iter().all(|o| o.0 < n), "local numbers");
+                let mine: Out = (want.iter())
+                    .filter(|o| o.0 / n == k as usize)
+                    .map(|o| (o.0 % n, o.1.clone(), o.2))
+                    .collect();
+                assert_eq!(out, mine, "partition {part} of {m}x{n}");
+                assert_eq!(
+                    s.stats().partition_skipped,
+                    (input.len() - out.len()) as u64
+                );
+                skipped += s.stats().partition_skipped;
+                union.extend(out);
+            }
+            assert_eq!(union.len(), input.len());
+            assert_eq!(skipped, ((m - 1) * input.len()) as u64);
+            if m > 1 {
+                assert!((0..m).all(|k| want.iter().any(|o| o.0 / n == k)), "{m}x{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn partition_bounds() {
+        assert!(Partition::new(2, 3).is_some());
+        assert!(Partition::new(3, 3).is_none());
+        assert_eq!(Partition::new(2, 3).unwrap().global(1, 4), 9);
+        assert!(Partition::WHOLE.is_whole());
+    }
+
     /// Journals compare these names across restarts: they must never change.
     #[test]
     fn stable_names() {
@@ -522,5 +686,6 @@ mod tests {
         assert_eq!(HashMode::Five.as_str(), "5-tuple");
         assert_eq!(TunnelMode::Outer.as_str(), "outer");
         assert_eq!(TunnelMode::Inner.as_str(), "inner");
+        assert_eq!(Partition::new(2, 3).unwrap().as_string(), "2/3");
     }
 }
