@@ -686,8 +686,12 @@ mod tests {
     fn a_checkpoint_resumes_inputs_and_outputs_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let spec =
-            OutputSpec::parse(&format!("file:{}/out-{{shard}}.pcap", d.display()), 2).unwrap();
+        let spec = OutputSpec::parse(
+            &format!("file:{}/out-{{shard}}.pcap", d.display()),
+            2,
+            Partition::WHOLE,
+        )
+        .unwrap();
         drop(StateKeeper::open(d, config(HashMode::Two), &spec).unwrap());
         let input = capture(&d.join("in.pcap"), 7, 0);
         // Past 2^53: an offset through a float would come back off by one.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backoff::{Backoff, RetryPolicy};
-use crate::batch::{Batch, BatchLimits};
+use crate::batch::Batch;
 use crate::checkpoint::{CheckpointStore, FileState};
 use crate::client::{EsClient, Failure};
 use crate::config::{Control, ShipConfig, Target};
@@ -1024,7 +1024,7 @@ mod tests {
             }),
             state: Some(state.to_path_buf()),
             follow,
-            limits: BatchLimits {
+            limits: crate::batch::BatchLimits {
                 bytes: 1 << 20,
                 docs: 1,
                 wait: Duration::ZERO,
