@@ -12,6 +12,7 @@ pub mod input;
 pub mod merge;
 pub mod reorder;
 pub mod scan;
+pub mod select;
 pub mod ship;
 pub mod sink;
 pub mod state;

@@ -15,10 +15,11 @@ use super::redis::keys::Keys;
 use super::redis::link::{self, Link};
 use super::redis::queue::Queue;
 use super::signals::Signals;
-use crate::cli::{AuthorizeArgs, CtlAction, CtlArgs, RedisMode};
+use crate::cli::{AuthorizeArgs, CtlAction, CtlArgs, RangeArgs, RedisMode};
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
 use crate::input::catalog::{self, Rejected};
 use crate::input::discover;
+use crate::input::span::SpanCache;
 
 /// How long one blocking wait for an announcement lasts before conditions are looked at again
 /// (whole seconds: Redis before 6.0 takes no fractional BLPOP timeout).
@@ -28,7 +29,9 @@ const ANNOUNCE_WAIT_S: u64 = 1;
 pub fn run(args: CtlArgs) -> Result<i32> {
     let keys = Keys::new(&args.redis);
     match args.action {
-        CtlAction::Enqueue { paths } => enqueue(&mut Link::open_now(&args.redis)?, keys, &paths),
+        CtlAction::Enqueue { paths, range } => {
+            enqueue(&mut Link::open_now(&args.redis)?, keys, &paths, &range)
+        }
         CtlAction::Authorize(a) => {
             let signals = Signals::install()?;
             authorize(&mut Link::open_now(&args.redis)?, &keys, &a, &signals)
@@ -69,8 +72,12 @@ fn once<T>(
     })
 }
 
-/// Queues captures ordered by first packet time (files without packets first), as absolute paths.
-fn enqueue(link: &mut Link, keys: Keys, paths: &[String]) -> Result<i32> {
+/// Queues captures ordered by first packet time (files without packets first), as absolute paths;
+/// with `--since`/`--until`, only those with packets in the range.
+fn enqueue(link: &mut Link, keys: Keys, paths: &[String], range: &RangeArgs) -> Result<i32> {
+    let window = range.range()?;
+    let mut spans = SpanCache::open(range.catalog_cache.as_deref())
+        .map_err(|e| Error::usage(format!("--catalog-cache: {e}")))?;
     let candidates = discover::expand(paths)?;
     let mut entries = Vec::with_capacity(candidates.len());
     let mut skipped = 0;
@@ -92,6 +99,15 @@ fn enqueue(link: &mut Link, keys: Keys, paths: &[String]) -> Result<i32> {
                 skipped += 1;
             }
         }
+    }
+    let listed = entries.len();
+    entries.retain(|e| spans.outside(&window, e).is_none());
+    spans.save_or_warn();
+    if entries.len() < listed {
+        println!(
+            "{} files wholly outside the time range not queued",
+            listed - entries.len()
+        );
     }
     entries.sort_by_key(|e| (e.first_ts.unwrap_or(0), e.seq));
     let mut names = Vec::with_capacity(entries.len());

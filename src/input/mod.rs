@@ -10,6 +10,7 @@ pub mod intake;
 pub mod pcap;
 pub mod pcapng;
 pub mod retention;
+pub mod span;
 pub mod stream;
 pub mod survey;
 pub mod watch;
