@@ -631,6 +631,11 @@ impl Dispatcher {
             self.ctx.finished(&e, 0, FileEnd::Complete);
         }
         spans.save_or_warn();
+        log::info!(
+            "last packet times: {} from the catalog cache, {} read to their end",
+            spans.hits,
+            spans.scans
+        );
         self.ctx.stats.select = Some(sel.stats());
         kept
     }
@@ -740,8 +745,8 @@ fn summary(snap: &Snapshot, incomplete: u64, outcomes: &[Outcome], unaccounted: 
     if let Some(s) = &snap.select {
         let parts: Vec<String> = [
             (s.files_outside_range, "files outside the time range"),
-            (s.packets_before_range, "packets before it"),
-            (s.packets_after_range, "packets after it"),
+            (s.packets_before_range, "packets before the range"),
+            (s.packets_after_range, "packets after the range"),
             (s.packets_filtered, "packets not matching the filter"),
             (s.packets_duplicate, "duplicate packets"),
         ]
