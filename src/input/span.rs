@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::capture::Capture;
 use super::catalog::{self, Entry};
 use super::discover::Candidate;
 use crate::select::{Side, TimeRange};
 use crate::state::identity::FileId;
+use shardcap_capture::capture::Capture;
 
 /// One cached span.
 #[derive(Debug, Clone, Serialize, Deserialize)]

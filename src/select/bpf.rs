@@ -6,8 +6,8 @@ use std::ffi::c_uint;
 
 use pcap::{BpfInstruction, BpfProgram, Capture, Linktype};
 
-use crate::flow::link::{LINKTYPE_ETHERNET, LINKTYPE_RAW};
-use crate::input::Packet;
+use shardcap_capture::Packet;
+use shardcap_flow::link::{LINKTYPE_ETHERNET, LINKTYPE_RAW};
 
 #[link(name = "pcap")]
 extern "C" {

@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
-use crate::flow::link::{self, Payload};
-use crate::input::Packet;
+use shardcap_capture::Packet;
+use shardcap_flow::link::{self, Payload};
 
 /// Packet rate the window is sized for: above what one merge streams, so the window does not
 /// fill before its time in practice (when it does, the oldest fingerprints leave early and are
@@ -227,7 +227,7 @@ fn hash(d: &[u8], seed: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::link::LINKTYPE_ETHERNET;
+    use shardcap_flow::link::LINKTYPE_ETHERNET;
 
     /// An Ethernet frame (with an optional VLAN tag) carrying IPv4/UDP with `ttl`, padded to 60
     /// bytes as a short frame is.

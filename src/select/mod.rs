@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::input::Packet;
+use shardcap_capture::Packet;
 
 /// Packets at or after `since` and before `until` (nanoseconds since the epoch), as editcap's
 /// `-A since -B until` keeps them.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::FileId;
 use crate::error::{Error, Result};
-use crate::sink::format::StreamHeader;
+use shardcap_capture::format::StreamHeader;
 
 /// Name of the journal inside the state directory.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -180,13 +180,13 @@ impl Contents {
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
-            Err(e) => return Err(Error::runtime(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(Error::file(&path, "cannot read")(e)),
         };
         let mut c = Contents::default();
         let mut pending = Vec::new();
         let mut lines = BufReader::new(file).lines().enumerate().peekable();
         while let Some((n, line)) = lines.next() {
-            let line = line.map_err(|e| Error::runtime(format!("{}: {e}", path.display())))?;
+            let line = line.map_err(|e| Error::file(&path, "cannot read")(e))?;
             let record = match serde_json::from_str::<Record>(&line) {
                 Ok(r) => r,
                 Err(_) if lines.peek().is_none() => {
@@ -241,7 +241,7 @@ impl Journal {
     pub fn rewrite(dir: &Path, contents: &Contents, run: RunRecord) -> Result<Self> {
         let path = dir.join(JOURNAL_FILE);
         let tmp = dir.join(format!("{JOURNAL_FILE}.tmp"));
-        let fail = |e: io::Error| Error::runtime(format!("{}: cannot write: {e}", path.display()));
+        let fail = |e| Error::file(&path, "cannot write")(e);
         let mut records = contents.compacted();
         match records.first_mut() {
             Some(Record::Run(r)) => *r = run,
@@ -261,7 +261,7 @@ impl Journal {
         self.file
             .write_all(&encode(records))
             .and_then(|_| self.file.sync_data())
-            .map_err(|e| Error::runtime(format!("{}: cannot append: {e}", self.path.display())))
+            .map_err(Error::file(&self.path, "cannot append"))
     }
 }
 
@@ -367,6 +367,6 @@ mod tests {
         )
         .unwrap();
         let e = Contents::load(dir.path()).unwrap_err();
-        assert!(e.message.contains("line 1"), "{e}");
+        assert!(e.to_string().contains("line 1"), "{e}");
     }
 }

@@ -17,11 +17,10 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result, EXIT_OK};
-use crate::flow::{HashMode, TunnelMode};
 use crate::input::catalog::{self, Entry};
 use crate::input::discover::Candidate;
-use crate::merge::{FileEnd, Merge};
-use crate::sink::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::input::FileEnd;
+use crate::merge::Merge;
 use crate::sink::output::{FileOutput, Output};
 use crate::sink::writer::ShardWriter;
 use crate::sink::OutputSpec;
@@ -30,6 +29,9 @@ use journal::{
     now, Checkpoint, Contents, DoneRecord, FileRecord, InFlight, Journal, Outcome, OutputMark,
     Reason, Record, RunKey, RunRecord, VERSION,
 };
+use shardcap_capture::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use shardcap_files::PartialFile;
+use shardcap_flow::{HashMode, TunnelMode};
 
 /// The options of a run the journal records and checkpoints by.
 #[derive(Debug, Clone)]
@@ -310,7 +312,7 @@ impl StateKeeper {
             return Ok(None);
         };
         let path = self.spec.path(k).expect("file outputs have paths");
-        let partial = FileOutput::partial_path(&path);
+        let partial = PartialFile::partial_path(&path);
         let fail = |what: String| {
             Error::runtime(format!(
                 "{what}; cannot resume shard {k} from --state {} (restore the file, or move the \
@@ -486,7 +488,7 @@ impl StateKeeper {
     fn output_len(&self, k: usize, w: &ShardWriter) -> u64 {
         match (&self.spec, self.spec.path(k)) {
             (OutputSpec::File(_), Some(p)) => {
-                fs::metadata(FileOutput::partial_path(&p)).map_or(0, |m| m.len())
+                fs::metadata(PartialFile::partial_path(&p)).map_or(0, |m| m.len())
             }
             _ => FILE_HEADER_LEN as u64 + stream_bytes(std::slice::from_ref(w)),
         }
@@ -595,8 +597,8 @@ mod tests {
         let e = StateKeeper::open(dir.path(), config(HashMode::Two), &spec())
             .err()
             .expect("other options refused");
-        assert_eq!(e.kind, crate::error::Kind::Usage);
-        assert!(e.message.contains("--hash 5-tuple"), "{e}");
+        assert!(e.is_usage());
+        assert!(e.to_string().contains("--hash 5-tuple"), "{e}");
         drop(StateKeeper::open(dir.path(), config(HashMode::Five), &spec()).unwrap());
         let run = Contents::load(dir.path()).unwrap().run.unwrap();
         assert_eq!(run.restarts, 1);
@@ -609,7 +611,7 @@ mod tests {
         let e = StateKeeper::open(dir.path(), config(HashMode::Two), &spec())
             .err()
             .expect("the lock is held");
-        assert!(e.message.contains("another shardcap run"), "{e}");
+        assert!(e.to_string().contains("another shardcap run"), "{e}");
         drop(first);
         assert!(StateKeeper::open(dir.path(), config(HashMode::Two), &spec()).is_ok());
     }

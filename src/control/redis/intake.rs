@@ -21,13 +21,14 @@ use super::gate;
 use super::keys::Keys;
 use super::link::{self, Link};
 use super::queue::Queue;
-use crate::cli::{RedisArgs, RedisMode};
+use super::{RedisConfig, RedisMode};
 use crate::control::signals::Signals;
 use crate::error::Result;
 use crate::input::catalog::{Entry, Rejected};
 use crate::input::discover::Candidate;
 use crate::input::intake::{Arrivals, Gate, Intake};
-use crate::merge::{FileEnd, Order};
+use crate::input::FileEnd;
+use crate::merge::Order;
 
 /// Most files taken in one round trip.
 const TAKE_BATCH: usize = 10_000;
@@ -74,7 +75,7 @@ impl RedisIntake {
     /// Connects, marks the dispatcher RUNNING, and in reliable mode takes back the files an
     /// earlier run of this instance left in flight (they come first).
     pub fn connect(
-        args: &RedisArgs,
+        args: &RedisConfig,
         mode: RedisMode,
         order: Order,
         window: Duration,
