@@ -6,6 +6,7 @@
 #   scripts/bench-select.sh [SIZE]   SIZE of the generated pile, like 512M (default)
 #   env: BENCH_DIR (default /tmp/shardcap-bench-select), OUT_DIR (default /dev/shm/...: tmpfs),
 #        ROUNDS (default 5), SHARDS (default 8), MANY_FILES (default 40000; 0 skips that part),
+#        MANY_SIZE (default 4K): the size of each of those files,
 #        SHARDCAP_BIN=PATH measures that binary instead of target/release/shardcap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ size=${1:-512M}
 rounds=${ROUNDS:-5}
 shards=${SHARDS:-8}
 many=${MANY_FILES:-40000}
+many_size=${MANY_SIZE:-4K}
 dir=${BENCH_DIR:-/tmp/shardcap-bench-select}
 out=${OUT_DIR:-/dev/shm/shardcap-bench-select-out}
 bin=${SHARDCAP_BIN:-target/release/shardcap}
@@ -69,7 +71,7 @@ done
 [ "$many" -gt 0 ] || exit 0
 # Many small files: a run over a one-minute range in the middle, with no cache (every file that
 # starts before --since is read to its end) and with a primed cache (only each file's head).
-"$bin" generate --out "$dir/many" --sensors 2 --files-per-sensor $((many / 2)) --size 4K \
+"$bin" generate --out "$dir/many" --sensors 2 --files-per-sensor $((many / 2)) --size "$many_size" \
   --duration $((many / 2))s > /dev/null
 first=$("$bin" scan "$dir"/many/sensorA.pcap | sed -n 's/.*"first_ts":\([0-9]*\).*/\1/p')
 since=$(( first / 1000000000 + many / 4 ))
@@ -88,7 +90,7 @@ for r in $(seq "$rounds"); do
     wall[$c]+="$e "
   done
 done
-echo "$many files of 4 KiB, $(wc -l < "$dir/cache") in the cache"
+echo "$many files of $many_size, $(wc -l < "$dir/cache") in the cache"
 for c in nocache cached; do
   printf '%-8s cpu %ss wall %ss\n' "$c" "$(echo "${cpu[$c]}" | median)" "$(echo "${wall[$c]}" | median)"
 done
