@@ -541,8 +541,12 @@ impl Dispatcher {
         }
         let entries = match &mut self.ctx.state {
             Some(s) => {
-                let (kept, damaged) = s.admit(entries);
-                self.ctx.incomplete += damaged;
+                let (kept, dropped) = s.admit(entries);
+                for (e, end) in &dropped {
+                    // Damaged when streamed: the run still ends with exit 3 for it.
+                    self.ctx.incomplete += u64::from(matches!(end, FileEnd::Damaged(_)));
+                    self.ctx.report_finished(e, end);
+                }
                 kept
             }
             None => entries,

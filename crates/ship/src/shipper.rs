@@ -288,6 +288,19 @@ impl Shipper {
                 (out.clone(), Some(out), None)
             }
         };
+        Self::assemble(cfg, roots, ctl, transport, ndjson, state_dir)
+    }
+
+    /// A shipper delivering through `transport`, its checkpoints in `state_dir` (none: no
+    /// checkpoints).
+    fn assemble(
+        cfg: ShipConfig,
+        roots: Vec<PathBuf>,
+        ctl: Control,
+        transport: Arc<dyn Transport>,
+        ndjson: Option<Arc<NdjsonOut>>,
+        state_dir: Option<PathBuf>,
+    ) -> Result<Self> {
         let store = state_dir
             .map(|d| CheckpointStore::open(&d, cfg.run_id.as_deref(), generate_run_id))
             .transpose()?;
@@ -1094,5 +1107,287 @@ mod tests {
             "a batch read before a truncation"
         );
         assert_eq!(newly_acknowledged(0, 1, &f(1, 10)), Some(10));
+    }
+
+    use std::sync::Condvar;
+
+    use crate::client::{EsTarget, ItemReply};
+    use crate::naming::Naming;
+
+    /// A bulk endpoint: answers every item 201 and notes its `_id`, except a request holding the
+    /// record at byte `hold`, which waits until released and then fails for now.
+    #[derive(Default)]
+    struct Bulk {
+        hold: Option<u64>,
+        /// (offset, `_id`, run id) of every item answered 201.
+        indexed: Mutex<Vec<(u64, String, String)>>,
+        /// The held request arrived / was released.
+        held: Mutex<(bool, bool)>,
+        changed: Condvar,
+    }
+
+    impl Bulk {
+        fn holding(offset: u64) -> Self {
+            Bulk {
+                hold: Some(offset),
+                ..Bulk::default()
+            }
+        }
+
+        /// Waits (bounded) until `cond` holds of the items indexed and the held request's state.
+        fn wait(&self, what: &str, cond: impl Fn(&Bulk, (bool, bool)) -> bool) {
+            let until = Instant::now() + Duration::from_secs(60);
+            let mut g = self.held.lock().unwrap();
+            while !cond(self, *g) {
+                let left = until.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "gave up waiting for {what}");
+                g = self.changed.wait_timeout(g, left.min(POLL)).unwrap().0;
+            }
+        }
+
+        fn release(&self) {
+            self.held.lock().unwrap().1 = true;
+            self.changed.notify_all();
+        }
+
+        /// The offsets of the records indexed, sorted (requests in flight complete in any order).
+        fn offsets(&self) -> Vec<u64> {
+            let mut o: Vec<u64> = self.indexed.lock().unwrap().iter().map(|i| i.0).collect();
+            o.sort_unstable();
+            o
+        }
+
+        /// The `_id` given to the record at `offset`.
+        fn id_at(&self, offset: u64) -> String {
+            let i = self.indexed.lock().unwrap();
+            i.iter().find(|x| x.0 == offset).expect("indexed").1.clone()
+        }
+    }
+
+    impl Transport for Bulk {
+        fn bulk(&self, body: &[u8]) -> std::result::Result<Vec<ItemReply>, Failure> {
+            let text = std::str::from_utf8(body).unwrap();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let items: Vec<(u64, String, String)> = lines
+                .chunks(2)
+                .map(|pair| {
+                    let id = pair[0]["create"]["_id"].as_str().unwrap().to_string();
+                    let meta = &pair[1]["shardcap"];
+                    let run = meta["run_id"].as_str().unwrap().to_string();
+                    (meta["offset"].as_u64().unwrap(), id, run)
+                })
+                .collect();
+            if items.iter().any(|i| Some(i.0) == self.hold) {
+                let mut g = self.held.lock().unwrap();
+                g.0 = true;
+                self.changed.notify_all();
+                let until = Instant::now() + Duration::from_secs(60);
+                while !g.1 && Instant::now() < until {
+                    g = self.changed.wait_timeout(g, POLL).unwrap().0;
+                }
+                return Err(Failure::Retry("held".into()));
+            }
+            let n = items.len();
+            self.indexed.lock().unwrap().extend(items);
+            self.changed.notify_all();
+            Ok((0..n)
+                .map(|_| ItemReply {
+                    status: 201,
+                    error: None,
+                })
+                .collect())
+        }
+    }
+
+    fn config(state: &Path, follow: bool, run_id: &str) -> ShipConfig {
+        ShipConfig {
+            target: Target::Elasticsearch(EsTarget {
+                url: "http://127.0.0.1:9".into(),
+                user: None,
+                password: None,
+                api_key: None,
+                ca: None,
+            }),
+            state: Some(state.to_path_buf()),
+            follow,
+            limits: BatchLimits {
+                bytes: 1 << 20,
+                docs: 1,
+                wait: Duration::ZERO,
+            },
+            max_in_flight: 3,
+            naming: Naming {
+                prefix: String::new(),
+                data_streams: false,
+                namespace: "default".into(),
+            },
+            ecs: false,
+            templates: false,
+            run_id: Some(run_id.into()),
+            sensor: "lab".into(),
+            retry: RetryPolicy {
+                initial: Duration::from_millis(10),
+                max: Duration::from_millis(50),
+            },
+            scan_interval: Duration::from_millis(50),
+            close_inactive: Duration::from_secs(60),
+            stats_file: None,
+            stats_interval: Duration::from_secs(3600),
+        }
+    }
+
+    /// A shipper of `logs` through `bulk`, on its own thread; returns its stop flag and its end.
+    fn start(
+        logs: &Path,
+        state: &Path,
+        follow: bool,
+        run_id: &str,
+        bulk: &Arc<Bulk>,
+    ) -> (
+        Arc<AtomicBool>,
+        std::sync::mpsc::Receiver<Result<ShipSummary>>,
+    ) {
+        let ctl = Control::default();
+        let stop = ctl.stop.clone();
+        let cfg = config(state, follow, run_id);
+        let transport: Arc<dyn Transport> = bulk.clone();
+        let mut s = Shipper::assemble(
+            cfg,
+            vec![logs.to_path_buf()],
+            ctl,
+            transport,
+            None,
+            Some(state.to_path_buf()),
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let end = s.run();
+            // Its state directory's lock goes with it.
+            drop(s);
+            tx.send(end)
+        });
+        (stop, rx)
+    }
+
+    /// Ships `logs` until caught up.
+    fn ship_all(logs: &Path, state: &Path, run_id: &str) -> Arc<Bulk> {
+        let bulk = Arc::new(Bulk::default());
+        let (_, end) = start(logs, state, false, run_id, &bulk);
+        let summary = end.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
+        assert!(!summary.stopped);
+        bulk
+    }
+
+    /// Eve lines `first..first+n`; returns the text and each line's offset.
+    fn eve(first: u32, n: u32) -> (String, Vec<u64>) {
+        let mut text = String::new();
+        let mut offsets = Vec::new();
+        for k in first..first + n {
+            offsets.push(text.len() as u64);
+            text.push_str(&format!(
+                "{{\"timestamp\":\"2024-03-01T12:00:{:02}.000000+0000\",\"event_type\":\"alert\",\"n\":{k}}}\n",
+                k % 60
+            ));
+        }
+        (text, offsets)
+    }
+
+    /// The checkpoint of the file at `path`, read by a store reopened under another run id.
+    fn checkpoint_of(state: &Path, path: &Path) -> FileState {
+        let store = CheckpointStore::open(state, None, || unreachable!()).unwrap();
+        let id = FileId::of(&std::fs::metadata(path).unwrap());
+        store.get(id).expect("a checkpoint").clone()
+    }
+
+    #[test]
+    fn a_checkpoint_stops_at_the_first_unacknowledged_batch_and_ids_survive_a_new_run_id() {
+        let logs = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let log = logs.path().join("eve.json");
+        let (text, at) = eve(0, 3);
+        std::fs::write(&log, &text).unwrap();
+        // Batch 1 (the second line) gets no answer; batches 0 and 2 are indexed.
+        let bulk = Arc::new(Bulk::holding(at[1]));
+        let (stop, end) = start(logs.path(), state.path(), true, "first", &bulk);
+        bulk.wait("batches 0 and 2 indexed, batch 1 held", |b, (held, _)| {
+            b.offsets() == [at[0], at[2]] && held
+        });
+        stop.store(true, Ordering::SeqCst);
+        bulk.release();
+        let summary = end.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
+        assert!(summary.stopped);
+        let cp = checkpoint_of(state.path(), &log);
+        assert_eq!(
+            cp.offset, at[1],
+            "resumes after the last record acknowledged with every one before it"
+        );
+        let first_ids = (bulk.id_at(at[0]), bulk.id_at(at[2]));
+
+        let again = ship_all(logs.path(), state.path(), "second");
+        assert_eq!(again.offsets(), [at[1], at[2]], "resumed at the checkpoint");
+        assert_eq!(
+            again.id_at(at[2]),
+            first_ids.1,
+            "the same _id under another run id"
+        );
+        assert!(again
+            .indexed
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|i| i.2 == "second"));
+        let key = |id: &str| id.split('-').next().unwrap().to_string();
+        assert_eq!(key(&again.id_at(at[1])), key(&first_ids.0));
+        assert_eq!(
+            again.id_at(at[1]),
+            format!("{}-{}", key(&first_ids.0), at[1])
+        );
+        assert_eq!(checkpoint_of(state.path(), &log).offset, text.len() as u64);
+    }
+
+    #[test]
+    fn a_truncated_or_rotated_file_is_shipped_again_from_byte_0_under_a_new_key() {
+        let logs = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let log = logs.path().join("eve.json");
+        let (text, at) = eve(0, 3);
+        std::fs::write(&log, &text).unwrap();
+        let first = ship_all(logs.path(), state.path(), "first");
+        assert_eq!(first.offsets(), at);
+        let before = checkpoint_of(state.path(), &log);
+        assert_eq!((before.offset, before.generation), (text.len() as u64, 0));
+
+        // Truncated and rewritten in place (same inode) while no shipper ran, longer than before:
+        // only its head tells.
+        let (rewritten, at2) = eve(10, 4);
+        std::fs::write(&log, &rewritten).unwrap();
+        let second = ship_all(logs.path(), state.path(), "second");
+        assert_eq!(second.offsets(), at2, "from byte 0");
+        let cp = checkpoint_of(state.path(), &log);
+        assert_eq!((cp.offset, cp.generation), (rewritten.len() as u64, 1));
+        assert_ne!(
+            second.id_at(0),
+            first.id_at(0),
+            "a new key: no clash with old records"
+        );
+
+        // Rotated: renamed away (fully shipped), a new file under the name.
+        let rotated = logs.path().join("eve.json.1");
+        std::fs::rename(&log, &rotated).unwrap();
+        let (fresh, at3) = eve(20, 2);
+        std::fs::write(&log, &fresh).unwrap();
+        let third = ship_all(logs.path(), state.path(), "third");
+        assert_eq!(third.offsets(), at3, "only the new file, from byte 0");
+        let new_cp = checkpoint_of(state.path(), &log);
+        assert_eq!(new_cp.offset, fresh.len() as u64);
+        assert_ne!(new_cp.key, cp.key);
+        assert_eq!(
+            checkpoint_of(state.path(), &rotated).offset,
+            rewritten.len() as u64
+        );
     }
 }
