@@ -38,12 +38,6 @@ impl TimeRange {
         *self == Self::ALL
     }
 
-    /// True when a packet of time `ts` is kept.
-    #[inline(always)]
-    pub fn contains(&self, ts: u64) -> bool {
-        ts >= self.since && ts < self.until
-    }
-
     /// Where a file starting at `first` lies, when wholly outside the range: after it by its
     /// first packet alone; before it when `last` (asked only then) is before `since`.
     pub fn outside(&self, first: u64, last: impl FnOnce() -> Option<u64>) -> Option<Side> {
@@ -109,10 +103,17 @@ impl Selector {
             return Ok(None);
         }
         let filter = cfg.filter.as_deref().map(bpf::Filter::new).transpose()?;
+        let dedup = cfg.dedup.map(dedup::Dedup::new);
+        if let (Some(d), Some(window)) = (&dedup, cfg.dedup) {
+            log::info!(
+                "--dedup {window:?}: the window takes {} KiB",
+                d.bytes() >> 10
+            );
+        }
         Ok(Some(Selector {
             range: cfg.range,
             filter,
-            dedup: cfg.dedup.map(dedup::Dedup::new),
+            dedup,
             stats: SelectStats::default(),
         }))
     }
@@ -168,18 +169,6 @@ impl Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_range_keeps_what_editcap_keeps() {
-        let r = TimeRange {
-            since: 10,
-            until: 20,
-        };
-        assert!(!r.contains(9));
-        assert!(r.contains(10));
-        assert!(r.contains(19));
-        assert!(!r.contains(20));
-    }
 
     #[test]
     fn whole_files_outside_are_told_by_their_first_and_last_packet() {
