@@ -364,7 +364,25 @@ impl From<&RunArgs> for crate::state::StateConfig {
             tunnel: a.tunnel,
             checkpoint_interval: a.checkpoint_interval,
             checkpoint_bytes: a.checkpoint_bytes,
+            select: a.selection(),
         }
+    }
+}
+
+impl RunArgs {
+    /// The selection options as given, in one canonical line (empty without any).
+    pub fn selection(&self) -> String {
+        let time = |t: u64| format!("{}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
+        let options = [
+            ("--since", self.range.since.map(time)),
+            ("--until", self.range.until.map(time)),
+            ("--filter", self.filter.as_ref().map(|f| format!("{f:?}"))),
+            ("--dedup", self.dedup.map(|d| format!("{}ns", d.as_nanos()))),
+        ];
+        let given = options
+            .into_iter()
+            .filter_map(|(k, v)| Some(format!("{k} {}", v?)));
+        given.collect::<Vec<_>>().join(" ")
     }
 }
 

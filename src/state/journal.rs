@@ -30,6 +30,9 @@ pub struct RunKey {
     pub shards: u16,
     pub hash: String,
     pub tunnel: String,
+    /// The selection options (`--since`, `--until`, `--filter`, `--dedup`); empty without any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub select: String,
 }
 
 /// First record: what the journal belongs to.
@@ -349,6 +352,7 @@ mod tests {
                 shards: 1,
                 hash: "5-tuple".into(),
                 tunnel: "outer".into(),
+                select: String::new(),
             },
         }
     }

@@ -45,6 +45,8 @@ pub struct StateConfig {
     pub checkpoint_interval: Duration,
     /// Most output between two checkpoints.
     pub checkpoint_bytes: u64,
+    /// The selection options as given (`--since N --filter X`...); empty without any.
+    pub select: String,
 }
 
 /// Name of the lock file that keeps two runs off one state directory.
@@ -103,23 +105,26 @@ impl StateKeeper {
             shards: config.shards,
             hash: config.hash.as_str().to_string(),
             tunnel: config.tunnel.as_str().to_string(),
+            select: config.select.clone(),
         };
         // A journal without a checkpoint binds nothing yet: nothing was streamed under it.
         let bound = contents.checkpoint.is_some() || contents.done.is_some();
         let run = match &contents.run {
             Some(r) if r.key != key && bound => {
                 return Err(Error::usage(format!(
-                    "--state {} belongs to a run with -o {} -n {} --hash {} --tunnel {}, not -o {} -n {} \
-                     --hash {} --tunnel {}; use the same options, or another --state directory",
+                    "--state {} belongs to a run with -o {} -n {} --hash {} --tunnel {} {}, not -o {} \
+                     -n {} --hash {} --tunnel {} {}; use the same options, or another --state directory",
                     dir.display(),
                     r.key.output,
                     r.key.shards,
                     r.key.hash,
                     r.key.tunnel,
+                    r.key.select,
                     key.output,
                     key.shards,
                     key.hash,
-                    key.tunnel
+                    key.tunnel,
+                    key.select
                 )))
             }
             Some(r) if r.key == key => RunRecord {
@@ -551,6 +556,7 @@ mod tests {
             tunnel: TunnelMode::Inner,
             checkpoint_interval: Duration::from_secs(5),
             checkpoint_bytes: 1 << 20,
+            select: String::new(),
         }
     }
 
@@ -834,6 +840,15 @@ mod tests {
         drop(StateKeeper::open(dir.path(), config(HashMode::Five), &spec()).unwrap());
         let run = Contents::load(dir.path()).unwrap().run.unwrap();
         assert_eq!(run.restarts, 1);
+        // The selection binds it too.
+        let selected = StateConfig {
+            select: "--since 1709287200.000000000".into(),
+            ..config(HashMode::Five)
+        };
+        let e = StateKeeper::open(dir.path(), selected, &spec())
+            .err()
+            .expect("another selection refused");
+        assert!(e.to_string().contains("--since 1709287200"), "{e}");
     }
 
     #[test]
