@@ -302,6 +302,17 @@ pub struct RunArgs {
     /// Most output between two checkpoints of the journal (e.g. 256M, 1G).
     #[arg(long, value_parser = parse_size, default_value = "256M")]
     pub checkpoint_bytes: u64,
+    #[command(flatten, next_help_heading = "Selecting packets")]
+    pub range: RangeArgs,
+    /// Only packets matching this libpcap filter expression (tcpdump's syntax), compiled for
+    /// each input link type and applied before sharding; a filter that does not compile is a
+    /// usage error.
+    #[arg(long, value_name = "BPF", help_heading = "Selecting packets")]
+    pub filter: Option<String>,
+    /// Drop a packet identical from its IP header on (TTL or hop limit, the IPv4 header checksum
+    /// and the link header aside) to one kept within this much packet time (e.g. 5ms).
+    #[arg(long, value_name = "WINDOW", value_parser = parse_duration, help_heading = "Selecting packets")]
+    pub dedup: Option<Duration>,
     // Consumers (src/ids/).
     /// Start one consumer per shard: `sh -c CMD` with {input} (its FIFO or spool directory),
     /// {shard}, {logdir}, and with --partition {global} and {partition}, expanded.
@@ -362,7 +373,25 @@ impl From<&RunArgs> for crate::state::StateConfig {
             partition: a.partition,
             checkpoint_interval: a.checkpoint_interval,
             checkpoint_bytes: a.checkpoint_bytes,
+            select: a.selection(),
         }
+    }
+}
+
+impl RunArgs {
+    /// The selection options as given, in one canonical line (empty without any).
+    pub fn selection(&self) -> String {
+        let time = |t: u64| format!("{}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
+        let options = [
+            ("--since", self.range.since.map(time)),
+            ("--until", self.range.until.map(time)),
+            ("--filter", self.filter.as_ref().map(|f| format!("{f:?}"))),
+            ("--dedup", self.dedup.map(|d| format!("{}ns", d.as_nanos()))),
+        ];
+        let given = options
+            .into_iter()
+            .filter_map(|(k, v)| Some(format!("{k} {}", v?)));
+        given.collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -462,6 +491,8 @@ pub enum CtlAction {
         /// Capture files, directories, globs or @LIST files.
         #[arg(required = true)]
         paths: Vec<String>,
+        #[command(flatten)]
+        range: RangeArgs,
     },
     /// Authorize the next file the dispatcher waits for (once, or continuously with --watch).
     Authorize(AuthorizeArgs),
@@ -754,6 +785,74 @@ pub struct ScanArgs {
     /// Capture files, directories, globs, or @LIST files.
     #[arg(required = true)]
     pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub range: RangeArgs,
+}
+
+/// `--since`, `--until` and where files' last packet times are kept (`run`, `scan`, `ctl enqueue`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RangeArgs {
+    /// Only packets at or after TIME (as editcap -A): RFC 3339 with an offset
+    /// (2024-03-01T10:00:00.25+01:00, ...Z) or epoch seconds with a fraction (1709287200.25).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<u64>,
+    /// Only packets before TIME (as editcap -B), in the same forms as --since.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<u64>,
+    /// With --since: the file that keeps each capture's last packet time, so a file is read to
+    /// its end once [default: STATE/catalog-cache.jsonl with --state, else none].
+    #[arg(long, value_name = "FILE")]
+    pub catalog_cache: Option<PathBuf>,
+}
+
+impl RangeArgs {
+    /// The time range asked for; refuses an empty one.
+    pub fn range(&self) -> crate::error::Result<crate::select::TimeRange> {
+        let range = crate::select::TimeRange {
+            since: self.since.unwrap_or(0),
+            until: self.until.unwrap_or(u64::MAX),
+        };
+        if range.since >= range.until {
+            return Err(crate::error::Error::usage(
+                "--since must be before --until (packets at or after --since and before --until are kept)",
+            ));
+        }
+        Ok(range)
+    }
+
+    /// The catalog cache file: --catalog-cache, else one in the journal directory `state`.
+    pub fn cache_path(&self, state: Option<&std::path::Path>) -> Option<PathBuf> {
+        (self.catalog_cache.clone()).or_else(|| state.map(|d| d.join("catalog-cache.jsonl")))
+    }
+}
+
+/// Parses a point in time to nanoseconds since the epoch: epoch seconds with an optional
+/// fraction of up to 9 digits (`1709287200`, `1709287200.000250`), or RFC 3339 with an offset
+/// (`2024-03-01T10:00:00Z`, `2024-03-01T11:00:00.5+01:00`). Times before 1970 are refused.
+pub fn parse_time(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let bad = || {
+        format!(
+            "bad time {s:?} (try 2024-03-01T10:00:00Z, 2024-03-01T10:00:00+01:00 or 1709287200.5)"
+        )
+    };
+    let range = || format!("time {s:?} out of range (1970 to 2554)");
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if !int.is_empty() && digits(int) && digits(frac) {
+        if frac.len() > 9 {
+            return Err(format!(
+                "time {s:?}: at most 9 fractional digits (nanoseconds)"
+            ));
+        }
+        let secs: u64 = int.parse().map_err(|_| range())?;
+        let nanos: u64 = format!("{frac:0<9}").parse().map_err(|_| bad())?;
+        return (secs.checked_mul(1_000_000_000))
+            .and_then(|n| n.checked_add(nanos))
+            .ok_or_else(range);
+    }
+    let t: jiff::Timestamp = s.parse().map_err(|_| bad())?;
+    u64::try_from(t.as_nanosecond()).map_err(|_| range())
 }
 
 /// The longest duration any flag takes (100 years): longer ones are refused, so that deadlines
@@ -886,6 +985,40 @@ mod tests {
                 "{s}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn times() {
+        let t = 1_709_287_200_000_000_000;
+        assert_eq!(parse_time("1709287200"), Ok(t));
+        assert_eq!(parse_time("1709287200.25"), Ok(t + 250_000_000));
+        assert_eq!(parse_time("1709287200.000000001"), Ok(t + 1));
+        assert_eq!(parse_time("2024-03-01T10:00:00Z"), Ok(t));
+        assert_eq!(
+            parse_time("2024-03-01T11:00:00.5+01:00"),
+            Ok(t + 500_000_000)
+        );
+        assert!(
+            parse_time("2024-03-01T10:00:00").is_err(),
+            "an offset is required"
+        );
+        assert!(parse_time("1709287200.0000000001").is_err());
+        assert!(parse_time("1969-12-31T23:59:59Z").is_err());
+        assert!(parse_time("99999999999999999999").is_err());
+        assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("").is_err());
+    }
+
+    #[test]
+    fn an_empty_range_is_refused() {
+        let r = |since, until| RangeArgs {
+            since,
+            until,
+            catalog_cache: None,
+        };
+        assert!(r(Some(5), Some(5)).range().is_err());
+        assert_eq!(r(None, Some(5)).range().unwrap().until, 5);
+        assert_eq!(r(None, None).range().unwrap().until, u64::MAX);
     }
 
     #[test]

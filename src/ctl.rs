@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::cli::{AuthorizeArgs, CtlAction, CtlArgs};
+use crate::cli::{AuthorizeArgs, CtlAction, CtlArgs, RangeArgs};
 use crate::control::redis::failed::FailedFile;
 use crate::control::redis::gate;
 use crate::control::redis::keys::Keys;
@@ -20,6 +20,7 @@ use crate::control::signals::Signals;
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
 use crate::input::catalog::{self, Rejected};
 use crate::input::discover;
+use crate::input::span::SpanCache;
 
 /// How long one blocking wait for an announcement lasts before conditions are looked at again
 /// (whole seconds: Redis before 6.0 takes no fractional BLPOP timeout).
@@ -30,7 +31,9 @@ pub fn run(args: CtlArgs) -> Result<i32> {
     let redis = RedisConfig::from(&args.redis);
     let keys = Keys::new(&redis);
     match args.action {
-        CtlAction::Enqueue { paths } => enqueue(&mut Link::open_now(&redis)?, keys, &paths),
+        CtlAction::Enqueue { paths, range } => {
+            enqueue(&mut Link::open_now(&redis)?, keys, &paths, &range)
+        }
         CtlAction::Authorize(a) => {
             let signals = Signals::install()?;
             authorize(&mut Link::open_now(&redis)?, &keys, &a, &signals)
@@ -71,8 +74,12 @@ fn once<T>(
     })
 }
 
-/// Queues captures ordered by first packet time (files without packets first), as absolute paths.
-fn enqueue(link: &mut Link, keys: Keys, paths: &[String]) -> Result<i32> {
+/// Queues captures ordered by first packet time (files without packets first), as absolute paths;
+/// with `--since`/`--until`, only those with packets in the range.
+fn enqueue(link: &mut Link, keys: Keys, paths: &[String], range: &RangeArgs) -> Result<i32> {
+    let window = range.range()?;
+    let mut spans = SpanCache::open(range.catalog_cache.as_deref())
+        .map_err(|e| Error::usage(format!("--catalog-cache: {e}")))?;
     let candidates = discover::expand(paths)?;
     let mut entries = Vec::with_capacity(candidates.len());
     let mut skipped = 0;
@@ -94,6 +101,15 @@ fn enqueue(link: &mut Link, keys: Keys, paths: &[String]) -> Result<i32> {
                 skipped += 1;
             }
         }
+    }
+    let listed = entries.len();
+    entries.retain(|e| spans.outside(&window, e).is_none());
+    spans.save_or_warn();
+    if entries.len() < listed {
+        println!(
+            "{} files wholly outside the time range not queued",
+            listed - entries.len()
+        );
     }
     entries.sort_by_key(|e| (e.first_ts.unwrap_or(0), e.seq));
     let mut names = Vec::with_capacity(entries.len());

@@ -11,6 +11,7 @@ pub mod input;
 pub mod merge;
 pub mod reorder;
 pub mod scan;
+pub mod select;
 pub mod shipping;
 pub mod sink;
 pub mod state;

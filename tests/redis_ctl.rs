@@ -52,6 +52,58 @@ fn enqueue_orders_by_first_packet_time_not_by_name() {
 }
 
 #[test]
+fn enqueue_with_a_time_range_queues_only_the_files_with_packets_in_it() {
+    let redis = RedisServer::start();
+    let files: Vec<PathBuf> = SMALL.iter().map(|f| corpus(f)).collect();
+    let spans: Vec<(u64, u64)> = files
+        .iter()
+        .map(|f| {
+            let p = packets(f);
+            (p[0].ts_ns, p.iter().map(|r| r.ts_ns).max().unwrap())
+        })
+        .collect();
+    let mut starts: Vec<u64> = spans.iter().map(|s| s.0).collect();
+    starts.sort_unstable();
+    // From the second file's first packet to just after the third's.
+    let (since, until) = (starts[1], starts[2] + 1);
+    let epoch = |ns: u64| format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000);
+    let mut args = vec![
+        "enqueue".to_string(),
+        "--since".into(),
+        epoch(since),
+        "--until".into(),
+        epoch(until),
+    ];
+    args.extend(files.iter().map(|f| f.to_str().unwrap().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ctl(&redis, &args);
+    expect_exit(&out, 0);
+    let queued = redis.list("PCAPDJ_IN_QUEUE");
+    let expected: Vec<String> = (files.iter().zip(&spans))
+        .filter(|(_, &(first, last))| first < until && last >= since)
+        .map(|(f, _)| {
+            std::path::absolute(f)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(expected.len() < files.len() && expected.len() >= 2);
+    let mut sorted = queued.clone();
+    sorted.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(sorted, want);
+    assert!(
+        out.stdout
+            .contains("wholly outside the time range not queued"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
 fn status_json_and_requeue_failed() {
     let redis = RedisServer::start();
     let mut con = redis.con();

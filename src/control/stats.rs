@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::control::report;
 use crate::merge::MergeStats;
 use crate::reorder::ReorderStats;
+use crate::select::SelectStats;
 use crate::sink::writer::ShardCounters;
 use shardcap_flow::FlowStats;
 use shardcap_ship::stats::ShipSnapshot;
@@ -77,6 +78,8 @@ pub struct Snapshot {
     pub merge: MergeStats,
     pub flow: FlowStats,
     pub reorder: ReorderStats,
+    /// What `--since`/`--until`, `--filter` and `--dedup` left out (`None` without them).
+    pub select: Option<SelectStats>,
     pub shards: Vec<ShardStats>,
     /// The log shipper's figures, when `run --ship` ships while it runs.
     pub ship: Option<ShipSnapshot>,
@@ -103,6 +106,8 @@ pub struct RunStats {
     pub normalised_linktype: u64,
     /// The reorder window's counters, as of the last service tick.
     pub reorder: ReorderStats,
+    /// The selection's counters, as of the last service tick.
+    pub select: Option<SelectStats>,
 }
 
 impl RunStats {
@@ -123,6 +128,7 @@ impl RunStats {
             dropped_linktype: 0,
             normalised_linktype: 0,
             reorder: ReorderStats::default(),
+            select: None,
         }
     }
 
@@ -172,6 +178,7 @@ impl RunStats {
             merge,
             flow,
             reorder: self.reorder,
+            select: self.select,
             ship: None,
             shards: shards
                 .iter()
@@ -247,6 +254,16 @@ impl Snapshot {
             "Suspended for",
             format!("{:.0} (seconds)", self.suspended_s),
         )?;
+        if let Some(s) = &self.select {
+            l("Files outside range", s.files_outside_range.to_string())?;
+            l("Packets before range", s.packets_before_range.to_string())?;
+            l("Packets after range", s.packets_after_range.to_string())?;
+            l(
+                "Packets not matching filter",
+                s.packets_filtered.to_string(),
+            )?;
+            l("Duplicate packets", s.packets_duplicate.to_string())?;
+        }
         for s in &self.shards {
             l(&format!("Shard {} packets", s.shard), s.packets.to_string())?;
             l(&format!("Shard {} bytes", s.shard), s.bytes.to_string())?;

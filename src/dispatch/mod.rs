@@ -21,10 +21,12 @@ use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
 use crate::input::retention::{LogGate, Policy, Retention};
+use crate::input::span::SpanCache;
 use crate::input::watch::{WatchConfig, WatchIntake};
 use crate::input::FileEnd;
 use crate::merge::{Merge, MergeHooks, MergeStats, OpenInput, Order};
 use crate::reorder::Reorder;
+use crate::select::{SelectConfig, Selector, Side};
 use crate::shipping;
 use crate::sink::output::Output;
 use crate::sink::spool::SpoolConfig;
@@ -58,6 +60,7 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
     })?;
     let spec = OutputSpec::parse(&output, shards, args.partition)?;
     args.output = Some(output.clone());
+    let (select, spans) = selection(&args)?;
     if args.log_dir.is_none() && (args.ids.is_some() || args.exec.is_some()) {
         args.log_dir = Some(ids::DEFAULT_LOG_DIR.into());
     }
@@ -83,8 +86,36 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
     }
     let mut dispatcher = Dispatcher::new(args, spec, intake, signals, state, consumers);
     dispatcher.ctx.ship = shipper.as_ref().map(ShipHandle::latest);
+    dispatcher.ctx.stats.select = select.as_ref().map(Selector::stats);
+    dispatcher.select = select;
+    dispatcher.spans = spans;
     let code = dispatcher.run();
     shipping::finish_for_run(shipper, code)
+}
+
+/// The selection of `--since`/`--until`, `--filter` and `--dedup` (none without them), and with
+/// `--since` the cache of files' last packet times. A filter that does not compile is a usage
+/// error, before anything is opened.
+fn selection(args: &RunArgs) -> Result<(Option<Selector>, Option<SpanCache>)> {
+    let cfg = SelectConfig {
+        range: args.range.range()?,
+        filter: args.filter.clone(),
+        dedup: args.dedup.filter(|d| !d.is_zero()),
+    };
+    let select = Selector::new(&cfg).map_err(Error::usage)?;
+    let spans = if cfg.range.since > 0 {
+        let file = args.range.cache_path(args.state.as_deref());
+        let cache = SpanCache::open(file.as_deref()).map_err(|e| {
+            Error::usage(format!(
+                "--catalog-cache {}: {e}",
+                file.unwrap_or_default().display()
+            ))
+        })?;
+        Some(cache)
+    } else {
+        None
+    };
+    Ok((select, spans))
 }
 
 /// Where the run's files come from: the command line, watched spool directories, or a Redis queue.
@@ -212,6 +243,10 @@ struct Seen {
 struct Dispatcher {
     ctx: Ctx,
     merge: Merge,
+    /// `--since`/`--until`, `--filter`, `--dedup`.
+    select: Option<Selector>,
+    /// With `--since`: files' last packet times.
+    spans: Option<SpanCache>,
     sharder: Sharder,
     reorder: Option<Reorder>,
     writers: Vec<ShardWriter>,
@@ -276,6 +311,8 @@ impl Dispatcher {
                 unread: Vec::new(),
             },
             merge,
+            select: None,
+            spans: None,
             sharder,
             reorder,
             writers: Vec::new(),
@@ -300,8 +337,10 @@ impl Dispatcher {
             merge,
             sharder,
             writers,
+            select,
             ..
         } = self;
+        ctx.stats.select = select.as_ref().map(Selector::stats);
         let io_err = |e: io::Error| Error::runtime(e.to_string());
         ctx.stats.state = if stopped {
             State::Stopping
@@ -412,7 +451,9 @@ impl Dispatcher {
                     .resume(&mut self.writers, spec, header, stop)?;
             }
             let pkt = self.merge.packet(slot);
-            if pkt.linktype == header.linktype || self.ctx.converts(&pkt) {
+            if self.select.as_mut().is_some_and(|s| !s.keep(&pkt)) {
+                // Left out by the selection (counted there).
+            } else if pkt.linktype == header.linktype || self.ctx.converts(&pkt) {
                 let (sharder, writers, normalised) = (
                     &mut self.sharder,
                     &mut self.writers,
@@ -476,10 +517,14 @@ impl Dispatcher {
         Ok(false)
     }
 
-    /// Copies the reorder window's counters into the run's stats (between packets).
+    /// Copies the reorder window's and the selection's counters into the run's stats (between
+    /// packets).
     fn note_reorder(&mut self) {
         if let Some(r) = &self.reorder {
             self.ctx.stats.reorder = r.stats;
+        }
+        if let Some(s) = &self.select {
+            self.ctx.stats.select = Some(s.stats());
         }
     }
 
@@ -544,6 +589,19 @@ impl Dispatcher {
             }
             None => entries,
         };
+        let entries = self.in_range(entries);
+        if let Some(sel) = &mut self.select {
+            let linktypes = entries
+                .iter()
+                .flat_map(|e| e.info.linktypes.iter().copied());
+            if let Err(e) = sel.prepare(linktypes) {
+                if self.ctx.header.is_none() {
+                    // Nothing was written yet.
+                    return Err(Error::usage(e));
+                }
+                log::warn!("{e}; packets of that link type match nothing");
+            }
+        }
         if self.ctx.header.is_none() {
             self.ctx.header = match self.ctx.state.as_ref().and_then(StateKeeper::header) {
                 Some(h) => Some(h),
@@ -585,6 +643,48 @@ impl Dispatcher {
             return Ok(());
         }
         self.open_outputs()
+    }
+
+    /// With `--since`/`--until`: the entries with packets in the range. A file wholly outside is
+    /// finished without being read past its first packet (with `--since`, its last packet time
+    /// comes from the catalog cache, or from reading it to its end once) and counted.
+    fn in_range(&mut self, entries: Vec<Entry>) -> Vec<Entry> {
+        let Some(sel) = &mut self.select else {
+            return entries;
+        };
+        let range = sel.range();
+        if range.is_all() {
+            return entries;
+        }
+        let spans = self.spans.get_or_insert_with(SpanCache::default);
+        let mut kept = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Some(side) = spans.outside(&range, &e) else {
+                kept.push(e);
+                continue;
+            };
+            let side = if side == Side::Before {
+                "before"
+            } else {
+                "after"
+            };
+            log::debug!(
+                "{}: wholly {side} the time range; not read",
+                e.path.display()
+            );
+            sel.stats.files_outside_range += 1;
+            self.ctx.stats.files_total += 1;
+            self.ctx.stats.input_bytes_total += e.size;
+            self.ctx.finished(&e, 0, FileEnd::Complete);
+        }
+        spans.save_or_warn();
+        log::info!(
+            "last packet times: {} from the catalog cache, {} read to their end",
+            spans.hits,
+            spans.scans
+        );
+        self.ctx.stats.select = Some(sel.stats());
+        kept
     }
 
     /// With `--auth redis`, outputs read by consumers started elsewhere (a FIFO's reader) are
@@ -694,6 +794,22 @@ fn summary(snap: &Snapshot, incomplete: u64, outcomes: &[Outcome], unaccounted: 
     }
     if incomplete > 0 {
         line += &format!("; {incomplete} files skipped or damaged (see above)");
+    }
+    if let Some(s) = &snap.select {
+        let parts: Vec<String> = [
+            (s.files_outside_range, "files outside the time range"),
+            (s.packets_before_range, "packets before the range"),
+            (s.packets_after_range, "packets after the range"),
+            (s.packets_filtered, "packets not matching the filter"),
+            (s.packets_duplicate, "duplicate packets"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if !parts.is_empty() {
+            line += &format!("; left out: {}", parts.join(", "));
+        }
     }
     if !outcomes.is_empty() {
         let idle = outcomes

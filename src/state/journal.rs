@@ -33,6 +33,9 @@ pub struct RunKey {
     /// `K/M` of a partitioned run (`--partition`); absent for the whole flow-hash space.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
+    /// The selection options (`--since`, `--until`, `--filter`, `--dedup`); empty without any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub select: String,
 }
 
 impl RunKey {
@@ -44,6 +47,9 @@ impl RunKey {
         );
         if let Some(p) = &self.partition {
             s += &format!(" --partition {p}");
+        }
+        if !self.select.is_empty() {
+            s += &format!(" {}", self.select);
         }
         s
     }
@@ -367,6 +373,7 @@ mod tests {
                 hash: "5-tuple".into(),
                 tunnel: "outer".into(),
                 partition: None,
+                select: String::new(),
             },
         }
     }

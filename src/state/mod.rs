@@ -47,6 +47,8 @@ pub struct StateConfig {
     pub checkpoint_interval: Duration,
     /// Most output between two checkpoints.
     pub checkpoint_bytes: u64,
+    /// The selection options as given (`--since N --filter X`...); empty without any.
+    pub select: String,
 }
 
 /// Name of the lock file that keeps two runs off one state directory.
@@ -106,6 +108,7 @@ impl StateKeeper {
             hash: config.hash.as_str().to_string(),
             tunnel: config.tunnel.as_str().to_string(),
             partition: (!config.partition.is_whole()).then(|| config.partition.as_string()),
+            select: config.select.clone(),
         };
         // A journal without a checkpoint binds nothing yet: nothing was streamed under it.
         let bound = contents.checkpoint.is_some() || contents.done.is_some();
@@ -559,6 +562,7 @@ mod tests {
             partition: Partition::WHOLE,
             checkpoint_interval: Duration::from_secs(5),
             checkpoint_bytes: 1 << 20,
+            select: String::new(),
         }
     }
 
@@ -846,6 +850,15 @@ mod tests {
         drop(StateKeeper::open(dir.path(), config(HashMode::Five), &spec()).unwrap());
         let run = Contents::load(dir.path()).unwrap().run.unwrap();
         assert_eq!(run.restarts, 1);
+        // The selection binds it too.
+        let selected = StateConfig {
+            select: "--since 1709287200.000000000".into(),
+            ..config(HashMode::Five)
+        };
+        let e = StateKeeper::open(dir.path(), selected, &spec())
+            .err()
+            .expect("another selection refused");
+        assert!(e.to_string().contains("--since 1709287200"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! Packet-time spans of captures for `--since`: a file's last packet time is learned by reading
+//! it to its end once, and kept in a cache file keyed by the file's identity (path, size and the
+//! hash of its first 64 KiB, as the journal identifies files), so a later run over the same pile
+//! reads only each file's head.
+//!
+//! The cache is a JSON-lines file, appended to as files are learned; a later line for the same
+//! identity wins. A missing file is an empty cache; an unreadable line is ignored.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{self, Entry};
+use super::discover::Candidate;
+use crate::select::{Side, TimeRange};
+use crate::state::identity::FileId;
+use shardcap_capture::capture::Capture;
+
+/// One cached span.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    path: String,
+    size: u64,
+    head: String,
+    first_ts: Option<u64>,
+    /// The latest packet time in the file (its packets may be out of order).
+    last_ts: Option<u64>,
+}
+
+/// The cache of last packet times.
+#[derive(Debug, Default)]
+pub struct SpanCache {
+    file: Option<PathBuf>,
+    known: HashMap<(String, u64, String), Option<u64>>,
+    learned: Vec<Record>,
+    /// Files whose last packet time came from the cache.
+    pub hits: u64,
+    /// Files read to their end to learn it.
+    pub scans: u64,
+}
+
+impl SpanCache {
+    /// The cache kept in `file` (`None`: in memory only, for this run).
+    pub fn open(file: Option<&Path>) -> io::Result<Self> {
+        let mut cache = SpanCache {
+            file: file.map(Path::to_path_buf),
+            ..Default::default()
+        };
+        let Some(path) = file else {
+            return Ok(cache);
+        };
+        let text = match fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(cache),
+            Err(e) => return Err(e),
+        };
+        for r in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+        {
+            cache.known.insert((r.path, r.size, r.head), r.last_ts);
+        }
+        Ok(cache)
+    }
+
+    /// Where `entry` lies when wholly outside `range` (see [`TimeRange::outside`]): its last
+    /// packet time is looked up, or learned, only when its first is before `range.since`.
+    pub fn outside(&mut self, range: &TimeRange, entry: &Entry) -> Option<Side> {
+        let first = entry.first_ts?;
+        range.outside(first, || self.last_ts(entry))
+    }
+
+    /// True when the capture `cand` is wholly outside `range` (read as [`SpanCache::outside`]
+    /// reads it); a file that cannot be probed is not.
+    pub fn candidate_outside(&mut self, range: &TimeRange, cand: &Candidate) -> bool {
+        catalog::probe(0, cand).is_ok_and(|e| self.outside(range, &e).is_some())
+    }
+
+    /// The latest packet time of `entry`, from the cache or by reading the file to its end
+    /// (`None` when it cannot be read; damage ends the reading, keeping what came before).
+    pub fn last_ts(&mut self, entry: &Entry) -> Option<u64> {
+        let id = match FileId::of(&entry.path, entry.size) {
+            Ok(id) => id,
+            Err(e) => {
+                log::warn!("{}: cannot read: {e}", entry.path.display());
+                return None;
+            }
+        };
+        let key = (id.path, id.size, id.head);
+        if let Some(&last) = self.known.get(&key) {
+            self.hits += 1;
+            return last;
+        }
+        self.scans += 1;
+        let last = read_last_ts(&entry.path);
+        self.known.insert(key.clone(), last);
+        self.learned.push(Record {
+            path: key.0,
+            size: key.1,
+            head: key.2,
+            first_ts: entry.first_ts,
+            last_ts: last,
+        });
+        last
+    }
+
+    /// Appends what was learned since the last save to the cache file.
+    pub fn save(&mut self) -> io::Result<()> {
+        let Some(path) = &self.file else {
+            self.learned.clear();
+            return Ok(());
+        };
+        if self.learned.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::new();
+        for r in self.learned.drain(..) {
+            text += &serde_json::to_string(&r).expect("serialisable");
+            text.push('\n');
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+        f.write_all(text.as_bytes())
+    }
+
+    /// Saves, logging a failure (the cache only saves time).
+    pub fn save_or_warn(&mut self) {
+        if let Err(e) = self.save() {
+            let path = self.file.as_deref().unwrap_or(Path::new(""));
+            log::warn!("catalog cache {}: cannot write: {e}", path.display());
+        }
+    }
+}
+
+/// Reads a capture to its end; its latest packet time.
+fn read_last_ts(path: &Path) -> Option<u64> {
+    let (mut cap, _, _) = Capture::open(path).ok()??;
+    let mut last = None;
+    while let Ok(true) = cap.advance() {
+        last = Some(last.map_or(cap.ts(), |l: u64| l.max(cap.ts())));
+    }
+    last
+}
