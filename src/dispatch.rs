@@ -20,6 +20,7 @@ use crate::flow::{FlowConfig, FlowStats, Sharder};
 use crate::ids::supervise::Outcome;
 use crate::ids::{self, accounting, Consumers};
 use crate::input::catalog::{self, Entry, Rejected};
+use crate::input::duplicates::DuplicateIndex;
 use crate::input::discover::{self, Candidate};
 use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
 use crate::input::retention::{LogGate, Retention};
@@ -165,6 +166,8 @@ struct Ctx {
     report_when_read: bool,
     /// Files finished and not reported yet, waiting for the consumers to read them.
     unread: Vec<(Entry, FileEnd)>,
+    /// The files cataloged so far, to read a duplicate once.
+    duplicates: DuplicateIndex,
 }
 
 /// Figures of the merge, the flow stage and the shard outputs, kept for stats shown while waiting.
@@ -231,6 +234,7 @@ impl Dispatcher {
                 consumers,
                 report_when_read,
                 unread: Vec::new(),
+                duplicates: DuplicateIndex::default(),
             },
             merge,
             sharder,
@@ -497,6 +501,7 @@ impl Dispatcher {
             }
             None => entries,
         };
+        let entries = self.ctx.drop_duplicates(entries);
         if self.ctx.header.is_none() {
             self.ctx.header = match self.ctx.state.as_ref().and_then(StateKeeper::header) {
                 Some(h) => Some(h),
@@ -641,6 +646,12 @@ fn summary(snap: &Snapshot, incomplete: u64, outcomes: &[Outcome], unaccounted: 
     );
     if incomplete > 0 {
         line += &format!("; {incomplete} files skipped or damaged (see above)");
+    }
+    if snap.files_duplicate > 0 {
+        line += &format!(
+            "; {} duplicate files read once (see above)",
+            snap.files_duplicate
+        );
     }
     if !outcomes.is_empty() {
         let idle = outcomes
@@ -863,6 +874,7 @@ impl MergeHooks for Ctx {
                 self.incomplete += 1;
                 log::warn!("{}: skipped: {why}", entry.path.display());
             }
+            FileEnd::Duplicate(_) => {}
         }
         match &mut self.state {
             // The intake hears of it once a checkpoint has committed it.
@@ -874,6 +886,29 @@ impl MergeHooks for Ctx {
 }
 
 impl Ctx {
+    /// Takes out of `entries` every file with the same packets as a file cataloged before (it is
+    /// finished at once, as a duplicate of that file); returns the others.
+    fn drop_duplicates(&mut self, entries: Vec<Entry>) -> Vec<Entry> {
+        let mut kept = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Some(original) = self.duplicates.original_of(&e) else {
+                kept.push(e);
+                continue;
+            };
+            log::warn!(
+                "{}: the same packets as {}; read once, as {}",
+                e.path.display(),
+                original.display(),
+                original.display()
+            );
+            self.stats.files_duplicate += 1;
+            self.stats.files_total += 1;
+            self.stats.input_bytes_total += e.size;
+            self.finished(&e, 0, FileEnd::Duplicate(original));
+        }
+        kept
+    }
+
     /// Whether a packet of another link type than the stream's is written as an Ethernet frame.
     #[cold]
     fn converts(&self, pkt: &Packet) -> bool {

@@ -30,6 +30,8 @@ pub enum FileEnd {
     Damaged(ReadError),
     /// Not opened: skipped by the gate, or not a capture any more.
     Skipped(String),
+    /// Not opened: the same packets as this other input, read instead.
+    Duplicate(std::path::PathBuf),
 }
 
 /// Callbacks from the merge to the rest of the dispatcher.

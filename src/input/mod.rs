@@ -6,6 +6,7 @@ pub mod capture;
 pub mod catalog;
 pub mod detect;
 pub mod discover;
+pub mod duplicates;
 pub mod intake;
 pub mod pcap;
 pub mod pcapng;

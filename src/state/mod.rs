@@ -379,6 +379,10 @@ impl StateKeeper {
             FileEnd::Complete => (Outcome::Complete, None),
             FileEnd::Damaged(e) => (Outcome::Damaged, Some(e.to_string())),
             FileEnd::Skipped(why) => (Outcome::Skipped, Some(why.clone())),
+            FileEnd::Duplicate(original) => (
+                Outcome::Complete,
+                Some(format!("the same packets as {}", original.display())),
+            ),
         };
         let record = FileRecord {
             id,

@@ -314,6 +314,12 @@ impl Intake for RedisIntake {
                 self.give_back(&name)
             }
             FileEnd::Skipped(why) => self.fail(&name, why.clone(), 0),
+            FileEnd::Duplicate(original) => {
+                let original = name_of(original);
+                record(&mut self.link, &self.signals, "a duplicate file", |c| {
+                    q.duplicate(c, &name, &original)
+                })
+            }
         }
     }
 
