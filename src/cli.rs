@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// Merge inputs by packet time and shard them to N pcap streams.
     Run(Box<RunArgs>),
-    /// Describe captures: one JSON object a line.
+    /// Describe captures: one JSON object a line; optionally a coverage picture of them.
     Scan(ScanArgs),
     /// The Redis side: enqueue files, authorize them, show the queue, requeue failed files.
     Ctl(CtlArgs),
@@ -671,6 +671,17 @@ pub struct ScanArgs {
     /// Capture files, directories, globs, or @LIST files.
     #[arg(required = true)]
     pub inputs: Vec<String>,
+    /// Also draw the coverage picture of the inputs (one lane per source, gaps, overlaps,
+    /// damaged files, packet rate) to this .svg or .html file (self-contained).
+    #[arg(long, value_name = "FILE", value_parser = parse_report_path)]
+    pub report: Option<std::path::PathBuf>,
+}
+
+/// A report file name: its extension says the format.
+fn parse_report_path(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(s);
+    crate::coverage::Format::of(&path)?;
+    Ok(path)
 }
 
 /// The longest duration any flag takes (100 years): longer ones are refused, so that deadlines

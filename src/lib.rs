@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod control;
+pub mod coverage;
 pub mod dispatch;
 pub mod error;
 pub mod flow;

@@ -386,7 +386,7 @@ impl Intake for WatchIntake {
 
 /// The sensor a file comes from: its directory and its name without digits (tcpdump -C/-G
 /// rotation changes only the numbers).
-fn source_of(path: &Path) -> String {
+pub fn source_of(path: &Path) -> String {
     let dir = path
         .parent()
         .map(|p| p.display().to_string())
