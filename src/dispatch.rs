@@ -896,9 +896,8 @@ impl Ctx {
                 continue;
             };
             log::warn!(
-                "{}: the same packets as {}; read once, as {}",
+                "{}: the same packets as {}; read once",
                 e.path.display(),
-                original.display(),
                 original.display()
             );
             self.stats.files_duplicate += 1;

@@ -105,7 +105,9 @@ fn a_duplicate_arriving_in_a_watched_spool_is_read_once() {
             .arg(&spool)
             .args(["--settle", "0", "--horizon", "1s", "--stats-interval", "100ms"])
             .args(["-n", "3", "-o", &out_spec(&out), "--stats-file"])
-            .arg(&stats_file),
+            .arg(&stats_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
     );
     wait_until("shardcap to start", || stats_file.exists());
     // The files arrive one by one, renamed in as complete files; the duplicate after its original.

@@ -12,8 +12,8 @@ pub fn page(p: &Picture, svg: &str) -> String {
     s.push_str(concat!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
         "<title>shardcap coverage</title><style>",
-        "body{margin:16px;font:13px 'DejaVu Sans','Liberation Sans',Arial,sans-serif;color:#222;background:#fff}",
-        "table{border-collapse:collapse;margin-top:12px}",
+        "body{margin:0 0 16px 0;font:13px 'DejaVu Sans','Liberation Sans',Arial,sans-serif;color:#222;background:#fff}",
+        "table{border-collapse:collapse;margin:12px 20px}",
         "th,td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}",
         "th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}",
         ".bad{color:#9c1fb5;font-weight:bold}",

@@ -124,9 +124,11 @@ impl Picture {
         for f in files {
             by_source.entry(&f.source).or_default().push(f);
         }
+        // Lanes are labelled without the directories every source shares.
+        let common = common_dir(by_source.keys().copied());
         let mut groups: Vec<(String, Vec<&FileSpan>)> = by_source
             .into_iter()
-            .map(|(s, f)| (s.to_string(), f))
+            .map(|(s, f)| (s[common..].to_string(), f))
             .collect();
         let sources = groups.len();
         if groups.len() > MAX_LANES {
@@ -281,6 +283,18 @@ pub fn write(path: &Path, files: &[FileSpan]) -> Result<(), String> {
         .map_err(|e| format!("{}: cannot write the report: {e}", path.display()))
 }
 
+/// The length of the directory prefix (up to and with a `/`) all `names` share.
+fn common_dir<'a>(mut names: impl Iterator<Item = &'a str>) -> usize {
+    let Some(first) = names.next() else { return 0 };
+    let mut len = first.rfind('/').map_or(0, |i| i + 1);
+    for n in names {
+        while !n.is_char_boundary(len) || n.get(..len) != first.get(..len) {
+            len = first[..len.saturating_sub(1)].rfind('/').map_or(0, |i| i + 1);
+        }
+    }
+    len
+}
+
 /// Text for an XML attribute or element.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -348,7 +362,7 @@ mod tests {
     fn gaps_overlaps_and_damage_are_found_per_source() {
         let mut files = vec![
             file("a", 0, 99),
-            file("a", 100, 199),
+            file("a", 99, 199),
             file("a", 250, 400),
             file("b", 0, 300),
             file("b", 200, 400),
@@ -356,6 +370,9 @@ mod tests {
         files[1].damaged = true;
         let p = Picture::new(&files);
         let (a, b) = (&p.lanes[0], &p.lanes[1]);
+        assert_eq!((a.label.as_str(), b.label.as_str()), ("a", "b"));
+        assert_eq!(common_dir(["/p/x/a", "/p/xy/b"].into_iter()), 3);
+        assert_eq!(common_dir(["/p/x/a", "/p/x/b"].into_iter()), 5);
         assert_eq!((a.gaps, a.overlaps, a.damaged), (1, 0, 1));
         assert_eq!(a.gap_ns, 51 * S);
         assert_eq!((b.gaps, b.overlaps), (0, 1));

@@ -113,9 +113,15 @@ fn grid(s: &mut String, p: &Picture, lanes_end: usize) {
     );
     for (t, label) in &ticks {
         let x = LEFT as f64 + p.x(*t);
+        // A label at the right end ends there, inside the image.
+        let anchor = if x > (LEFT + COLUMNS - 40) as f64 {
+            "end"
+        } else {
+            "middle"
+        };
         let _ = write!(
             s,
-            r#"<text x="{x:.1}" y="{}" text-anchor="middle" fill="{MUTED}">{}</text>"#,
+            r#"<text x="{x:.1}" y="{}" text-anchor="{anchor}" fill="{MUTED}">{}</text>"#,
             lanes_end + 22,
             esc(label)
         );
