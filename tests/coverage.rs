@@ -112,7 +112,11 @@ fn screenshot(page: &Path, png: &Path, width: u32, height: u32) {
         ),
     };
     wait_until("chromium to write its screenshot", || !child.running());
-    assert!(child.wait().success(), "{chromium} failed on {}", page.display());
+    assert!(
+        child.wait().success(),
+        "{chromium} failed on {}",
+        page.display()
+    );
 }
 
 /// How many pixels of each colour the PNG at `path` has, and its size.
@@ -158,7 +162,9 @@ fn scan_reports_copies_and_draws_a_coverage_picture_chromium_renders() {
         };
         assert_eq!(of(&dup)["duplicate_of"], copied.to_str().unwrap());
         assert_eq!(of(&prefix)["prefix_of"], copied.to_str().unwrap());
-        assert!(of(&copied).get("prefix_of").is_none() && of(&copied).get("duplicate_of").is_none());
+        assert!(
+            of(&copied).get("prefix_of").is_none() && of(&copied).get("duplicate_of").is_none()
+        );
         let related = lines
             .iter()
             .filter(|l| l.get("prefix_of").is_some() || l.get("duplicate_of").is_some())
@@ -170,16 +176,25 @@ fn scan_reports_copies_and_draws_a_coverage_picture_chromium_renders() {
             read_capture(&copied).packets.len(),
             copied.display()
         );
-        assert!(run.stderr.contains(&partial), "no {partial:?} in {}", run.stderr);
+        assert!(
+            run.stderr.contains(&partial),
+            "no {partial:?} in {}",
+            run.stderr
+        );
         texts.push(fs::read_to_string(report).unwrap());
     }
     let (page, image) = (&texts[0], &texts[1]);
     assert!(page.starts_with("<!DOCTYPE html>") && page.contains(image.trim_end()));
     assert!(image.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
     for text in &texts {
-        for external in ["http:", "https:", "src=", "href=", "url(", "@import", "<script"] {
+        for external in [
+            "http:", "https:", "src=", "href=", "url(", "@import", "<script",
+        ] {
             let found = text.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
-            assert!(!found.contains(external), "the report refers out: {external}");
+            assert!(
+                !found.contains(external),
+                "the report refers out: {external}"
+            );
         }
     }
 
@@ -210,6 +225,11 @@ fn scan_reports_copies_and_draws_a_coverage_picture_chromium_renders() {
             png.display(),
             total - background
         );
-        assert!(counts.len() > 20, "{}: {} colours", png.display(), counts.len());
+        assert!(
+            counts.len() > 20,
+            "{}: {} colours",
+            png.display(),
+            counts.len()
+        );
     }
 }

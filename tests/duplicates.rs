@@ -80,7 +80,11 @@ fn a_pile_with_a_duplicated_file_streams_every_packet_once() {
         dup.display(),
         files[1].display()
     );
-    assert!(run.stderr.contains(&line), "no line {line:?} in {}", run.stderr);
+    assert!(
+        run.stderr.contains(&line),
+        "no line {line:?} in {}",
+        run.stderr
+    );
     assert!(
         run.stderr.contains("from 10 files") && run.stderr.contains("1 duplicate files read once"),
         "summary: {}",
@@ -103,7 +107,14 @@ fn a_duplicate_arriving_in_a_watched_spool_is_read_once() {
     let running = ChildGuard::start(
         common::command(["run", "--watch"])
             .arg(&spool)
-            .args(["--settle", "0", "--horizon", "1s", "--stats-interval", "100ms"])
+            .args([
+                "--settle",
+                "0",
+                "--horizon",
+                "1s",
+                "--stats-interval",
+                "100ms",
+            ])
             .args(["-n", "3", "-o", &out_spec(&out), "--stats-file"])
             .arg(&stats_file)
             .stdout(std::process::Stdio::null())
@@ -116,7 +127,11 @@ fn a_duplicate_arriving_in_a_watched_spool_is_read_once() {
     let mut arrivals = files.clone();
     arrivals.insert(5, dup.clone());
     for f in &arrivals {
-        let name = f.strip_prefix(&dir).unwrap().to_string_lossy().replace('/', "-");
+        let name = f
+            .strip_prefix(&dir)
+            .unwrap()
+            .to_string_lossy()
+            .replace('/', "-");
         fs::copy(f, stage.join(&name)).unwrap();
         fs::rename(stage.join(&name), spool.join(&name)).unwrap();
     }
@@ -125,7 +140,9 @@ fn a_duplicate_arriving_in_a_watched_spool_is_read_once() {
         let s = fs::read(&stats_file)
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-        s.is_some_and(|s| s["files_done"] == arrivals.len() as u64 && s["packets"] == want.len() as u64)
+        s.is_some_and(|s| {
+            s["files_done"] == arrivals.len() as u64 && s["packets"] == want.len() as u64
+        })
     });
     running.signal(nix::sys::signal::Signal::SIGTERM);
     let done = running.output();
@@ -171,10 +188,17 @@ fn a_queued_duplicate_is_recorded_done_with_its_original() {
     ]));
     expect_exit(&run, 0);
     let granted = auth.stop();
-    assert!(!granted.contains(&name(&dup)), "the duplicate is never announced: {granted:?}");
+    assert!(
+        !granted.contains(&name(&dup)),
+        "the duplicate is never announced: {granted:?}"
+    );
     assert_eq!(granted.len(), files.len());
     same_packets(packets_of(&files), shard_packets(&out)).unwrap();
-    assert_eq!(redis.list("PCAPDJ_DONE"), names, "every file done, in queue order");
+    assert_eq!(
+        redis.list("PCAPDJ_DONE"),
+        names,
+        "every file done, in queue order"
+    );
     let original: Option<String> = redis::cmd("HGET")
         .arg("PCAPDJ_DUPLICATES")
         .arg(name(&dup))

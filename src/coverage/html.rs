@@ -25,7 +25,8 @@ pub fn page(p: &Picture, svg: &str) -> String {
         "<th>first packet (UTC)</th><th>last packet (UTC)</th><th>gaps</th><th>overlaps</th>",
         "<th>damaged</th><th>copies</th></tr></thead><tbody>\n"
     ));
-    let when = |ts: Option<u64>| ts.map_or(String::new(), |t| axis::stamp(t, "%Y-%m-%d %H:%M:%S%.3f"));
+    let when =
+        |ts: Option<u64>| ts.map_or(String::new(), |t| axis::stamp(t, "%Y-%m-%d %H:%M:%S%.3f"));
     for lane in &p.lanes {
         let bad = |n: usize| {
             if n > 0 {

@@ -134,10 +134,7 @@ impl Picture {
         if groups.len() > MAX_LANES {
             // The largest sources keep their lane; the others share the last one.
             groups.sort_by_key(|(s, f)| (std::cmp::Reverse(f.len()), s.clone()));
-            let rest: Vec<&FileSpan> = groups
-                .drain(MAX_LANES - 1..)
-                .flat_map(|(_, f)| f)
-                .collect();
+            let rest: Vec<&FileSpan> = groups.drain(MAX_LANES - 1..).flat_map(|(_, f)| f).collect();
             groups.sort_by(|a, b| a.0.cmp(&b.0));
             groups.push((format!("{} other sources", sources - MAX_LANES + 1), rest));
         } else {
@@ -289,7 +286,9 @@ fn common_dir<'a>(mut names: impl Iterator<Item = &'a str>) -> usize {
     let mut len = first.rfind('/').map_or(0, |i| i + 1);
     for n in names {
         while !n.is_char_boundary(len) || n.get(..len) != first.get(..len) {
-            len = first[..len.saturating_sub(1)].rfind('/').map_or(0, |i| i + 1);
+            len = first[..len.saturating_sub(1)]
+                .rfind('/')
+                .map_or(0, |i| i + 1);
         }
     }
     len
@@ -380,7 +379,10 @@ mod tests {
         assert!(b.cells.contains(&Cell::Overlap));
         let total: f64 = p.rate.iter().sum();
         let want: u64 = files.iter().map(|f| f.packets).sum();
-        assert!((total - want as f64).abs() < 1e-6 * want as f64, "{total} vs {want}");
+        assert!(
+            (total - want as f64).abs() < 1e-6 * want as f64,
+            "{total} vs {want}"
+        );
     }
 
     #[test]
@@ -402,8 +404,16 @@ mod tests {
             let files = pile(sources);
             for format in [Format::Svg, Format::Html] {
                 let out = render(&files, format);
-                assert!(out.len() < 400_000, "{format:?} {sources}: {} bytes", out.len());
-                assert!(out.len() < 4 * small, "{format:?} {sources}: {} bytes", out.len());
+                assert!(
+                    out.len() < 400_000,
+                    "{format:?} {sources}: {} bytes",
+                    out.len()
+                );
+                assert!(
+                    out.len() < 4 * small,
+                    "{format:?} {sources}: {} bytes",
+                    out.len()
+                );
             }
             let p = Picture::new(&files);
             assert_eq!(p.lanes.len(), MAX_LANES.min(sources as usize));

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use shardcap_capture::capture::Capture;
+use shardcap_capture::Packet;
 
-use super::capture::Capture;
 use super::catalog::Entry;
-use super::Packet;
 
 /// A hash of a sequence of packets: times, lengths, link types and bytes (not the file's
 /// container: the same packets in pcap and pcapng hash the same).
@@ -230,7 +230,11 @@ mod tests {
         let c = write("c.pcap", &other);
         let mut idx = DuplicateIndex::default();
         assert_eq!(idx.original_of(&entry(&a)), None);
-        assert_eq!(idx.original_of(&entry(&c)), None, "same size and start, other bytes");
+        assert_eq!(
+            idx.original_of(&entry(&c)),
+            None,
+            "same size and start, other bytes"
+        );
         assert_eq!(idx.original_of(&entry(&b)), Some(a));
     }
 
@@ -238,7 +242,12 @@ mod tests {
     fn scan_relations_find_copies_and_prefixes() {
         let d = tempfile::tempdir().unwrap();
         let mut paths = Vec::new();
-        for (name, t0, n) in [("long", 7, 9), ("short", 7, 4), ("copy", 7, 9), ("else", 8, 4)] {
+        for (name, t0, n) in [
+            ("long", 7, 9),
+            ("short", 7, 4),
+            ("copy", 7, 9),
+            ("else", 8, 4),
+        ] {
             let p = d.path().join(name);
             std::fs::write(&p, pcap(t0, n)).unwrap();
             paths.push((p, t0, n));
