@@ -32,7 +32,7 @@ pub struct Cli {
 pub enum Command {
     /// Merge inputs by packet time and shard them to N pcap streams.
     Run(Box<RunArgs>),
-    /// Describe captures: one JSON object a line.
+    /// Describe captures: one JSON object a line; optionally a coverage picture of them.
     Scan(ScanArgs),
     /// The Redis side: enqueue files, authorize them, show the queue, requeue failed files.
     Ctl(CtlArgs),
@@ -787,6 +787,10 @@ pub struct ScanArgs {
     pub inputs: Vec<String>,
     #[command(flatten)]
     pub range: RangeArgs,
+    /// Also draw the coverage picture of the inputs (one lane per source, gaps, overlaps,
+    /// damaged files, packet rate) to this .svg or .html file (self-contained).
+    #[arg(long, value_name = "FILE", value_parser = parse_report_path)]
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// `--since`, `--until` and where files' last packet times are kept (`run`, `scan`, `ctl enqueue`).
@@ -853,6 +857,13 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
     }
     let t: jiff::Timestamp = s.parse().map_err(|_| bad())?;
     u64::try_from(t.as_nanosecond()).map_err(|_| range())
+}
+
+/// A report file name: its extension says the format.
+fn parse_report_path(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(s);
+    crate::coverage::Format::of(&path)?;
+    Ok(path)
 }
 
 /// The longest duration any flag takes (100 years): longer ones are refused, so that deadlines

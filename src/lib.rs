@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod control;
+pub mod coverage;
 pub mod ctl;
 pub mod dispatch;
 pub mod error;

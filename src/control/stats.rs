@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub files_done: u64,
     pub files_total: u64,
     pub files_skipped: u64,
+    /// Files not read: the same packets as another input.
+    pub files_duplicate: u64,
     pub current_file: Option<String>,
     pub packets: u64,
     pub cap_lengths: u64,
@@ -99,6 +101,8 @@ pub struct RunStats {
     pub files_done: u64,
     pub files_total: u64,
     pub files_skipped: u64,
+    /// Files not read: the same packets as another input.
+    pub files_duplicate: u64,
     pub input_bytes_done: u64,
     pub input_bytes_total: u64,
     pub dropped_linktype: u64,
@@ -123,6 +127,7 @@ impl RunStats {
             files_done: 0,
             files_total: 0,
             files_skipped: 0,
+            files_duplicate: 0,
             input_bytes_done: 0,
             input_bytes_total: 0,
             dropped_linktype: 0,
@@ -163,6 +168,7 @@ impl RunStats {
             files_done: self.files_done,
             files_total: self.files_total,
             files_skipped: self.files_skipped,
+            files_duplicate: self.files_duplicate,
             current_file,
             packets,
             cap_lengths: bytes,
@@ -235,6 +241,7 @@ impl Snapshot {
         )?;
         l("Files done", self.files_done.to_string())?;
         l("Files skipped", self.files_skipped.to_string())?;
+        l("Files duplicate", self.files_duplicate.to_string())?;
         l("Bytes done", self.input_bytes_done.to_string())?;
         l("Bytes total", self.input_bytes_total.to_string())?;
         l("Packets per second", format!("{:.0}", self.packets_per_s))?;

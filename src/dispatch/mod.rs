@@ -19,6 +19,7 @@ use crate::ids::supervise::Outcome;
 use crate::ids::{self, accounting, Consumers};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
+use crate::input::duplicates::DuplicateIndex;
 use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
 use crate::input::retention::{LogGate, Policy, Retention};
 use crate::input::span::SpanCache;
@@ -228,6 +229,8 @@ struct Ctx {
     report_when_read: bool,
     /// Files finished and not reported yet, waiting for the consumers to read them.
     unread: Vec<(Entry, FileEnd)>,
+    /// The files cataloged so far, to read a duplicate once.
+    duplicates: DuplicateIndex,
 }
 
 /// Figures of the merge, the flow stage and the shard outputs, kept for stats shown while waiting.
@@ -309,6 +312,7 @@ impl Dispatcher {
                 consumers,
                 report_when_read,
                 unread: Vec::new(),
+                duplicates: DuplicateIndex::default(),
             },
             merge,
             select: None,
@@ -602,6 +606,7 @@ impl Dispatcher {
                 log::warn!("{e}; packets of that link type match nothing");
             }
         }
+        let entries = self.ctx.drop_duplicates(entries);
         if self.ctx.header.is_none() {
             self.ctx.header = match self.ctx.state.as_ref().and_then(StateKeeper::header) {
                 Some(h) => Some(h),
@@ -810,6 +815,12 @@ fn summary(snap: &Snapshot, incomplete: u64, outcomes: &[Outcome], unaccounted: 
         if !parts.is_empty() {
             line += &format!("; left out: {}", parts.join(", "));
         }
+    }
+    if snap.files_duplicate > 0 {
+        line += &format!(
+            "; {} duplicate files read once (see above)",
+            snap.files_duplicate
+        );
     }
     if !outcomes.is_empty() {
         let idle = outcomes
@@ -1032,6 +1043,7 @@ impl MergeHooks for Ctx {
                 self.incomplete += 1;
                 log::warn!("{}: skipped: {why}", entry.path.display());
             }
+            FileEnd::Duplicate(_) => {}
         }
         match &mut self.state {
             // The intake hears of it once a checkpoint has committed it.
@@ -1043,6 +1055,28 @@ impl MergeHooks for Ctx {
 }
 
 impl Ctx {
+    /// Takes out of `entries` every file with the same packets as a file cataloged before (it is
+    /// finished at once, as a duplicate of that file); returns the others.
+    fn drop_duplicates(&mut self, entries: Vec<Entry>) -> Vec<Entry> {
+        let mut kept = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Some(original) = self.duplicates.original_of(&e) else {
+                kept.push(e);
+                continue;
+            };
+            log::warn!(
+                "{}: the same packets as {}; read once",
+                e.path.display(),
+                original.display()
+            );
+            self.stats.files_duplicate += 1;
+            self.stats.files_total += 1;
+            self.stats.input_bytes_total += e.size;
+            self.finished(&e, 0, FileEnd::Duplicate(original));
+        }
+        kept
+    }
+
     /// Whether a packet of another link type than the stream's is written as an Ethernet frame.
     #[cold]
     fn converts(&self, pkt: &Packet) -> bool {

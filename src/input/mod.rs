@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod discover;
+pub mod duplicates;
 pub mod intake;
 pub mod retention;
 pub mod span;
@@ -20,4 +21,6 @@ pub enum FileEnd {
     Damaged(ReadError),
     /// Not opened: skipped by the gate, or not a capture any more.
     Skipped(String),
+    /// Not opened: the same packets as this other input, read instead.
+    Duplicate(std::path::PathBuf),
 }

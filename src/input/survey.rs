@@ -19,6 +19,12 @@ pub struct ScanReport {
     pub bytes: u64,
     pub out_of_order: u64,
     pub problems: Vec<String>,
+    /// An earlier input with the same packets (set by `scan` when it compares the inputs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
+    /// A longer input whose first packets are all of this one's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_of: Option<String>,
 }
 
 /// Reads one capture to its end.
@@ -35,6 +41,8 @@ pub fn scan_file(path: &std::path::Path) -> ScanReport {
         bytes: 0,
         out_of_order: 0,
         problems: Vec::new(),
+        duplicate_of: None,
+        prefix_of: None,
     };
     let (mut cap, format, compression) = match Capture::open(path) {
         Ok(Some(c)) => c,

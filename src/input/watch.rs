@@ -350,7 +350,8 @@ impl Intake for WatchIntake {
     fn finished(&mut self, entry: &Entry, end: &FileEnd) -> Result<()> {
         let last_ts = self.last_ts.remove(&entry.path).unwrap_or(u64::MAX);
         match end {
-            FileEnd::Complete => {
+            // A duplicate's packets are streamed as its original's.
+            FileEnd::Complete | FileEnd::Duplicate(_) => {
                 self.retention.streamed(&entry.path, entry.size, last_ts)?;
                 if !entry.path.exists() {
                     // Deleted or moved away: a writer that reuses the name (a ring of rotated
@@ -385,7 +386,7 @@ impl Intake for WatchIntake {
 
 /// The sensor a file comes from: its directory and its name without digits (tcpdump -C/-G
 /// rotation changes only the numbers).
-fn source_of(path: &Path) -> String {
+pub fn source_of(path: &Path) -> String {
     let dir = path
         .parent()
         .map(|p| p.display().to_string())

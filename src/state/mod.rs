@@ -393,6 +393,11 @@ impl StateKeeper {
             FileEnd::Complete => (Outcome::Complete, None, None),
             FileEnd::Damaged(e) => (Outcome::Damaged, Some(e.to_string()), Some(e.offset)),
             FileEnd::Skipped(why) => (Outcome::Skipped, Some(why.clone()), None),
+            FileEnd::Duplicate(original) => (
+                Outcome::Complete,
+                Some(format!("the same packets as {}", original.display())),
+                None,
+            ),
         };
         let record = FileRecord {
             id,

@@ -319,6 +319,12 @@ impl Intake for RedisIntake {
             }),
             FileEnd::Damaged(e) => self.fail(&name, e.message.clone(), e.offset),
             FileEnd::Skipped(why) => self.fail(&name, why.clone(), 0),
+            FileEnd::Duplicate(original) => {
+                let original = name_of(original);
+                record(&mut self.link, &self.signals, "a duplicate file", |c| {
+                    q.duplicate(c, &name, &original)
+                })
+            }
         }
     }
 

@@ -13,6 +13,9 @@ pub struct Keys {
     pub done: String,
     /// List of JSON records `{file, reason, offset}` of files that could not be streamed. Shared.
     pub failed: String,
+    /// Hash of files not read because another input holds the same packets: name → that
+    /// input's name. The file is in PROCESSED or DONE too. Shared.
+    pub duplicates: String,
     /// List of files announced and waiting for authorization. Per instance.
     pub next: String,
     /// Authorizations: a set of file names (SADD) or one name as a string (SET). Per instance.
@@ -38,6 +41,7 @@ impl Keys {
             processed: shared("PROCESSED"),
             done: shared("DONE"),
             failed: shared("FAILED"),
+            duplicates: shared("DUPLICATES"),
             next: own("NEXT"),
             auth: own("AUTH"),
             state: own("STATE"),

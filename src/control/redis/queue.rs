@@ -110,6 +110,17 @@ impl Queue {
         }
     }
 
+    /// `name` holds the same packets as `original`, streamed instead: recorded as streamed
+    /// completely, with its original in the DUPLICATES hash.
+    pub fn duplicate(&self, con: &mut Connection, name: &[u8], original: &[u8]) -> RedisResult<()> {
+        redis::cmd("HSET")
+            .arg(&self.keys.duplicates)
+            .arg(name)
+            .arg(original)
+            .exec(con)?;
+        self.completed(con, name)
+    }
+
     /// `name` could not be streamed (completely): its JSON record goes to FAILED.
     pub fn failed(&self, con: &mut Connection, name: &[u8], record: &str) -> RedisResult<()> {
         self.record(con, &self.keys.failed, name, record.as_bytes())

@@ -1,0 +1,274 @@
+//! Duplicate and overlapping captures. A file whose packets are another input's (the same capture
+//! collected twice, under two names) is read once; a capture whose packets are the first packets
+//! of another (a copy taken while it was still being written) is reported by `scan`.
+//!
+//! Two files are compared only when their size and first packet time collide, which the catalog
+//! knows already: the common path stays one read of each file's head. Only such rare candidates
+//! are read to their end, and their packets hashed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use shardcap_capture::capture::Capture;
+use shardcap_capture::Packet;
+
+use super::catalog::Entry;
+
+/// A hash of a sequence of packets: times, lengths, link types and bytes (not the file's
+/// container: the same packets in pcap and pcapng hash the same).
+#[derive(Clone, Default)]
+pub struct PacketHash(Sha256);
+
+impl PacketHash {
+    /// Adds one packet.
+    pub fn add(&mut self, p: &Packet) {
+        self.0.update(p.ts_ns.to_le_bytes());
+        self.0.update(p.len.to_le_bytes());
+        self.0.update(p.linktype.to_le_bytes());
+        self.0.update((p.data.len() as u32).to_le_bytes());
+        self.0.update(p.data);
+    }
+
+    /// The hash of the packets added so far.
+    pub fn value(&self) -> [u8; 32] {
+        self.0.clone().finalize().into()
+    }
+}
+
+/// What reading every packet of a capture gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Content {
+    /// Packets read.
+    pub packets: u64,
+    /// Time of the last packet.
+    pub last_ts: u64,
+    /// Hash of all packets.
+    pub hash: [u8; 32],
+}
+
+/// Reads `path` to its end, hashing its packets and taking the hash after each count in
+/// `at` (ascending) on the way. `None` when it cannot be read to its end (damaged, unreadable).
+pub fn read_content(path: &Path, at: &[u64]) -> Option<(Content, Vec<[u8; 32]>)> {
+    let (mut cap, _, _) = Capture::open(path).ok()??;
+    let mut hash = PacketHash::default();
+    let mut snapshots = Vec::with_capacity(at.len());
+    let (mut packets, mut last_ts) = (0u64, 0u64);
+    loop {
+        if at.get(snapshots.len()) == Some(&packets) {
+            snapshots.push(hash.value());
+            continue;
+        }
+        match cap.advance() {
+            Ok(true) => {
+                let p = cap.packet();
+                hash.add(&p);
+                last_ts = p.ts_ns;
+                packets += 1;
+            }
+            Ok(false) => break,
+            Err(_) => return None,
+        }
+    }
+    while at.get(snapshots.len()) == Some(&packets) {
+        snapshots.push(hash.value());
+    }
+    let content = Content {
+        packets,
+        last_ts,
+        hash: hash.value(),
+    };
+    Some((content, snapshots))
+}
+
+/// The content of `path`, read to its end.
+fn content(path: &Path) -> Option<Content> {
+    read_content(path, &[]).map(|(c, _)| c)
+}
+
+/// A cataloged file, remembered to find its duplicates.
+struct Known {
+    path: PathBuf,
+    /// Read only when another file collides with it: `None` until then.
+    content: Option<Option<Content>>,
+}
+
+/// The files a run has cataloged, by size and first packet time (one small record a file).
+#[derive(Default)]
+pub struct DuplicateIndex {
+    known: HashMap<(u64, u64), Vec<Known>>,
+}
+
+impl DuplicateIndex {
+    /// The earlier file holding exactly `entry`'s packets (same size, same first and last
+    /// packet time, same hash), if any; otherwise `entry` is remembered. A file without packets
+    /// is nobody's duplicate.
+    pub fn original_of(&mut self, entry: &Entry) -> Option<PathBuf> {
+        let first_ts = entry.first_ts?;
+        let known = self.known.entry((entry.size, first_ts)).or_default();
+        let mine = if known.is_empty() {
+            None
+        } else {
+            let mine = content(&entry.path);
+            if let Some(m) = mine {
+                for k in known.iter_mut() {
+                    if *k.content.get_or_insert_with(|| content(&k.path)) == Some(m) {
+                        return Some(k.path.clone());
+                    }
+                }
+            }
+            Some(mine)
+        };
+        known.push(Known {
+            path: entry.path.clone(),
+            content: mine,
+        });
+        None
+    }
+}
+
+/// How one scanned file relates to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relation {
+    /// The same packets as the other file.
+    DuplicateOf(usize),
+    /// Its packets are the first packets of the other (longer) file.
+    PrefixOf(usize),
+}
+
+/// A file as `scan` saw it, for [`relations`].
+#[derive(Debug, Clone, Copy)]
+pub struct Scanned<'a> {
+    pub path: &'a Path,
+    pub first_ts: Option<u64>,
+    pub packets: u64,
+    /// Read to its end without damage.
+    pub intact: bool,
+}
+
+/// For each file of `files`, its relation to an earlier or longer one: the same packets, or
+/// its packets the first packets of another. Only files with the same first packet time are
+/// read again (to hash their packets).
+pub fn relations(files: &[Scanned]) -> Vec<Option<Relation>> {
+    let mut out = vec![None; files.len()];
+    let mut groups: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, f) in files.iter().enumerate() {
+        if let (Some(ts), true) = (f.first_ts, f.intact && f.packets > 0) {
+            groups.entry(ts).or_default().push(i);
+        }
+    }
+    for mut group in groups.into_values().filter(|g| g.len() > 1) {
+        // Longest first; among equals, the earlier input is the original.
+        group.sort_by_key(|&i| (std::cmp::Reverse(files[i].packets), i));
+        let mut counts: Vec<u64> = group.iter().map(|&i| files[i].packets).collect();
+        counts.sort_unstable();
+        counts.dedup();
+        let mut hashes: HashMap<usize, HashMap<u64, [u8; 32]>> = HashMap::new();
+        for &i in &group {
+            let Some((_, at)) = read_content(files[i].path, &counts) else {
+                continue;
+            };
+            hashes.insert(i, counts.iter().copied().zip(at).collect());
+        }
+        for (pos, &i) in group.iter().enumerate() {
+            let n = files[i].packets;
+            let Some(mine) = hashes.get(&i).and_then(|h| h.get(&n)) else {
+                continue;
+            };
+            // The longest earlier-sorted file whose first n packets are these.
+            out[i] = group[..pos]
+                .iter()
+                .find(|&&j| hashes.get(&j).and_then(|h| h.get(&n)) == Some(mine))
+                .map(|&j| {
+                    if files[j].packets == n {
+                        Relation::DuplicateOf(j)
+                    } else {
+                        Relation::PrefixOf(j)
+                    }
+                });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pcap file of `n` 4-byte records, one a second from `t0`.
+    fn pcap(t0: u32, n: u32) -> Vec<u8> {
+        let mut b = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        b.extend([0xff, 0xff, 0, 0, 1, 0, 0, 0]);
+        for i in 0..n {
+            b.extend((t0 + i).to_le_bytes());
+            b.extend([0, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0]);
+            b.extend(i.to_le_bytes());
+        }
+        b
+    }
+
+    fn entry(path: &Path) -> Entry {
+        let cand = super::super::discover::Candidate {
+            path: path.to_path_buf(),
+            explicit: true,
+        };
+        super::super::catalog::probe(0, &cand).unwrap()
+    }
+
+    #[test]
+    fn a_copy_is_a_duplicate_and_a_same_sized_other_capture_is_not() {
+        let d = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let p = d.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        let a = write("a.pcap", &pcap(100, 5));
+        let b = write("b.pcap", &pcap(100, 5));
+        let mut other = pcap(100, 5);
+        *other.last_mut().unwrap() ^= 1;
+        let c = write("c.pcap", &other);
+        let mut idx = DuplicateIndex::default();
+        assert_eq!(idx.original_of(&entry(&a)), None);
+        assert_eq!(
+            idx.original_of(&entry(&c)),
+            None,
+            "same size and start, other bytes"
+        );
+        assert_eq!(idx.original_of(&entry(&b)), Some(a));
+    }
+
+    #[test]
+    fn scan_relations_find_copies_and_prefixes() {
+        let d = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for (name, t0, n) in [
+            ("long", 7, 9),
+            ("short", 7, 4),
+            ("copy", 7, 9),
+            ("else", 8, 4),
+        ] {
+            let p = d.path().join(name);
+            std::fs::write(&p, pcap(t0, n)).unwrap();
+            paths.push((p, t0, n));
+        }
+        let files: Vec<Scanned> = paths
+            .iter()
+            .map(|(p, t0, n)| Scanned {
+                path: p,
+                first_ts: Some(*t0 as u64 * 1_000_000_000),
+                packets: *n as u64,
+                intact: true,
+            })
+            .collect();
+        assert_eq!(
+            relations(&files),
+            [
+                None,
+                Some(Relation::PrefixOf(0)),
+                Some(Relation::DuplicateOf(0)),
+                None
+            ]
+        );
+    }
+}
