@@ -5,8 +5,12 @@ use std::path::Path;
 
 use clap::{CommandFactory, Parser};
 
-use shardcap::cli::{Cli, Command, StateCommand};
+use std::sync::{Arc, Mutex};
+
+use shardcap::cli::{Cli, Command, ShipArgs, StateCommand};
+use shardcap::control::metrics::{self, Published};
 use shardcap::error::{Error, Result, EXIT_OK};
+use shardcap::ship::stats::ShipSnapshot;
 use shardcap::{control, dispatch, generate, scan, ship, state};
 
 fn main() {
@@ -38,7 +42,7 @@ fn main() {
         Command::Ctl(args) => control::ctl::run(args),
         Command::State(StateCommand::Show(args)) => state::show::run(args),
         Command::Generate(args) => generate::run(args.into()),
-        Command::Ship(args) => ship::run(args.config(), args.logdirs),
+        Command::Ship(args) => run_ship(*args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shardcap", &mut io::stdout());
             Ok(EXIT_OK)
@@ -53,6 +57,19 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `shardcap ship`, with its metrics server when asked for.
+fn run_ship(args: ShipArgs) -> Result<i32> {
+    let latest = match &args.metrics_listen {
+        Some(addr) => {
+            let latest = Arc::new(Mutex::new(ShipSnapshot::default()));
+            metrics::serve(addr, Published::for_ship(latest.clone()))?;
+            Some(latest)
+        }
+        None => None,
+    };
+    ship::run(args.config(), args.logdirs, latest)
 }
 
 /// Writes shardcap's manual page to stdout, or every page (shardcap and each subcommand) into

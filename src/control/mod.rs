@@ -2,6 +2,7 @@
 //! `shardcap ctl`.
 
 pub mod ctl;
+pub mod metrics;
 pub mod pacing;
 pub mod progress;
 pub mod redis;

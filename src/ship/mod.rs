@@ -28,7 +28,7 @@ pub mod zeek_tsv;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::control::signals::Signals;
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
@@ -57,9 +57,13 @@ pub fn es(url: &str) -> Target {
     })
 }
 
-/// `shardcap ship`: ships `logdirs` with `cfg`; returns the exit code (3 when records were
-/// dead-lettered).
-pub fn run(cfg: ShipConfig, logdirs: Vec<PathBuf>) -> Result<i32> {
+/// `shardcap ship`: ships `logdirs` with `cfg`, refreshing `latest` with its figures if given;
+/// returns the exit code (3 when records were dead-lettered).
+pub fn run(
+    cfg: ShipConfig,
+    logdirs: Vec<PathBuf>,
+    latest: Option<Arc<Mutex<stats::ShipSnapshot>>>,
+) -> Result<i32> {
     for d in &logdirs {
         if !d.is_dir() {
             return Err(Error::usage(format!(
@@ -73,6 +77,9 @@ pub fn run(cfg: ShipConfig, logdirs: Vec<PathBuf>) -> Result<i32> {
         finish: Arc::new(AtomicBool::new(false)),
     };
     let mut shipper = Shipper::new(cfg, logdirs, ctl)?;
+    if let Some(latest) = latest {
+        shipper.publish_to(latest);
+    }
     let summary = shipper.run()?;
     if summary.stopped {
         log::warn!(

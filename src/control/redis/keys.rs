@@ -54,6 +54,8 @@ mod tests {
     fn args(instance: Option<&str>) -> RedisArgs {
         RedisArgs {
             url: String::new(),
+            password: None,
+            password_file: None,
             ca: None,
             prefix: "PCAPDJ".into(),
             instance: instance.map(String::from),

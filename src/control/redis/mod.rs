@@ -10,3 +10,4 @@ pub mod intake;
 pub mod keys;
 pub mod link;
 pub mod queue;
+pub mod roots;
