@@ -234,6 +234,9 @@ fn allow_root_refuses_other_paths_without_telling_which_exist() {
     assert_same_packets(&output(&out), &packets(&good), "output");
 }
 
+/// Extra arguments and environment of one way to give a secret.
+type Variant<'a> = (&'a [&'a str], Vec<(&'a str, &'a str)>);
+
 /// The secret used by the secret tests, unlike anything else shardcap writes.
 const SECRET: &str = "Zq7-secret-9f3Kx";
 
@@ -353,16 +356,16 @@ fn secrets_from_environment_and_files_appear_nowhere() {
     for f in ["conn.log", "dns.log"] {
         fs::copy(Path::new("tests/data/ship/zeek-json").join(f), logs.join(f)).unwrap();
     }
-    let variants: [(&[&str], &[(&str, &str)]); 3] = [
+    let variants: [Variant; 3] = [
         (
             &["--es-user", "elastic"],
-            &[("SHARDCAP_ES_PASSWORD", SECRET)],
+            vec![("SHARDCAP_ES_PASSWORD", SECRET)],
         ),
         (
             &["--es-user", "elastic", "--es-password-file", &secret_file],
-            &[],
+            vec![],
         ),
-        (&["--es-api-key-file", &secret_file], &[]),
+        (&["--es-api-key-file", &secret_file], vec![]),
     ];
     for (i, (extra, env)) in variants.iter().enumerate() {
         let state = written.join(format!("ship-state-{i}"));
@@ -431,7 +434,7 @@ fn secrets_from_environment_and_files_appear_nowhere() {
     let redis = RedisServer::start_with_password(SECRET, &[]);
     let plain_url = format!("redis://127.0.0.1:{}", redis.port);
     let full_url = redis.url();
-    let variants: [(&[&str], Vec<(&str, &str)>); 3] = [
+    let variants: [Variant; 3] = [
         (
             &["--redis", &plain_url],
             vec![("SHARDCAP_REDIS_PASSWORD", SECRET)],
