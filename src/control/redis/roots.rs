@@ -115,7 +115,7 @@ mod tests {
     fn outside_paths_get_one_reason_whatever_is_there() {
         let top = tempfile::tempdir().unwrap();
         let root = top.path().join("root");
-        fs::create_dir(&root).unwrap();
+        fs::create_dir_all(root.join("sub")).unwrap();
         fs::write(root.join("a.pcap"), b"x").unwrap();
         fs::write(top.path().join("secret"), b"x").unwrap();
         std::os::unix::fs::symlink(top.path().join("secret"), root.join("link")).unwrap();
