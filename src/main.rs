@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use shardcap::cli::{Cli, Command, ShipArgs, StateCommand};
 use shardcap::control::metrics::{self, Published};
 use shardcap::error::{Error, Result, EXIT_OK};
-use shardcap::ship::stats::ShipSnapshot;
-use shardcap::{control, dispatch, generate, scan, ship, state};
+use shardcap::{ctl, dispatch, scan, shipping, state};
+use shardcap_ship::stats::ShipSnapshot;
 
 fn main() {
     let cli = Cli::parse();
@@ -39,9 +39,12 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => dispatch::run(*args),
         Command::Scan(args) => scan::run(args),
-        Command::Ctl(args) => control::ctl::run(args),
-        Command::State(StateCommand::Show(args)) => state::show::run(args),
-        Command::Generate(args) => generate::run(args.into()),
+        Command::Ctl(args) => ctl::run(*args),
+        Command::State(StateCommand::Show(args)) => state::show::run(&args.state, args.json),
+        #[cfg(feature = "generate")]
+        Command::Generate(args) => shardcap_gen::run(args.into())
+            .map(|()| EXIT_OK)
+            .map_err(Into::into),
         Command::Ship(args) => run_ship(*args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shardcap", &mut io::stdout());
@@ -69,7 +72,7 @@ fn run_ship(args: ShipArgs) -> Result<i32> {
         }
         None => None,
     };
-    ship::run(args.config(), args.logdirs, latest)
+    shipping::run(args.config(), args.logdirs, latest)
 }
 
 /// Writes shardcap's manual page to stdout, or every page (shardcap and each subcommand) into

@@ -8,9 +8,10 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-use crate::input::capture::Capture;
 use crate::input::catalog::Entry;
-use crate::input::{Anomalies, Packet, ReadError};
+use crate::input::FileEnd;
+use shardcap_capture::capture::Capture;
+use shardcap_capture::{Anomalies, Packet};
 
 /// How inputs are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,17 +20,6 @@ pub enum Order {
     Time,
     /// Stream files one after another in the order given (pcapdj's behaviour).
     Given,
-}
-
-/// How a file ended.
-#[derive(Debug)]
-pub enum FileEnd {
-    /// Every packet was read.
-    Complete,
-    /// Damaged or unreadable: packets before the damage were emitted.
-    Damaged(ReadError),
-    /// Not opened: skipped by the gate, or not a capture any more.
-    Skipped(String),
 }
 
 /// Callbacks from the merge to the rest of the dispatcher.

@@ -8,7 +8,7 @@ use std::thread;
 
 use crate::control::stats::{Snapshot, State};
 use crate::error::{Error, Result};
-use crate::ship::stats::ShipSnapshot;
+use shardcap_ship::stats::ShipSnapshot;
 
 /// The content type of the text exposition format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -5,10 +5,10 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::capture::{Capture, CaptureInfo};
 use super::discover::Candidate;
-use super::stream::{not_regular, special_kind};
-use super::ReadError;
+use shardcap_capture::capture::{Capture, CaptureInfo};
+use shardcap_capture::stream::{not_regular, special_kind};
+use shardcap_capture::ReadError;
 
 /// A capture known to the catalog.
 #[derive(Debug, Clone)]

@@ -117,8 +117,7 @@ impl Retention {
 
     /// Applies the policy to the file at `path`.
     fn apply(&mut self, path: &Path, size: u64) -> Result<()> {
-        let fail =
-            |e: std::io::Error| Error::runtime(format!("{}: retention: {e}", path.display()));
+        let fail = |e| Error::file(path, "retention")(e);
         let kept_at = match &self.policy {
             Policy::Delete => {
                 fs::remove_file(path).map_err(fail)?;

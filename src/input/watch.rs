@@ -25,11 +25,11 @@ use super::catalog::Entry;
 use super::discover::Candidate;
 use super::intake::{Arrivals, Intake};
 use super::retention::Retention;
-use super::stream::{not_regular, special_kind};
 use super::survey::scan_file;
 use crate::control::signals::Signals;
 use crate::error::{Error, Result};
-use crate::merge::FileEnd;
+use crate::input::FileEnd;
+use shardcap_capture::stream::{not_regular, special_kind};
 
 /// Longest single sleep, so that settle and horizon deadlines are noticed.
 const MAX_SLEEP: Duration = Duration::from_millis(200);

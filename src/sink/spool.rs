@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-use super::format::{record_len, StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use super::output::Output;
+use shardcap_capture::format::{record_len, StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 
 /// Directory inside the spool where segments are written before they appear.
 pub const TMP_DIR: &str = ".tmp";

@@ -5,6 +5,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use shardcap_flow::hash::fnv1a;
 
 /// Bytes at the head of a file that its identity hashes.
 pub const HEAD_BYTES: usize = 64 << 10;
@@ -23,7 +24,7 @@ impl FileId {
     /// Reads the head of `path` (whose size is `size`) and hashes it.
     pub fn of(path: &Path, size: u64) -> io::Result<Self> {
         let mut head = Vec::with_capacity(HEAD_BYTES);
-        crate::input::stream::open_regular(path)?
+        shardcap_capture::stream::open_regular(path)?
             .take(HEAD_BYTES as u64)
             .read_to_end(&mut head)?;
         Ok(FileId {
@@ -37,13 +38,6 @@ impl FileId {
     pub fn same_content(&self, other: &FileId) -> bool {
         self.size == other.size && self.head == other.head
     }
-}
-
-/// The 64-bit FNV-1a hash: simple, and fixed forever, as journals written earlier depend on it.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]
@@ -65,12 +59,5 @@ mod tests {
         assert!(id(&a).same_content(&id(&b)));
         assert!(!id(&a).same_content(&id(&c)));
         assert_ne!(id(&a).path, id(&b).path);
-    }
-
-    #[test]
-    fn fnv1a_matches_its_reference_values() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
     }
 }

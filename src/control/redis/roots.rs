@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::input::stream::{open_regular, special_kind};
+use shardcap_capture::stream::{open_regular, special_kind};
 
 /// The reason recorded for a path outside every root (or resolving outside, or naming `..` out).
 pub const OUTSIDE: &str = "not under an allowed directory (--allow-root)";
@@ -80,7 +80,7 @@ impl Roots {
         }
         let md = fs::metadata(&resolved).map_err(|e| unreadable(e.to_string()))?;
         if let Some(kind) = special_kind(md.file_type()) {
-            let why = crate::input::stream::not_regular(kind).to_string();
+            let why = shardcap_capture::stream::not_regular(kind).to_string();
             return Err(Refusal {
                 reason: why.clone(),
                 detail: why,
