@@ -177,5 +177,12 @@ mod tests {
         assert_eq!(lines[1]["error"]["type"], "unparsed_record");
         assert_eq!(lines[1]["line"], "{\"trunc");
         assert_eq!(lines[1]["offset"], 5);
+        // It holds whole documents: readable by its owner only.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(FILE_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
     }
 }
