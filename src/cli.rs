@@ -35,7 +35,7 @@ pub enum Command {
     /// Describe captures: one JSON object a line; optionally a coverage picture of them.
     Scan(ScanArgs),
     /// The Redis side: enqueue files, authorize them, show the queue, requeue failed files.
-    Ctl(CtlArgs),
+    Ctl(Box<CtlArgs>),
     /// Inspect a run's journal (`--state DIR`).
     #[command(subcommand)]
     State(StateCommand),
@@ -268,6 +268,9 @@ pub struct RunArgs {
     /// Interval of the stats file and of progress lines.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub stats_interval: Duration,
+    /// Serve the run's figures for Prometheus at http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
     /// Who authorizes each file: nobody, or a Redis controller (pcapdj's protocol; files then come
     /// from the Redis queue and INPUT is omitted).
     #[arg(long, value_enum, default_value = "none")]
@@ -282,6 +285,11 @@ pub struct RunArgs {
     /// that cannot be read (they are then recorded in FAILED once authorized).
     #[arg(long)]
     pub announce_all: bool,
+    /// With --auth redis: read only files under DIR (repeatable; symbolic links resolved), so that
+    /// whoever writes to a shared queue cannot make the dispatcher read elsewhere. Other paths are
+    /// recorded in FAILED with one reason, whether they exist or not.
+    #[arg(long, value_name = "DIR")]
+    pub allow_root: Vec<PathBuf>,
     /// With --order time: files taken from the queue within this long of each other are merged
     /// together by packet time (see README, Redis).
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
@@ -434,14 +442,37 @@ impl From<RedisModeArg> for RedisMode {
 /// Where Redis is and how its keys are named (shared by `run --auth redis` and `ctl`).
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
-    /// Redis URL: redis://[:PASSWORD@]HOST[:PORT][/DB], or rediss://... for TLS.
+    /// Redis URL: redis://[:PASSWORD@]HOST[:PORT][/DB], or rediss://... for TLS. Keep a password
+    /// out of the command line: put the URL in the environment, or the password in
+    /// SHARDCAP_REDIS_PASSWORD or --redis-password-file.
     #[arg(
         long = "redis",
         value_name = "URL",
         default_value = "redis://127.0.0.1:6379",
+        env = "SHARDCAP_REDIS_URL",
+        hide_env_values = true,
         global = true
     )]
     pub url: String,
+    /// Redis password (replaces one in the URL); every local user sees a command line, so prefer
+    /// the environment variable or --redis-password-file.
+    #[arg(
+        long = "redis-password",
+        value_name = "PASSWORD",
+        env = "SHARDCAP_REDIS_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub password: Option<Secret>,
+    /// Read the Redis password from FILE (its first line).
+    #[arg(
+        long = "redis-password-file",
+        value_name = "FILE",
+        value_parser = read_secret,
+        conflicts_with = "password",
+        global = true
+    )]
+    pub password_file: Option<Secret>,
     /// CA certificate (PEM) that signed the rediss:// server's certificate (default: the public roots).
     #[arg(long = "redis-ca", value_name = "PEM", global = true)]
     pub ca: Option<PathBuf>,
@@ -466,6 +497,7 @@ impl From<&RedisArgs> for RedisConfig {
     fn from(a: &RedisArgs) -> Self {
         RedisConfig {
             url: a.url.clone(),
+            password: Secret::either(&a.password, &a.password_file),
             ca: a.ca.clone(),
             prefix: a.prefix.clone(),
             queue: a.queue.clone(),
@@ -593,6 +625,9 @@ pub struct ShipArgs {
     /// Interval of the stats file and of progress lines.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub stats_interval: Duration,
+    /// Serve the shipper's figures for Prometheus at http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub options: ShipOptions,
 }
@@ -632,8 +667,8 @@ impl ShipOptions {
         let target = match target {
             ship::Target::Elasticsearch(mut t) => {
                 t.user = self.es_user.clone();
-                t.password = self.es_password.clone();
-                t.api_key = self.es_api_key.clone();
+                t.password = Secret::either(&self.es_password, &self.es_password_file);
+                t.api_key = Secret::either(&self.es_api_key, &self.es_api_key_file);
                 t.ca = self.es_ca.clone();
                 ship::Target::Elasticsearch(t)
             }
@@ -704,14 +739,21 @@ pub struct ShipOptions {
     #[arg(long)]
     pub sensor: Option<String>,
     /// User for basic authentication.
-    #[arg(long)]
+    #[arg(long, env = "SHARDCAP_ES_USER")]
     pub es_user: Option<String>,
-    /// Password for basic authentication.
-    #[arg(long, requires = "es_user")]
-    pub es_password: Option<String>,
-    /// API key (`id:key` or its base64 form).
-    #[arg(long)]
-    pub es_api_key: Option<String>,
+    /// Password for basic authentication; every local user sees a command line, so prefer the
+    /// environment variable or --es-password-file.
+    #[arg(long, env = "SHARDCAP_ES_PASSWORD", hide_env_values = true)]
+    pub es_password: Option<Secret>,
+    /// Read the password for basic authentication from FILE (its first line).
+    #[arg(long, value_name = "FILE", value_parser = read_secret, conflicts_with = "es_password")]
+    pub es_password_file: Option<Secret>,
+    /// API key (`id:key` or its base64 form); prefer the environment variable or --es-api-key-file.
+    #[arg(long, env = "SHARDCAP_ES_API_KEY", hide_env_values = true)]
+    pub es_api_key: Option<Secret>,
+    /// Read the API key from FILE (its first line).
+    #[arg(long, value_name = "FILE", value_parser = read_secret, conflicts_with = "es_api_key")]
+    pub es_api_key_file: Option<Secret>,
     /// PEM file of the CA that signed the server's certificate.
     #[arg(long)]
     pub es_ca: Option<PathBuf>,
@@ -864,6 +906,46 @@ fn parse_report_path(s: &str) -> Result<std::path::PathBuf, String> {
     let path = std::path::PathBuf::from(s);
     crate::coverage::Format::of(&path)?;
     Ok(path)
+}
+
+/// A password or key: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, to hand to the client that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The secret given by value (flag or environment) or by file, whichever was given.
+    pub fn either(value: &Option<Secret>, file: &Option<Secret>) -> Option<String> {
+        value.as_ref().or(file.as_ref()).map(|s| s.0.clone())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+/// Reads a secret from a file: its first line, without the line end. The error names the file,
+/// never its content.
+pub fn read_secret(path: &str) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(format!("{path}: empty (the secret is its first line)"));
+    }
+    Ok(Secret(line.to_string()))
 }
 
 /// The longest duration any flag takes (100 years): longer ones are refused, so that deadlines

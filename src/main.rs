@@ -5,9 +5,13 @@ use std::path::Path;
 
 use clap::{CommandFactory, Parser};
 
-use shardcap::cli::{Cli, Command, StateCommand};
+use std::sync::{Arc, Mutex};
+
+use shardcap::cli::{Cli, Command, ShipArgs, StateCommand};
+use shardcap::control::metrics::{self, Published};
 use shardcap::error::{Error, Result, EXIT_OK};
 use shardcap::{ctl, dispatch, scan, shipping, state};
+use shardcap_ship::stats::ShipSnapshot;
 
 fn main() {
     let cli = Cli::parse();
@@ -35,13 +39,13 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => dispatch::run(*args),
         Command::Scan(args) => scan::run(args),
-        Command::Ctl(args) => ctl::run(args),
+        Command::Ctl(args) => ctl::run(*args),
         Command::State(StateCommand::Show(args)) => state::show::run(&args.state, args.json),
         #[cfg(feature = "generate")]
         Command::Generate(args) => shardcap_gen::run(args.into())
             .map(|()| EXIT_OK)
             .map_err(Into::into),
-        Command::Ship(args) => shipping::run(args.config(), args.logdirs),
+        Command::Ship(args) => run_ship(*args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shardcap", &mut io::stdout());
             Ok(EXIT_OK)
@@ -56,6 +60,19 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `shardcap ship`, with its metrics server when asked for.
+fn run_ship(args: ShipArgs) -> Result<i32> {
+    let latest = match &args.metrics_listen {
+        Some(addr) => {
+            let latest = Arc::new(Mutex::new(ShipSnapshot::default()));
+            metrics::serve(addr, Published::for_ship(latest.clone()))?;
+            Some(latest)
+        }
+        None => None,
+    };
+    shipping::run(args.config(), args.logdirs, latest)
 }
 
 /// Writes shardcap's manual page to stdout, or every page (shardcap and each subcommand) into

@@ -2,15 +2,21 @@
 //! process's signals and folded into its exit codes.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
+use shardcap_ship::stats::ShipSnapshot;
 use shardcap_ship::{Control, ShipConfig, ShipHandle, Shipper, RUN_STATE_DIR};
 
 use crate::control::signals::Signals;
 use crate::error::{Error, Result, EXIT_OK, EXIT_SKIPPED};
 
-/// `shardcap ship`: ships `logdirs` with `cfg`; returns the exit code (3 when records were
-/// dead-lettered).
-pub fn run(cfg: ShipConfig, logdirs: Vec<PathBuf>) -> Result<i32> {
+/// `shardcap ship`: ships `logdirs` with `cfg`, refreshing `latest` with its figures if given;
+/// returns the exit code (3 when records were dead-lettered).
+pub fn run(
+    cfg: ShipConfig,
+    logdirs: Vec<PathBuf>,
+    latest: Option<Arc<Mutex<ShipSnapshot>>>,
+) -> Result<i32> {
     for d in &logdirs {
         if !d.is_dir() {
             return Err(Error::usage(format!(
@@ -27,6 +33,9 @@ pub fn run(cfg: ShipConfig, logdirs: Vec<PathBuf>) -> Result<i32> {
         finish: Default::default(),
     };
     let mut shipper = Shipper::new(cfg, logdirs, ctl)?;
+    if let Some(latest) = latest {
+        shipper.publish_to(latest);
+    }
     let summary = shipper.run()?;
     if summary.stopped {
         log::warn!(

@@ -45,12 +45,14 @@ fn connect_with(
 ) -> RedisIntake {
     let config = RedisConfig {
         url: redis.url(),
+        password: None,
         ca: None,
         prefix: "PCAPDJ".into(),
         queue: None,
         instance: None,
     };
-    RedisIntake::connect(&config, mode, order, window, false, signals).expect("the intake connects")
+    RedisIntake::connect(&config, mode, order, window, false, None, signals)
+        .expect("the intake connects")
 }
 
 /// The corpus files of `SMALL`, by the names they are queued under.

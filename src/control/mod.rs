@@ -1,6 +1,7 @@
 //! Operator control: signals, stats, progress, pacing, the Redis queue and authorization gate, and
 //! `shardcap ctl`.
 
+pub mod metrics;
 pub mod pacing;
 pub mod progress;
 pub mod redis;

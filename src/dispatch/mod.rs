@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cli::{AuthMode, LinkMismatch, LinkType, RunArgs, StatsFormat};
+use crate::control::metrics::{self, Published};
 use crate::control::pacing::Pacer;
 use crate::control::progress::Progress;
 use crate::control::redis::intake::RedisIntake;
+use crate::control::redis::roots::Roots;
 use crate::control::report;
 use crate::control::signals::Signals;
 use crate::control::stats::{RunStats, Snapshot, State};
@@ -66,6 +68,14 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
         args.log_dir = Some(ids::DEFAULT_LOG_DIR.into());
     }
     let signals = Signals::install()?;
+    let metrics = match &args.metrics_listen {
+        Some(addr) => {
+            let published = Published::for_run();
+            metrics::serve(addr, published.clone())?;
+            Some(published)
+        }
+        None => None,
+    };
     let consumers = ids::plan(&(&args).into(), &spec)?;
     spec.validate(shards)?;
     // The shipper may wait for its server: check the inputs first, unless continuous mode needs
@@ -90,6 +100,7 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
     dispatcher.ctx.stats.select = select.as_ref().map(Selector::stats);
     dispatcher.select = select;
     dispatcher.spans = spans;
+    dispatcher.ctx.metrics = metrics;
     let code = dispatcher.run();
     shipping::finish_for_run(shipper, code)
 }
@@ -140,8 +151,14 @@ fn intake_for(
             args.order,
             args.redis_window,
             args.announce_all,
+            Roots::new(&args.allow_root)?,
             signals,
         )?));
+    }
+    if !args.allow_root.is_empty() {
+        return Err(Error::usage(
+            "--allow-root limits the files taken from a Redis queue: use it with --auth redis",
+        ));
     }
     match (args.inputs.is_empty(), args.watch.is_empty()) {
         (true, true) => Err(Error::usage(
@@ -225,6 +242,8 @@ struct Ctx {
     consumers: Consumers,
     /// The log shipper's latest figures (`--ship`).
     ship: Option<Arc<Mutex<ShipSnapshot>>>,
+    /// What `--metrics-listen` serves.
+    metrics: Option<Arc<Published>>,
     /// Files reported only once the consumers have read their last byte (Redis, given order).
     report_when_read: bool,
     /// Files finished and not reported yet, waiting for the consumers to read them.
@@ -297,6 +316,7 @@ impl Dispatcher {
                 progress: Progress::new(args.progress, args.stats_interval),
                 pacer: Pacer::new(args.max_pps),
                 ship: None,
+                metrics: None,
                 args,
                 spec,
                 intake,
@@ -366,6 +386,7 @@ impl Dispatcher {
             s.done()?;
         }
         ctx.intake.close(stopped)?;
+        ctx.publish(&snapshot);
         ctx.write_stats_file(&snapshot)?;
         ctx.progress.update(&snapshot);
         ctx.progress.finish();
@@ -1151,6 +1172,7 @@ impl Ctx {
             self.hold(&|ctx| ctx.snapshot(merge, sharder, writers))?;
         }
         let snapshot = self.snapshot(merge, sharder, writers);
+        self.publish(&snapshot);
         if let Some(p) = &mut self.pacer {
             p.wait(snapshot.packets, self.stats.suspended);
         }
@@ -1186,6 +1208,9 @@ impl Ctx {
                 self.last_report = Instant::now();
                 self.write_stats_file(&snapshot(self))?;
             }
+            if self.metrics.is_some() {
+                self.publish(&snapshot(self));
+            }
         }
         self.stats.state = before;
         self.info_line("[INFO] Resuming pcapdj")?;
@@ -1214,8 +1239,18 @@ impl Ctx {
         self.write_stats_file(&snapshot)
     }
 
+    /// Hands `snap` to the metrics server, if one runs.
+    fn publish(&self, snap: &Snapshot) {
+        if let Some(m) = &self.metrics {
+            m.run(snap, self.intake.reachable());
+        }
+    }
+
     /// Stats and the stats file while the merge waits for `entry`'s authorization.
     fn serve_waiting(&mut self, entry: &Entry) -> Result<()> {
+        if self.metrics.is_some() {
+            self.publish(&self.waiting_snapshot(entry));
+        }
         if self.signals.stats.swap(false, Ordering::SeqCst) {
             self.print(&self.waiting_snapshot(entry))?;
         }

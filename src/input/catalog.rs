@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::discover::Candidate;
 use shardcap_capture::capture::{Capture, CaptureInfo};
+use shardcap_capture::stream::{not_regular, special_kind};
 use shardcap_capture::ReadError;
 
 /// A capture known to the catalog.
@@ -50,6 +51,9 @@ pub fn probe(seq: u64, cand: &Candidate) -> Result<Entry, Rejected> {
 fn probe_path(seq: u64, path: &Path) -> Result<Entry, Option<ReadError>> {
     let md =
         fs::metadata(path).map_err(|e| Some(ReadError::new(0, format!("cannot stat: {e}"))))?;
+    if let Some(kind) = special_kind(md.file_type()) {
+        return Err(Some(ReadError::new(0, not_regular(kind).to_string())));
+    }
     let (mut cap, format, compression) = Capture::open_with(path, 8 << 10)?.ok_or(None)?;
     let first_ts = match cap.advance() {
         Ok(true) => Some(cap.ts()),

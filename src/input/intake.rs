@@ -54,6 +54,11 @@ pub trait Intake {
     fn close(&mut self, _stopped: bool) -> Result<()> {
         Ok(())
     }
+
+    /// Whether the server the files come from answers now (`None`: no server).
+    fn reachable(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// The files named on the command line: all known at start.

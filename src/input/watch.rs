@@ -29,6 +29,7 @@ use super::survey::scan_file;
 use crate::control::signals::Signals;
 use crate::error::{Error, Result};
 use crate::input::FileEnd;
+use shardcap_capture::stream::{not_regular, special_kind};
 
 /// Longest single sleep, so that settle and horizon deadlines are noticed.
 const MAX_SLEEP: Duration = Duration::from_millis(200);
@@ -75,6 +76,8 @@ pub struct WatchIntake {
     taken: HashSet<PathBuf>,
     /// Taken files that were written to afterwards (warned about once).
     grown: HashSet<PathBuf>,
+    /// Special files (FIFOs, devices, sockets, directories) met and refused (logged once).
+    refused: HashSet<PathBuf>,
     held: Vec<Held>,
     /// Latest first-packet time seen from each source.
     source_front: HashMap<String, u64>,
@@ -116,6 +119,7 @@ impl WatchIntake {
             growing: HashMap::new(),
             taken: HashSet::new(),
             grown: HashSet::new(),
+            refused: HashSet::new(),
             held: Vec::new(),
             source_front: HashMap::new(),
             last_ts: HashMap::new(),
@@ -140,10 +144,28 @@ impl WatchIntake {
         for d in self.cfg.dirs.clone() {
             let Ok(rd) = fs::read_dir(&d) else { continue };
             for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_file()) {
-                    self.seen(e.path(), complete);
-                }
+                self.arrived(e.path(), complete);
             }
+        }
+    }
+
+    /// A name appeared or changed: a regular file (symbolic links followed) is looked at, any
+    /// other kind is refused without being opened.
+    fn arrived(&mut self, path: PathBuf, complete: bool) {
+        let Ok(md) = fs::metadata(&path) else { return };
+        match special_kind(md.file_type()) {
+            None => self.seen(path, complete),
+            Some(_) if path.file_name().is_none_or(|n| self.ignored(n)) => {}
+            Some(kind) if self.refused.insert(path.clone()) => {
+                // Subdirectories are common in a spool (a move: retention target): not a warning.
+                let level = if md.is_dir() {
+                    log::Level::Info
+                } else {
+                    log::Level::Warn
+                };
+                log::log!(level, "{}: {}; refused", path.display(), not_regular(kind));
+            }
+            Some(_) => {}
         }
     }
 
@@ -315,13 +337,10 @@ impl WatchIntake {
             let (Some(name), Some(dir)) = (ev.name, self.watched.get(&ev.wd)) else {
                 continue;
             };
-            let p = dir.join(name);
-            if p.is_file() {
-                let complete = ev
-                    .mask
-                    .intersects(AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO);
-                self.seen(p, complete);
-            }
+            let complete = ev
+                .mask
+                .intersects(AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO);
+            self.arrived(dir.join(name), complete);
         }
         Ok(())
     }

@@ -1,7 +1,6 @@
 //! A file's identity by content: its size and a hash of its first bytes, so a journaled file is
 //! recognised under another name and a changed file under the same name is not mistaken for it.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -25,7 +24,7 @@ impl FileId {
     /// Reads the head of `path` (whose size is `size`) and hashes it.
     pub fn of(path: &Path, size: u64) -> io::Result<Self> {
         let mut head = Vec::with_capacity(HEAD_BYTES);
-        File::open(path)?
+        shardcap_capture::stream::open_regular(path)?
             .take(HEAD_BYTES as u64)
             .read_to_end(&mut head)?;
         Ok(FileId {

@@ -6,6 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -292,7 +293,14 @@ impl Journal {
             Some(Record::Run(r)) => *r = run,
             _ => records.insert(0, Record::Run(run)),
         }
-        let mut f = File::create(&tmp).map_err(fail)?;
+        // Owner only: it names every input and output.
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(fail)?;
         f.write_all(&encode(&records)).map_err(fail)?;
         f.sync_all().map_err(fail)?;
         fs::rename(&tmp, &path).map_err(fail)?;

@@ -11,6 +11,7 @@ pub mod show;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -543,6 +544,7 @@ fn lock(dir: &Path) -> Result<Flock<File>> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {

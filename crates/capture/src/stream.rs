@@ -1,7 +1,8 @@
 //! Opens a capture file as a byte stream, decompressing gzip or zstd on a thread beside the hot loop.
 
-use std::fs::File;
+use std::fs::{File, FileType, OpenOptions};
 use std::io::{self, Cursor, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread;
@@ -10,9 +11,48 @@ use super::detect::Compression;
 
 const CHUNK: usize = 1 << 20;
 
-/// Opens `path`, detects compression by content and returns the decompressed stream.
+/// What a file that is not a regular file is (`None` for a regular file), for refusals.
+pub fn special_kind(kind: FileType) -> Option<&'static str> {
+    Some(if kind.is_file() {
+        return None;
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "a special file"
+    })
+}
+
+/// The refusal of a file that is not a regular file.
+pub fn not_regular(kind: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{kind}, not a regular file (only regular files are read)"),
+    )
+}
+
+/// Opens `path` for reading without ever blocking (a FIFO without writer, a device): opened with
+/// `O_NONBLOCK`, then refused unless it is a regular file (for which `O_NONBLOCK` changes nothing).
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    match special_kind(file.metadata()?.file_type()) {
+        None => Ok(file),
+        Some(kind) => Err(not_regular(kind)),
+    }
+}
+
+/// Opens `path` ([`open_regular`]), detects compression by content and returns the decompressed
+/// stream.
 pub fn open(path: &Path) -> io::Result<(Compression, Box<dyn Read + Send>)> {
-    let mut file = File::open(path)?;
+    let mut file = open_regular(path)?;
     let mut head = [0u8; 4];
     let mut got = 0;
     while got < head.len() {

@@ -87,7 +87,10 @@ pub fn generate(args: &GenerateConfig) -> Result<Vec<SensorOutput>> {
         _ => Compress::None,
     };
     let per_sensor = args.size as f64 * args.files_per_sensor as f64;
-    let rate = per_sensor / args.duration.as_secs_f64().max(0.001);
+    // Beyond this many bytes a second, conversations would overlap by the million and fill memory:
+    // the captures then span more time than asked.
+    const MAX_RATE: f64 = 2e9;
+    let rate = (per_sensor / args.duration.as_secs_f64().max(0.001)).min(MAX_RATE);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..args.sensors)
             .map(|k| scope.spawn(move || sensor(args, k, compress, rate)))

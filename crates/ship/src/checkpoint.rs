@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -70,6 +71,7 @@ impl CheckpointStore {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(dir.join(LOCK_NAME))
             .map_err(|e| usage(e.to_string()))?;
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
@@ -192,7 +194,13 @@ impl CheckpointStore {
         };
         let json = serde_json::to_vec(&disk).map_err(io::Error::other)?;
         let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
-        let mut f = File::create(&tmp)?;
+        // Owner only, as the dead letters beside it (which hold documents).
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(&json)?;
         f.sync_all()?;
         fs::rename(&tmp, self.dir.join(FILE_NAME))?;

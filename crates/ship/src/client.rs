@@ -19,8 +19,22 @@ use crate::error::{Error, Result};
 /// Largest response body read (a bulk response of a large batch with errors).
 const MAX_RESPONSE: u64 = 512 << 20;
 
-/// How to reach Elasticsearch.
-#[derive(Debug, Clone)]
+/// `scheme://user:password@rest` → `scheme://***@rest` (any URL, even one that does not parse),
+/// for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// How to reach Elasticsearch. `Debug` shows no credentials.
+#[derive(Clone)]
 pub struct EsTarget {
     /// `http[s]://[user[:password]@]host:port[/prefix]`.
     pub url: String,
@@ -30,6 +44,19 @@ pub struct EsTarget {
     pub api_key: Option<String>,
     /// PEM file with the CA certificate(s) that signed the server's certificate.
     pub ca: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for EsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |s: &Option<String>| s.as_ref().map(|_| "***");
+        f.debug_struct("EsTarget")
+            .field("url", &redact_url(&self.url))
+            .field("user", &self.user)
+            .field("password", &hidden(&self.password))
+            .field("api_key", &hidden(&self.api_key))
+            .field("ca", &self.ca)
+            .finish()
+    }
 }
 
 /// Why a request did not succeed.
@@ -84,7 +111,7 @@ pub struct EsClient {
 /// Parses an http(s) URL and splits its `user:password@` off (percent-decoded); returns the
 /// URL without credentials and without a trailing slash. Anything else is a usage error.
 fn split_userinfo(text: &str) -> Result<(String, Option<(String, String)>)> {
-    let bad = |why: &str| Error::usage(format!("--es {text}: {why}"));
+    let bad = |why: &str| Error::usage(format!("--es {}: {why}", redact_url(text)));
     let mut url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
         return Err(bad("give an http:// or https:// URL"));
@@ -123,11 +150,17 @@ impl EsClient {
     /// Builds the client; a bad URL, unreadable CA file or conflicting credentials are usage errors.
     pub fn new(target: &EsTarget, connections: usize) -> Result<Self> {
         let (base, userinfo) = split_userinfo(&target.url)?;
-        let user = match (&target.user, userinfo) {
-            (Some(u), _) => Some((u.clone(), target.password.clone().unwrap_or_default())),
-            (None, Some(ui)) => Some(ui),
-            (None, None) => None,
-        };
+        // A password given apart (flag, environment, file) goes with the user of the flag or of
+        // the URL, replacing the URL's password.
+        let user =
+            match (&target.user, userinfo) {
+                (Some(u), _) => Some((u.clone(), target.password.clone().unwrap_or_default())),
+                (None, Some((u, p))) => Some((u, target.password.clone().unwrap_or(p))),
+                (None, None) if target.password.is_some() => return Err(Error::usage(
+                    "a password needs a user: --es-user, SHARDCAP_ES_USER or the --es URL's user",
+                )),
+                (None, None) => None,
+            };
         let authorization = match (&target.api_key, user) {
             (Some(_), Some(_)) => {
                 return Err(Error::usage(
@@ -299,6 +332,10 @@ mod tests {
         for bad in ["h:9200", "ftp://h", "http://", "http://[::1"] {
             assert!(split_userinfo(bad).is_err(), "{bad}");
         }
+        let e = split_userinfo("ftp://u:s3cret@h:1")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret") && e.contains("ftp://***@h:1"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -110,7 +111,12 @@ impl DeadLetter {
         w.end();
         self.line.push(b'\n');
         if self.out.is_none() {
-            let f = OpenOptions::new().create(true).append(true).open(path)?;
+            // Owner only: it holds whole documents.
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)?;
             self.out = Some(BufWriter::new(f));
         }
         let out = self.out.as_mut().expect("opened above");
@@ -171,5 +177,12 @@ mod tests {
         assert_eq!(lines[1]["error"]["type"], "unparsed_record");
         assert_eq!(lines[1]["line"], "{\"trunc");
         assert_eq!(lines[1]["offset"], 5);
+        // It holds whole documents: readable by its owner only.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(FILE_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
     }
 }

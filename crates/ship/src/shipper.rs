@@ -261,14 +261,20 @@ impl Shipper {
         })
     }
 
+    /// Refreshes `latest` with the shipper's figures on each turn of its loop (metrics).
+    pub fn publish_to(&mut self, latest: Arc<Mutex<ShipSnapshot>>) {
+        *latest.lock().unwrap_or_else(|e| e.into_inner()) = self.snapshot();
+        self.published = Some(latest);
+    }
+
     /// Starts a following shipper on its own thread (for `shardcap run --ship`); startup errors are
     /// returned here.
     pub fn spawn(cfg: ShipConfig, roots: Vec<PathBuf>) -> Result<ShipHandle> {
         let ctl = Control::default();
         let (finish, stop) = (ctl.finish.clone(), ctl.stop.clone());
         let mut shipper = Shipper::new(cfg, roots, ctl)?;
-        let latest = Arc::new(Mutex::new(shipper.snapshot()));
-        shipper.published = Some(latest.clone());
+        let latest = Arc::new(Mutex::new(ShipSnapshot::default()));
+        shipper.publish_to(latest.clone());
         let watermark = shipper.marks.shared();
         let thread = std::thread::Builder::new()
             .name("ship".into())

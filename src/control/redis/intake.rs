@@ -21,6 +21,7 @@ use super::gate;
 use super::keys::Keys;
 use super::link::{self, Link};
 use super::queue::Queue;
+use super::roots::Roots;
 use super::{RedisConfig, RedisMode};
 use crate::control::signals::Signals;
 use crate::error::Result;
@@ -69,6 +70,8 @@ pub struct RedisIntake {
     drained: bool,
     /// Files that cannot be read are announced and authorized too, as pcapdj does.
     announce_all: bool,
+    /// `--allow-root`: only files under these directories are read.
+    roots: Option<Roots>,
 }
 
 impl RedisIntake {
@@ -80,6 +83,7 @@ impl RedisIntake {
         order: Order,
         window: Duration,
         announce_all: bool,
+        roots: Option<Roots>,
         signals: &Signals,
     ) -> Result<Self> {
         let link = Link::open(args, &signals.stop)?;
@@ -96,6 +100,7 @@ impl RedisIntake {
             taken: 0,
             drained: false,
             announce_all,
+            roots,
         };
         if order == Order::Time {
             // The first batch opens now: files queued within the window of the start join it.
@@ -256,6 +261,10 @@ impl Intake for RedisIntake {
             }
             self.take()?;
             if let Some(files) = self.release() {
+                let files = self.admit(files)?;
+                if files.is_empty() {
+                    continue;
+                }
                 return Ok(Arrivals::Files(files));
             }
             let idle = self.held.is_empty() && self.jobs.is_empty() && self.release_at.is_none();
@@ -331,9 +340,34 @@ impl Intake for RedisIntake {
     fn close(&mut self, stopped: bool) -> Result<()> {
         RedisIntake::close(self, stopped)
     }
+
+    fn reachable(&self) -> Option<bool> {
+        Some(!self.link.is_down())
+    }
 }
 
 impl RedisIntake {
+    /// With `--allow-root`, refuses (into FAILED, before anything is announced or opened) the files
+    /// outside the roots or not readable there; returns the others.
+    fn admit(&mut self, files: Vec<Candidate>) -> Result<Vec<Candidate>> {
+        let Some(roots) = self.roots.clone() else {
+            return Ok(files);
+        };
+        let mut admitted = Vec::with_capacity(files.len());
+        for c in files {
+            match roots.check(&c.path) {
+                Ok(()) => admitted.push(c),
+                Err(refusal) => {
+                    log::warn!("{}: {}; refused", c.path.display(), refusal.detail);
+                    let name = name_of(&c.path);
+                    self.remove_job(&name);
+                    self.fail(&name, refusal.reason, 0)?;
+                }
+            }
+        }
+        Ok(admitted)
+    }
+
     /// Announces the file at `path` when it comes first, then looks whether it is authorized.
     fn gate(&mut self, path: &Path, signals: &Signals) -> Result<Gate> {
         let name = name_of(path);

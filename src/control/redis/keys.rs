@@ -58,6 +58,7 @@ mod tests {
     fn args(instance: Option<&str>) -> RedisConfig {
         RedisConfig {
             url: String::new(),
+            password: None,
             ca: None,
             prefix: "PCAPDJ".into(),
             instance: instance.map(String::from),

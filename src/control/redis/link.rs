@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, ErrorKind, RedisError, RedisResult};
+use redis::{Client, Connection, ErrorKind, IntoConnectionInfo, RedisError, RedisResult};
 
 use super::RedisConfig;
 use crate::error::{Error, Result};
@@ -73,8 +73,12 @@ impl Link {
     fn new(args: &RedisConfig) -> Result<Link> {
         let shown = redact(&args.url);
         let bad = |e: RedisError| Error::usage(format!("--redis {shown}: {e}"));
+        let mut info = args.url.as_str().into_connection_info().map_err(bad)?;
+        if let Some(password) = &args.password {
+            info.redis.password = Some(password.clone());
+        }
         let client = match &args.ca {
-            None => Client::open(args.url.as_str()).map_err(bad)?,
+            None => Client::open(info).map_err(bad)?,
             Some(ca) => {
                 let pem = std::fs::read(ca).map_err(|e| {
                     Error::usage(format!("--redis-ca {}: cannot read: {e}", ca.display()))
@@ -83,7 +87,7 @@ impl Link {
                     client_tls: None,
                     root_cert: Some(pem),
                 };
-                Client::build_with_tls(args.url.as_str(), certs).map_err(bad)?
+                Client::build_with_tls(info, certs).map_err(bad)?
             }
         };
         Ok(Link {
@@ -251,7 +255,7 @@ fn is_auth_refusal(e: &RedisError) -> bool {
 /// An error with a hint where the hint is clear.
 fn describe(e: &RedisError) -> String {
     if is_auth_refusal(e) {
-        format!("{e}: authentication failed; check the password in the --redis URL")
+        format!("{e}: authentication failed; check the Redis password (--redis URL, SHARDCAP_REDIS_PASSWORD or --redis-password-file)")
     } else {
         e.to_string()
     }

@@ -10,6 +10,7 @@ pub mod intake;
 pub mod keys;
 pub mod link;
 pub mod queue;
+pub mod roots;
 
 use std::path::PathBuf;
 
@@ -18,6 +19,8 @@ use std::path::PathBuf;
 pub struct RedisConfig {
     /// `redis://[:PASSWORD@]HOST[:PORT][/DB]` or `rediss://...`.
     pub url: String,
+    /// The password, given apart from the URL (replaces the URL's).
+    pub password: Option<String>,
     /// CA certificate (PEM) of a `rediss://` server.
     pub ca: Option<PathBuf>,
     /// Key prefix (pcapdj's `PCAPDJ`).
