@@ -199,6 +199,9 @@ impl Dispatcher {
         state: Option<StateKeeper>,
         consumers: Consumers,
     ) -> Self {
+        crate::input::buffer::set_memory_limit(
+            usize::try_from(args.buffer_memory).unwrap_or(usize::MAX),
+        );
         let merge = Merge::new(args.order, args.max_open);
         let sharder = Sharder::new(
             FlowConfig {

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod input;
 pub mod merge;
 pub mod reorder;
+pub mod safe_fs;
 pub mod scan;
 pub mod ship;
 pub mod sink;

@@ -1,12 +1,12 @@
 //! Shared pieces of stats reporting: `[STATS] Key:Value` lines and stats files replaced atomically.
 
-use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::safe_fs;
 
 /// Writes one `[STATS] Key:Value` line, pcapdj's format.
 pub fn stat_line(out: &mut dyn Write, key: &str, value: &str) -> io::Result<()> {
@@ -16,12 +16,6 @@ pub fn stat_line(out: &mut dyn Write, key: &str, value: &str) -> io::Result<()> 
 /// Writes `value` as pretty JSON to `path` atomically: a temporary file beside it, renamed over it,
 /// so a reader never sees a half-written file.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = path.with_extension("tmp");
     let json = serde_json::to_vec_pretty(value).map_err(|e| Error::runtime(e.to_string()))?;
-    let write = || -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&json)?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| Error::runtime(format!("{}: cannot write stats file: {e}", path.display())))
+    safe_fs::write_atomic(path, &json, false).map_err(|e| Error::runtime(format!("{}: cannot write stats file: {e}", path.display())))
 }

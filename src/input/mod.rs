@@ -38,6 +38,8 @@ pub struct Packet<'a> {
 pub struct ReadError {
     pub offset: u64,
     pub message: String,
+    /// The read buffer memory limit was reached: the file may be whole, but not readable now.
+    pub over_limit: bool,
 }
 
 impl ReadError {
@@ -46,11 +48,18 @@ impl ReadError {
         ReadError {
             offset,
             message: message.into(),
+            over_limit: false,
         }
     }
 
     /// An I/O error met while reading at `offset`.
     pub fn io(offset: u64, e: io::Error) -> Self {
+        if buffer::is_memory_limit(&e) {
+            return ReadError {
+                over_limit: true,
+                ..ReadError::new(offset, e.to_string())
+            };
+        }
         ReadError::new(offset, format!("read failed: {e}"))
     }
 }

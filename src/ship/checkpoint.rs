@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -70,6 +71,7 @@ impl CheckpointStore {
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(dir.join(LOCK_NAME))
             .map_err(|e| usage(e.to_string()))?;
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
@@ -192,7 +194,13 @@ impl CheckpointStore {
         };
         let json = serde_json::to_vec(&disk).map_err(io::Error::other)?;
         let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
-        let mut f = File::create(&tmp)?;
+        // Created afresh, never through a name planted there.
+        let _ = fs::remove_file(&tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
         f.write_all(&json)?;
         f.sync_all()?;
         fs::rename(&tmp, self.dir.join(FILE_NAME))?;

@@ -4,6 +4,7 @@
 //! past them (a crash in between can repeat an entry; `_id` tells repeats apart).
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -110,7 +111,11 @@ impl DeadLetter {
         w.end();
         self.line.push(b'\n');
         if self.out.is_none() {
-            let f = OpenOptions::new().create(true).append(true).open(path)?;
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)?;
             self.out = Some(BufWriter::new(f));
         }
         let out = self.out.as_mut().expect("opened above");

@@ -1,10 +1,11 @@
 //! Where a shard's bytes go: the `Output` trait, and the plain file and stdout outputs.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use super::format::StreamHeader;
+use crate::safe_fs;
 
 /// A destination for one shard's pcap stream.
 pub trait Output: Send {
@@ -59,11 +60,12 @@ impl FileOutput {
         }
     }
 
-    /// Creates (truncates) `NAME.partial`.
+    /// Creates `NAME.partial` afresh (whatever had that name, a symlink included, is replaced,
+    /// never written through).
     pub fn create(path: &Path) -> io::Result<Self> {
         Self::check_target(path)?;
         let partial = Self::partial_path(path);
-        let file = File::create(&partial)?;
+        let file = safe_fs::create_fresh(&partial)?;
         Ok(FileOutput {
             file,
             partial,
@@ -74,7 +76,7 @@ impl FileOutput {
     /// Reopens an existing `NAME.partial` to append after its first `keep` bytes (a resumed run).
     pub fn resume(path: &Path, keep: u64) -> io::Result<Self> {
         let partial = Self::partial_path(path);
-        let file = OpenOptions::new().write(true).open(&partial)?;
+        let file = safe_fs::open_existing(&partial, false)?;
         file.set_len(keep)?;
         let mut out = FileOutput {
             file,
@@ -97,7 +99,7 @@ impl Output for FileOutput {
 
     fn finish(self: Box<Self>) -> io::Result<()> {
         self.file.sync_all()?;
-        fs::rename(&self.partial, &self.path)
+        safe_fs::rename(&self.partial, &self.path)
     }
 
     fn describe(&self) -> String {

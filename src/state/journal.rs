@@ -4,7 +4,7 @@
 //! after every shard output was flushed, so a file counts as done only once its packets are on
 //! disk. File records after the last checkpoint, and a torn last line, are ignored on load.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::FileId;
 use crate::error::{Error, Result};
+use crate::safe_fs;
 use crate::sink::format::StreamHeader;
 
 /// Name of the journal inside the state directory.
@@ -240,19 +241,15 @@ impl Journal {
     /// record, and opens it for appending.
     pub fn rewrite(dir: &Path, contents: &Contents, run: RunRecord) -> Result<Self> {
         let path = dir.join(JOURNAL_FILE);
-        let tmp = dir.join(format!("{JOURNAL_FILE}.tmp"));
         let fail = |e: io::Error| Error::runtime(format!("{}: cannot write: {e}", path.display()));
         let mut records = contents.compacted();
         match records.first_mut() {
             Some(Record::Run(r)) => *r = run,
             _ => records.insert(0, Record::Run(run)),
         }
-        let mut f = File::create(&tmp).map_err(fail)?;
-        f.write_all(&encode(&records)).map_err(fail)?;
-        f.sync_all().map_err(fail)?;
-        fs::rename(&tmp, &path).map_err(fail)?;
+        safe_fs::write_atomic(&path, &encode(&records), true).map_err(fail)?;
         File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
-        let file = OpenOptions::new().append(true).open(&path).map_err(fail)?;
+        let file = safe_fs::open_existing(&path, true).map_err(fail)?;
         Ok(Journal { file, path })
     }
 
@@ -285,6 +282,7 @@ pub fn now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::{self, OpenOptions};
 
     fn file(path: &str) -> Record {
         Record::File(FileRecord {

@@ -10,7 +10,7 @@ pub mod journal;
 pub mod show;
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use crate::flow::{HashMode, TunnelMode};
 use crate::input::catalog::{self, Entry};
 use crate::input::discover::Candidate;
 use crate::merge::{FileEnd, Merge};
+use crate::safe_fs;
 use crate::sink::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use crate::sink::output::{FileOutput, Output};
 use crate::sink::writer::ShardWriter;
@@ -328,7 +329,7 @@ impl StateKeeper {
                     mark.bytes
                 )));
             }
-            fs::rename(&path, &partial).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            safe_fs::rename(&path, &partial).map_err(|e| fail(format!("{}: {e}", path.display())))?;
         }
         let have = len(&partial);
         if have < mark.bytes {
@@ -519,12 +520,7 @@ fn stream_bytes(writers: &[ShardWriter]) -> u64 {
 /// Takes the state directory's lock, so two runs never write one journal.
 fn lock(dir: &Path) -> Result<Flock<File>> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
+    let file = safe_fs::open_or_create(&path).map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
         Error::usage(format!(
             "--state {}: another shardcap run is using it",
