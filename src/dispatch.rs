@@ -44,6 +44,9 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// Runs the dispatcher; returns the exit code.
 pub fn run(mut args: RunArgs) -> Result<i32> {
+    crate::input::buffer::set_memory_limit(
+        usize::try_from(args.buffer_memory).unwrap_or(usize::MAX),
+    );
     let shards = args.shards as usize;
     let output = args.output.clone().or_else(|| ids::default_output(&args));
     let output = output.ok_or_else(|| {
@@ -199,9 +202,6 @@ impl Dispatcher {
         state: Option<StateKeeper>,
         consumers: Consumers,
     ) -> Self {
-        crate::input::buffer::set_memory_limit(
-            usize::try_from(args.buffer_memory).unwrap_or(usize::MAX),
-        );
         let merge = Merge::new(args.order, args.max_open);
         let sharder = Sharder::new(
             FlowConfig {

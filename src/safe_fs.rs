@@ -29,6 +29,11 @@ pub fn create_fresh(path: &Path) -> io::Result<File> {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(io::Error::from(e)),
     }
+    create_new(path)
+}
+
+/// Creates `path` as a new empty file for writing; fails if anything has that name.
+pub fn create_new(path: &Path) -> io::Result<File> {
     options().write(true).create_new(true).open(path)
 }
 
