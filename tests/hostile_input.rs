@@ -90,6 +90,7 @@ fn an_interface_flood_is_damage_at_its_offset_not_an_abort() {
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains(&at), "{at} not named:\n{}", run.stderr);
     assert!(run.stderr.contains("interface descriptions"), "{}", run.stderr);
+    eprintln!("run: peak RSS {} MiB", peak >> 20);
     assert!(peak < RSS_BOUND, "run: peak RSS {peak} bytes");
 
     let (scan, peak) = shardcap_peak(["scan", flood.to_str().unwrap()]);
@@ -154,6 +155,7 @@ fn twelve_files_of_64_mib_records_stream_within_the_buffer_memory_limit() {
     ];
     args.extend(inputs);
     let (run, peak) = shardcap_peak(&args);
+    eprintln!("peak RSS {} MiB", peak >> 20);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         peak < RSS_BOUND + (128 << 20),
@@ -161,7 +163,7 @@ fn twelve_files_of_64_mib_records_stream_within_the_buffer_memory_limit() {
     );
     let got = read_capture(&out);
     assert_eq!(got.packets.len(), 12, "every record streamed");
-    assert!(got.packets.iter().all(|p| p.data.len() == LARGE_RECORD));
+    assert!(got.packets.iter().all(|p| p.1.data.len() == LARGE_RECORD));
 }
 
 #[test]
