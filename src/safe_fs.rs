@@ -17,7 +17,8 @@ const TEMP_ATTEMPTS: u32 = 64;
 
 fn options() -> OpenOptions {
     let mut o = OpenOptions::new();
-    o.mode(MODE).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    o.mode(MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     o
 }
 

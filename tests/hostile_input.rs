@@ -89,7 +89,11 @@ fn an_interface_flood_is_damage_at_its_offset_not_an_abort() {
     let (run, peak) = shardcap_peak(["run", "-n", "2", "-o", &out, flood.to_str().unwrap()]);
     assert_eq!(run.code, 3, "{}", run.stderr);
     assert!(run.stderr.contains(&at), "{at} not named:\n{}", run.stderr);
-    assert!(run.stderr.contains("interface descriptions"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("interface descriptions"),
+        "{}",
+        run.stderr
+    );
     eprintln!("run: peak RSS {} MiB", peak >> 20);
     assert!(peak < RSS_BOUND, "run: peak RSS {peak} bytes");
 
@@ -106,10 +110,8 @@ const LARGE_RECORD: usize = 64 << 20;
 /// A gzip pcap whose header announces `LARGE_RECORD`-byte records and that holds one such record
 /// at `ts_s`, an Ethernet frame padded with zeros.
 fn write_large_record(path: &Path, ts_s: u32) {
-    let mut gz = flate2::write::GzEncoder::new(
-        fs::File::create(path).unwrap(),
-        flate2::Compression::fast(),
-    );
+    let mut gz =
+        flate2::write::GzEncoder::new(fs::File::create(path).unwrap(), flate2::Compression::fast());
     let mut head = Vec::new();
     head.extend(le32(0xa1b2_c3d4));
     head.extend(2u16.to_le_bytes());
@@ -208,7 +210,11 @@ fn a_planted_partial_symlink_is_never_written_through() {
     assert_eq!(fs::read(&victim).unwrap(), b"precious", "target untouched");
     for p in [&out, &stats] {
         let md = fs::symlink_metadata(p).unwrap();
-        assert!(md.file_type().is_file(), "{} is a regular file", p.display());
+        assert!(
+            md.file_type().is_file(),
+            "{} is a regular file",
+            p.display()
+        );
     }
     assert_eq!(
         read_capture(&out).packets.len(),

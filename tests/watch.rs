@@ -462,7 +462,14 @@ fn a_capture_renamed_in_under_the_streamed_name_is_streamed_not_deleted() {
     let running = watch(
         tmp.path(),
         &spool,
-        &["--horizon", "0", "--retention", "delete", "--max-pps", "200"],
+        &[
+            "--horizon",
+            "0",
+            "--retention",
+            "delete",
+            "--max-pps",
+            "200",
+        ],
     );
     let t0 = 1_700_000_000_000_000_000;
     let mut written = write_ids(&stage.join("ring.pcap"), t0, 0..200);

@@ -17,5 +17,6 @@ pub fn stat_line(out: &mut dyn Write, key: &str, value: &str) -> io::Result<()> 
 /// so a reader never sees a half-written file.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(|e| Error::runtime(e.to_string()))?;
-    safe_fs::write_atomic(path, &json, false).map_err(|e| Error::runtime(format!("{}: cannot write stats file: {e}", path.display())))
+    safe_fs::write_atomic(path, &json, false)
+        .map_err(|e| Error::runtime(format!("{}: cannot write stats file: {e}", path.display())))
 }

@@ -204,7 +204,10 @@ impl Retention {
                 );
                 self.replaced.push(path.to_path_buf());
             } else {
-                log::warn!("{}: gone before the retention policy applied", path.display());
+                log::warn!(
+                    "{}: gone before the retention policy applied",
+                    path.display()
+                );
             }
             return Ok(());
         }

@@ -12,7 +12,13 @@ const CHUNK: usize = 1 << 20;
 
 /// Opens `path`, detects compression by content and returns the decompressed stream.
 pub fn open(path: &Path) -> io::Result<(Compression, Box<dyn Read + Send>)> {
-    let mut file = File::open(path)?;
+    decompress(Box::new(File::open(path)?))
+}
+
+/// Detects compression by content and returns the decompressed stream of `file`.
+pub fn decompress(
+    mut file: Box<dyn Read + Send>,
+) -> io::Result<(Compression, Box<dyn Read + Send>)> {
     let mut head = [0u8; 4];
     let mut got = 0;
     while got < head.len() {

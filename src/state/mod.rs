@@ -329,7 +329,8 @@ impl StateKeeper {
                     mark.bytes
                 )));
             }
-            safe_fs::rename(&path, &partial).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            safe_fs::rename(&path, &partial)
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
         }
         let have = len(&partial);
         if have < mark.bytes {
@@ -520,7 +521,8 @@ fn stream_bytes(writers: &[ShardWriter]) -> u64 {
 /// Takes the state directory's lock, so two runs never write one journal.
 fn lock(dir: &Path) -> Result<Flock<File>> {
     let path = dir.join(LOCK_FILE);
-    let file = safe_fs::open_or_create(&path).map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
+    let file = safe_fs::open_or_create(&path)
+        .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
         Error::usage(format!(
             "--state {}: another shardcap run is using it",
