@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::flow::{HashMode, TunnelMode};
-use crate::ids::IdsKind;
+use crate::control::progress::ProgressMode;
+use crate::control::redis::{RedisConfig, RedisMode};
+use crate::ids::{IdsConfig, IdsKind};
 use crate::input::retention::Policy;
 use crate::merge::Order;
-use crate::ship;
+use shardcap_flow::{HashMode, TunnelMode};
+use shardcap_ship as ship;
 
 /// Merge packet captures by packet time, shard them by symmetric flow hash, and feed Zeek/Suricata.
 #[derive(Debug, Parser)]
@@ -38,6 +40,7 @@ pub enum Command {
     #[command(subcommand)]
     State(StateCommand),
     /// Write realistic multi-sensor traffic as size-rotated captures (samples, tests, benchmarks).
+    #[cfg(feature = "generate")]
     Generate(GenerateArgs),
     /// Ship Zeek and Suricata logs to Elasticsearch (or, without --es, write the bulk NDJSON).
     Ship(Box<ShipArgs>),
@@ -120,6 +123,28 @@ impl From<OrderArg> for Order {
         match a {
             OrderArg::Time => Order::Time,
             OrderArg::Given => Order::Given,
+        }
+    }
+}
+
+/// `--ids`: the command-line spelling of [`IdsKind`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum IdsArg {
+    /// Suricata with suricata-conf/ (FIFO: `-r`; spool: continuous directory mode).
+    Suricata,
+    /// Zeek with JSON logs and community-id (FIFO; spool through the pcapdir plugin).
+    Zeek,
+    /// The Zeek instances as the workers of one Zeek cluster (manager, proxy and logger started
+    /// by shardcap): one set of logs, in LOGDIR/logger/ (FIFO only).
+    ZeekCluster,
+}
+
+impl From<IdsArg> for IdsKind {
+    fn from(a: IdsArg) -> Self {
+        match a {
+            IdsArg::Suricata => IdsKind::Suricata,
+            IdsArg::Zeek => IdsKind::Zeek,
+            IdsArg::ZeekCluster => IdsKind::ZeekCluster,
         }
     }
 }
@@ -249,7 +274,7 @@ pub struct RunArgs {
     pub redis: RedisArgs,
     /// pcapdj: LPOP from the queue, as pcapdj does. reliable: files are moved atomically to a
     /// processing list while in flight, so a crash loses none.
-    #[arg(long, value_enum, default_value = "pcapdj")]
+    #[arg(long, default_value = "pcapdj", value_parser = enum_parser::<RedisModeArg, RedisMode>())]
     pub redis_mode: RedisMode,
     /// Announce and wait for the authorization of every file taken, as pcapdj does, even of files
     /// that cannot be read (they are then recorded in FAILED once authorized).
@@ -263,7 +288,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_pps: u64,
     /// Progress display: a bar when stderr is a terminal (auto), always a bar, or never.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = enum_parser::<ProgressArg, ProgressMode>())]
     pub progress: ProgressMode,
     /// Journal directory: finished files and checkpoints, so a restarted run skips what is done
     /// and resumes the files in flight.
@@ -281,7 +306,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "CMD", conflicts_with = "ids")]
     pub exec: Option<String>,
     /// Start one IDS instance per shard with shardcap's shipped configuration.
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = enum_parser::<IdsArg, IdsKind>())]
     pub ids: Option<IdsKind>,
     /// Consumers' log directories go here, one per shard (shard-K/) [default: ./logs].
     #[arg(long, value_name = "DIR")]
@@ -306,6 +331,22 @@ pub struct RunArgs {
     pub ship: Option<String>,
     #[command(flatten, next_help_heading = "Shipping (with --ship)")]
     pub ship_options: ShipOptions,
+}
+
+impl From<&RunArgs> for IdsConfig {
+    fn from(a: &RunArgs) -> Self {
+        IdsConfig {
+            ids: a.ids,
+            exec: a.exec.clone(),
+            log_dir: a.log_dir.clone(),
+            rules: a.rules.clone(),
+            restart: a.ids_restart,
+            zeek_plugin: a.zeek_plugin.clone(),
+            threads: a.ids_threads,
+            shipping: a.ship.is_some(),
+            shards: a.shards.into(),
+        }
+    }
 }
 
 impl From<&RunArgs> for crate::state::StateConfig {
@@ -339,13 +380,22 @@ pub enum StatsFormat {
     Pcapdj,
 }
 
-/// How files are taken from the Redis queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RedisMode {
+/// `--redis-mode`: the command-line spelling of [`RedisMode`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RedisModeArg {
     /// As pcapdj: LPOP from the queue; results in PROCESSED (complete) or FAILED.
     Pcapdj,
     /// LMOVE into a processing list while in flight; DONE or FAILED after; resumed after a crash.
     Reliable,
+}
+
+impl From<RedisModeArg> for RedisMode {
+    fn from(a: RedisModeArg) -> Self {
+        match a {
+            RedisModeArg::Pcapdj => RedisMode::Pcapdj,
+            RedisModeArg::Reliable => RedisMode::Reliable,
+        }
+    }
 }
 
 /// Where Redis is and how its keys are named (shared by `run --auth redis` and `ctl`).
@@ -377,6 +427,18 @@ pub struct RedisArgs {
     /// ...) so several dispatchers share one Redis; the queue and result lists stay shared.
     #[arg(long = "redis-instance", value_name = "NAME", global = true)]
     pub instance: Option<String>,
+}
+
+impl From<&RedisArgs> for RedisConfig {
+    fn from(a: &RedisArgs) -> Self {
+        RedisConfig {
+            url: a.url.clone(),
+            ca: a.ca.clone(),
+            prefix: a.prefix.clone(),
+            queue: a.queue.clone(),
+            instance: a.instance.clone(),
+        }
+    }
 }
 
 /// `shardcap ctl`.
@@ -432,15 +494,25 @@ pub struct AuthorizeArgs {
     pub until_done: bool,
 }
 
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
+/// `--progress`: the command-line spelling of [`ProgressMode`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProgressArg {
     /// A bar when stderr is a terminal, otherwise a log line every --stats-interval.
     Auto,
     /// Always a bar (on stderr).
     Always,
     /// No bar and no progress lines.
     Never,
+}
+
+impl From<ProgressArg> for ProgressMode {
+    fn from(a: ProgressArg) -> Self {
+        match a {
+            ProgressArg::Auto => ProgressMode::Auto,
+            ProgressArg::Always => ProgressMode::Always,
+            ProgressArg::Never => ProgressMode::Never,
+        }
+    }
 }
 
 /// `shardcap state ...`.
@@ -504,10 +576,10 @@ impl ShipArgs {
     }
 }
 
-impl From<&RunArgs> for Option<ship::RunShipping> {
+impl From<&RunArgs> for Option<crate::shipping::RunShipping> {
     fn from(a: &RunArgs) -> Self {
         let url = a.ship.as_deref()?;
-        Some(ship::RunShipping {
+        Some(crate::shipping::RunShipping {
             config: a.ship_options.config(ship::es(url), None, true),
             log_dir: a.log_dir.clone(),
         })
@@ -623,6 +695,7 @@ pub struct ShipOptions {
 }
 
 /// `shardcap generate`.
+#[cfg(feature = "generate")]
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Directory to write the captures to (created if missing).
@@ -654,9 +727,10 @@ pub struct GenerateArgs {
     pub duration: Duration,
 }
 
-impl From<GenerateArgs> for crate::generate::GenerateConfig {
+#[cfg(feature = "generate")]
+impl From<GenerateArgs> for shardcap_gen::GenerateConfig {
     fn from(a: GenerateArgs) -> Self {
-        crate::generate::GenerateConfig {
+        shardcap_gen::GenerateConfig {
             out: a.out,
             sensors: a.sensors,
             files_per_sensor: a.files_per_sensor,
@@ -752,6 +826,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `generate --size`: a [`parse_size`] of at least 4K (a file must hold a few packets).
+#[cfg(feature = "generate")]
 fn parse_capture_size(s: &str) -> Result<u64, String> {
     match parse_size(s)? {
         v if v < 4096 => Err(format!("size {s:?} is too small (at least 4K)")),
@@ -826,6 +901,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "generate")]
     #[test]
     fn capture_sizes_hold_packets() {
         assert_eq!(parse_capture_size("4K"), Ok(4096));
@@ -845,16 +921,19 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
         assert!(e.to_string().contains("--reorder-window"), "{e}");
-        let e = Cli::try_parse_from([
-            "shardcap",
-            "generate",
-            "--out",
-            "x",
-            "--size",
-            "99999999999T",
-        ])
-        .unwrap_err();
-        assert!(e.to_string().contains("--size"), "{e}");
+        #[cfg(feature = "generate")]
+        {
+            let e = Cli::try_parse_from([
+                "shardcap",
+                "generate",
+                "--out",
+                "x",
+                "--size",
+                "99999999999T",
+            ])
+            .unwrap_err();
+            assert!(e.to_string().contains("--size"), "{e}");
+        }
     }
 
     #[test]

@@ -3,16 +3,14 @@
 
 pub mod cli;
 pub mod control;
+pub mod ctl;
 pub mod dispatch;
 pub mod error;
-pub mod flow;
-pub mod generate;
 pub mod ids;
 pub mod input;
 pub mod merge;
 pub mod reorder;
-pub mod safe_fs;
 pub mod scan;
-pub mod ship;
+pub mod shipping;
 pub mod sink;
 pub mod state;

@@ -7,7 +7,7 @@ use clap::{CommandFactory, Parser};
 
 use shardcap::cli::{Cli, Command, StateCommand};
 use shardcap::error::{Error, Result, EXIT_OK};
-use shardcap::{control, dispatch, generate, scan, ship, state};
+use shardcap::{ctl, dispatch, scan, shipping, state};
 
 fn main() {
     let cli = Cli::parse();
@@ -35,10 +35,13 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => dispatch::run(*args),
         Command::Scan(args) => scan::run(args),
-        Command::Ctl(args) => control::ctl::run(args),
-        Command::State(StateCommand::Show(args)) => state::show::run(args),
-        Command::Generate(args) => generate::run(args.into()),
-        Command::Ship(args) => ship::run(args.config(), args.logdirs),
+        Command::Ctl(args) => ctl::run(args),
+        Command::State(StateCommand::Show(args)) => state::show::run(&args.state, args.json),
+        #[cfg(feature = "generate")]
+        Command::Generate(args) => shardcap_gen::run(args.into())
+            .map(|()| EXIT_OK)
+            .map_err(Into::into),
+        Command::Ship(args) => shipping::run(args.config(), args.logdirs),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shardcap", &mut io::stdout());
             Ok(EXIT_OK)

@@ -8,10 +8,11 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet, VecDeque};
 
-use crate::input::buffer;
-use crate::input::capture::Capture;
 use crate::input::catalog::Entry;
-use crate::input::{Anomalies, Packet, ReadError};
+use crate::input::FileEnd;
+use shardcap_capture::buffer;
+use shardcap_capture::capture::Capture;
+use shardcap_capture::{Anomalies, Packet};
 
 /// How inputs are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,17 +21,6 @@ pub enum Order {
     Time,
     /// Stream files one after another in the order given (pcapdj's behaviour).
     Given,
-}
-
-/// How a file ended.
-#[derive(Debug)]
-pub enum FileEnd {
-    /// Every packet was read.
-    Complete,
-    /// Damaged or unreadable: packets before the damage were emitted.
-    Damaged(ReadError),
-    /// Not opened: skipped by the gate, or not a capture any more.
-    Skipped(String),
 }
 
 /// Callbacks from the merge to the rest of the dispatcher.
@@ -290,7 +280,10 @@ impl Merge {
                 report_end(hooks, &entry, &capture, 0, FileEnd::Complete);
                 return Ok(None);
             }
-            Err(e) if e.over_limit && !self.heap.is_empty() => {
+            Err(e)
+                if e.source.as_deref().is_some_and(buffer::is_memory_limit)
+                    && !self.heap.is_empty() =>
+            {
                 self.authorized.insert(entry.seq);
                 return Ok(Some(entry));
             }

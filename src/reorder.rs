@@ -8,7 +8,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::input::Packet;
+use shardcap_capture::Packet;
 
 /// Size of one arena chunk; a packet never spans chunks.
 const CHUNK: usize = 1 << 20;

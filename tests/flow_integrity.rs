@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use common::{
     corpus, corpus_dir, read_capture, read_shards, same_packets, shardcap, write_pcap, Rec,
 };
-use shardcap::flow::{FlowConfig, HashMode, Sharder, TunnelMode};
-use shardcap::input::capture::Capture;
-use shardcap::input::Packet;
+use shardcap_capture::capture::Capture;
+use shardcap_capture::Packet;
+use shardcap_flow::{FlowConfig, HashMode, Sharder, TunnelMode};
 
 const MODES: [HashMode; 3] = [HashMode::Two, HashMode::Four, HashMode::Five];
 const TUNNEL_PORTS: [u16; 4] = [4789, 6081, 2152, 3544];

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use shardcap::flow::{decode::decode, FlowConfig, HashMode, Sharder, TunnelMode};
-use shardcap::input::capture::Capture;
-use shardcap::input::stream;
-use shardcap::input::Packet;
+use shardcap_capture::capture::Capture;
+use shardcap_capture::stream;
+use shardcap_capture::Packet;
+use shardcap_flow::{decode::decode, FlowConfig, HashMode, Sharder, TunnelMode};
 
 /// Address space of the whole fuzzing process.
 const ADDRESS_SPACE_LIMIT: u64 = 1 << 30;

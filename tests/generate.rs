@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pcap_file::pcap::PcapReader;
 use pcap_file::{DataLink, TsResolution};
-use shardcap::generate::{generate, GenerateConfig};
+use shardcap_gen::{generate, GenerateConfig};
 
 fn args(out: &Path, seed: u64) -> GenerateConfig {
     GenerateConfig {

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use shardcap::generate::{generate, GenerateConfig};
-use shardcap::input::capture::Capture;
 use shardcap::input::catalog::{self, Entry};
 use shardcap::input::discover;
-use shardcap::merge::{FileEnd, Merge, MergeHooks, Order};
+use shardcap::input::FileEnd;
+use shardcap::merge::{Merge, MergeHooks, Order};
+use shardcap_capture::capture::Capture;
+use shardcap_gen::{generate, GenerateConfig};
 
 /// Counts what the merge reports.
 #[derive(Default)]
@@ -129,7 +130,7 @@ fn overlapping_sensors_merge_in_order_and_whole() {
 
 /// Writes a one-file capture at `dir/name` with packets at the given timestamps (seconds).
 fn capture_at(dir: &std::path::Path, name: &str, secs: &[u64]) {
-    use shardcap::generate::rotate::{Compress, RotatingWriter};
+    use shardcap_gen::rotate::{Compress, RotatingWriter};
     let mut w = RotatingWriter::new(dir, name, Compress::None, false, 1 << 20, 1);
     for (i, s) in secs.iter().enumerate() {
         let frame = [i as u8; 60];

@@ -6,8 +6,8 @@ mod common;
 
 use std::fs;
 
-use shardcap::generate::rng::Rng;
-use shardcap::input::capture::Capture;
+use shardcap_capture::capture::Capture;
+use shardcap_gen::rng::Rng;
 
 /// Reads a capture to its end; returns packets read and whether it ended in an error.
 fn read_all(path: &std::path::Path, len: u64) -> (u64, bool) {

@@ -93,3 +93,37 @@ fn kill_9_mid_file_then_restart_loses_nothing() {
         "run 2",
     );
 }
+
+/// With `--state`, a queued file whose content an earlier file of the journal streamed is not
+/// streamed again, but it is still recorded as done and the run goes on to the next file.
+#[test]
+fn a_file_already_streamed_under_the_state_is_recorded_and_the_run_goes_on() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (first, last) = (corpus(SMALL[0]), corpus(SMALL[1]));
+    let copy = dir.path().join("copy.pcap");
+    std::fs::copy(&first, &copy).unwrap();
+    let names: Vec<String> = [&first, &copy, &last].iter().map(|p| name(p)).collect();
+    redis.rpush("PCAPDJ_IN_QUEUE", &names);
+    let _auth = Authorizer::start(redis.url(), "PCAPDJ_NEXT", "PCAPDJ_AUTH");
+    let out = dir.path().join("out.pcap");
+    let state = dir.path().join("state");
+    let args = [
+        "--redis-mode",
+        "reliable",
+        "--order",
+        "given",
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    let run = finish(dispatcher(&redis.url(), &out, &args));
+    expect_exit(&run, 0);
+    assert_eq!(
+        redis.list("PCAPDJ_DONE"),
+        names,
+        "every file recorded, in order"
+    );
+    assert!(redis.list("PCAPDJ_PROCESSING").is_empty());
+    assert!(redis.list("PCAPDJ_FAILED").is_empty());
+    assert_same_packets(&output(&out), &concat(&[first, last]), "the copy not twice");
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal;
-use shardcap::generate::rng::Rng;
+use shardcap_gen::rng::Rng;
 use ship_support::*;
 
 /// Real Suricata output of four corpus captures (one shard each) and both Zeek fixture sets.

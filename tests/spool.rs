@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use common::{wait_until, ChildGuard};
 
-use shardcap::sink::format::StreamHeader;
 use shardcap::sink::output::Output;
 use shardcap::sink::spool::{self, SpoolConfig, SpoolOutput};
 use shardcap::sink::writer::ShardWriter;
+use shardcap_capture::format::StreamHeader;
 use spool_support::*;
 
 const SHARDS: usize = 3;
@@ -222,7 +222,7 @@ fn records(n: u32, caplen: usize) -> Vec<u8> {
         let data = vec![i as u8; caplen];
         HEADER.append_record(
             &mut out,
-            &shardcap::input::Packet {
+            &shardcap_capture::Packet {
                 ts_ns: u64::from(i) * 1_000_000_000,
                 len: caplen as u32,
                 linktype: 1,
@@ -264,7 +264,7 @@ fn an_idle_stream_reaches_the_consumer_after_the_segment_age() {
     let mut writer = ShardWriter::start(Box::new(out), HEADER, true).unwrap();
     // Enough packets to ship one buffer to the writer thread; the rest stays in the buffer.
     let data = vec![7u8; 1000];
-    let pkt = shardcap::input::Packet {
+    let pkt = shardcap_capture::Packet {
         ts_ns: 1,
         len: 1000,
         linktype: 1,

@@ -1,7 +1,6 @@
 //! Operator control: signals, stats, progress, pacing, the Redis queue and authorization gate, and
 //! `shardcap ctl`.
 
-pub mod ctl;
 pub mod pacing;
 pub mod progress;
 pub mod redis;

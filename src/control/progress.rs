@@ -8,7 +8,17 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
 use super::stats::{Snapshot, State};
-use crate::cli::ProgressMode;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, otherwise a log line every stats interval.
+    Auto,
+    /// Always a bar (on stderr).
+    Always,
+    /// No bar and no progress lines.
+    Never,
+}
 
 /// Shows how far the run is.
 pub struct Progress {

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::control::report;
-use crate::flow::FlowStats;
 use crate::merge::MergeStats;
 use crate::reorder::ReorderStats;
-use crate::ship::stats::ShipSnapshot;
 use crate::sink::writer::ShardCounters;
+use shardcap_flow::FlowStats;
+use shardcap_ship::stats::ShipSnapshot;
 
 /// The dispatcher's state, as stats show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

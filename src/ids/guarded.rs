@@ -6,8 +6,8 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::sink::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use crate::sink::output::Output;
+use shardcap_capture::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 
 /// What a guarded output saw; shared with the supervisor.
 #[derive(Debug, Default)]
@@ -111,7 +111,7 @@ impl Output for GuardedOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::Packet;
+    use shardcap_capture::Packet;
 
     /// An output whose reader has gone after `room` bytes.
     struct Closing {

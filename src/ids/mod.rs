@@ -14,7 +14,6 @@ pub mod zeek_cluster;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::sink::OutputSpec;
 use consumer::ConsumerSpec;
@@ -24,7 +23,7 @@ pub use supervise::Consumers;
 pub const DEFAULT_LOG_DIR: &str = "logs";
 
 /// The IDS presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdsKind {
     /// Suricata with suricata-conf/ (FIFO: `-r`; spool: continuous directory mode).
     Suricata,
@@ -33,6 +32,29 @@ pub enum IdsKind {
     /// The Zeek instances as the workers of one Zeek cluster (manager, proxy and logger started
     /// by shardcap): one set of logs, in LOGDIR/logger/ (FIFO only).
     ZeekCluster,
+}
+
+/// What the run asks of its consumers.
+#[derive(Debug, Clone, Default)]
+pub struct IdsConfig {
+    /// The preset to start, if any.
+    pub ids: Option<IdsKind>,
+    /// The `--exec` command template, if any (excludes `ids`).
+    pub exec: Option<String>,
+    /// Where the shards' log directories go (`DEFAULT_LOG_DIR` when consumers start).
+    pub log_dir: Option<PathBuf>,
+    /// Suricata rule files replacing the shipped ones.
+    pub rules: Vec<PathBuf>,
+    /// Restart a consumer that dies instead of failing the run.
+    pub restart: bool,
+    /// The zeek-plugin build directory.
+    pub zeek_plugin: Option<PathBuf>,
+    /// Packet threads per instance.
+    pub threads: Option<u16>,
+    /// The logs are shipped (`--log-dir` then has a use without consumers).
+    pub shipping: bool,
+    /// Number of shards.
+    pub shards: usize,
 }
 
 /// How a shard's stream reaches its consumer.
@@ -76,33 +98,36 @@ pub struct ShardSlot {
     pub log_dir: PathBuf,
 }
 
-/// True when the run starts consumers.
-pub fn wanted(args: &RunArgs) -> bool {
-    args.ids.is_some() || args.exec.is_some()
-}
+impl IdsConfig {
+    /// True when the run starts consumers.
+    pub fn wanted(&self) -> bool {
+        self.ids.is_some() || self.exec.is_some()
+    }
 
-/// The `-o` used when consumers are started and no `-o` was given: FIFOs `LOGDIR/shard-K.pipe`.
-pub fn default_output(args: &RunArgs) -> Option<String> {
-    wanted(args).then(|| {
-        let dir = args
-            .log_dir
-            .as_deref()
-            .unwrap_or(Path::new(DEFAULT_LOG_DIR));
-        format!("fifo:{}/shard-{{shard}}.pipe", dir.display())
-    })
+    /// The `-o` used when consumers are started and no `-o` was given: FIFOs
+    /// `LOGDIR/shard-K.pipe`.
+    pub fn default_output(&self) -> Option<String> {
+        self.wanted().then(|| {
+            let dir = self
+                .log_dir
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_LOG_DIR));
+            format!("fifo:{}/shard-{{shard}}.pipe", dir.display())
+        })
+    }
 }
 
 /// Checks the consumer options (`spec` is the `-o` given or defaulted), creates the log directories and builds one consumer a shard (not
 /// started yet). Everything wrong here is a usage error: nothing has been written.
-pub fn plan(args: &RunArgs, spec: &OutputSpec) -> Result<Consumers> {
-    if !wanted(args) {
+pub fn plan(args: &IdsConfig, spec: &OutputSpec) -> Result<Consumers> {
+    if !args.wanted() {
         let stray = [
             (!args.rules.is_empty(), "--rules"),
-            (args.ids_restart, "--ids-restart"),
+            (args.restart, "--ids-restart"),
             (args.zeek_plugin.is_some(), "--zeek-plugin"),
-            (args.ids_threads.is_some(), "--ids-threads"),
+            (args.threads.is_some(), "--ids-threads"),
             // --ship reads --log-dir too: logs written by consumers outside this run.
-            (args.log_dir.is_some() && args.ship.is_none(), "--log-dir"),
+            (args.log_dir.is_some() && !args.shipping, "--log-dir"),
         ];
         if let Some((_, flag)) = stray.iter().find(|(given, _)| *given) {
             return Err(Error::usage(format!(
@@ -118,10 +143,10 @@ pub fn plan(args: &RunArgs, spec: &OutputSpec) -> Result<Consumers> {
     if args.zeek_plugin.is_some() && args.ids != Some(IdsKind::Zeek) {
         return Err(Error::usage("--zeek-plugin applies to --ids zeek"));
     }
-    if args.ids_threads.is_some() && args.ids != Some(IdsKind::Suricata) {
+    if args.threads.is_some() && args.ids != Some(IdsKind::Suricata) {
         return Err(Error::usage("--ids-threads applies to --ids suricata"));
     }
-    let shards = args.shards as usize;
+    let shards = args.shards;
     let log_dir = absolute(
         args.log_dir
             .as_deref()
@@ -135,7 +160,7 @@ pub fn plan(args: &RunArgs, spec: &OutputSpec) -> Result<Consumers> {
     })?;
     let cluster = match args.ids {
         Some(IdsKind::ZeekCluster) => {
-            if matches!(spec, OutputSpec::Dir(_)) || args.ids_restart {
+            if matches!(spec, OutputSpec::Dir(_)) || args.restart {
                 return Err(Error::usage(
                     "--ids zeek-cluster reads FIFOs (no -o dir:) and restarts no worker \
                      (no --ids-restart)",
@@ -176,7 +201,7 @@ pub fn plan(args: &RunArgs, spec: &OutputSpec) -> Result<Consumers> {
         }
         specs.push(build(&slot));
     }
-    Ok(Consumers::new(specs, args.ids_restart).with_cluster(cluster))
+    Ok(Consumers::new(specs, args.restart).with_cluster(cluster))
 }
 
 /// The version of the `zeek` in PATH.
@@ -189,7 +214,7 @@ fn zeek_version() -> Result<zeek::ZeekVersion> {
 type Preset = Box<dyn Fn(&ShardSlot) -> ConsumerSpec>;
 
 /// The consumer builder chosen by `--ids`/`--exec` (`cluster_script` with `--ids zeek-cluster`).
-fn preset(args: &RunArgs, shards: usize, cluster_script: Option<String>) -> Result<Preset> {
+fn preset(args: &IdsConfig, shards: usize, cluster_script: Option<String>) -> Result<Preset> {
     if let Some(template) = args.exec.clone() {
         let here = std::env::current_dir()
             .map_err(|e| Error::usage(format!("--exec: the current directory: {e}")))?;
@@ -216,7 +241,7 @@ fn preset(args: &RunArgs, shards: usize, cluster_script: Option<String>) -> Resu
                 threads: suricata::threads_per_instance(
                     shards,
                     cores,
-                    args.ids_threads.map(usize::from),
+                    args.threads.map(usize::from),
                 ),
             };
             Ok(Box::new(move |slot| suricata.command(slot, cores)))

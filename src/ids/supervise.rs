@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::Signal;
+use nix::sys::time::TimeVal;
 use signal_hook::consts::SIGCHLD;
 use signal_hook::SigId;
 
@@ -22,10 +24,10 @@ use super::zeek_cluster::ZeekCluster;
 use crate::error::{Error, Result};
 use crate::sink::deferred::DeferredOutput;
 use crate::sink::fifo::FifoOutput;
-use crate::sink::format::StreamHeader;
 use crate::sink::output::Output;
 use crate::sink::writer::ShardWriter;
 use crate::sink::OutputSpec;
+use shardcap_capture::format::StreamHeader;
 
 /// How long consumers get to finish after their input ended, before SIGTERM.
 pub const FINISH_TIMEOUT: Duration = Duration::from_secs(300);
@@ -248,9 +250,7 @@ impl Consumers {
             }
             // Every buffer queued for the dead consumer is dropped, and so is what it left unread
             // in the pipe; then the restarted consumer reads a fresh stream.
-            writer
-                .flush()
-                .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
+            writer.flush().map_err(Error::shard(k))?;
             let fifo = spec.path(k).expect("a consumer fed through a FIFO");
             let unread = discard_unread(&fifo)?;
             restart(&mut lock(&self.slots[k]))?;
@@ -261,12 +261,11 @@ impl Consumers {
             });
             self.fail_on_death("before it opened its input")?;
             let (out, losses) = GuardedOutput::new(Box::new(opened?));
-            let mut fresh = ShardWriter::start(Box::new(out), header, true)
-                .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
+            let mut fresh =
+                ShardWriter::start(Box::new(out), header, true).map_err(Error::shard(k))?;
             fresh.counters = writer.counters;
             let old = std::mem::replace(writer, fresh);
-            old.finish()
-                .map_err(|e| Error::runtime(format!("shard {k}: {e}")))?;
+            old.finish().map_err(Error::shard(k))?;
             let mut slot = lock(&self.slots[k]);
             let old_losses = slot.losses.replace(losses).expect("guarded output");
             let lost = old_losses.packets.load(Ordering::SeqCst);
@@ -351,8 +350,8 @@ impl Consumers {
         if !self.slots.is_empty() {
             log::info!(
                 "CPU time: shardcap {:.2}s, its consumers {:.2}s",
-                cpu_seconds(libc::RUSAGE_SELF),
-                cpu_seconds(libc::RUSAGE_CHILDREN)
+                cpu_seconds(UsageWho::RUSAGE_SELF),
+                cpu_seconds(UsageWho::RUSAGE_CHILDREN)
             );
         }
         first_err.map_or(Ok(outcomes), Err)
@@ -487,7 +486,7 @@ fn discard_unread(path: &Path) -> Result<u64> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| Error::runtime(format!("{}: {e}", path.display())))?;
+        .map_err(Error::file(path, "cannot open"))?;
     let mut buf = vec![0u8; 1 << 16];
     let mut dropped = 0;
     loop {
@@ -495,7 +494,7 @@ fn discard_unread(path: &Path) -> Result<u64> {
             Ok(0) => return Ok(dropped),
             Ok(n) => dropped += n as u64,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(dropped),
-            Err(e) => return Err(Error::runtime(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(Error::file(path, "cannot read")(e)),
         }
     }
 }
@@ -612,15 +611,12 @@ fn read_marker(path: &Path) -> Option<String> {
 }
 
 /// User and system CPU seconds of this process (`RUSAGE_SELF`) or of its ended children.
-fn cpu_seconds(who: libc::c_int) -> f64 {
-    // SAFETY: getrusage fills the zeroed struct it is given.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(who, &mut ru);
-        ru
+fn cpu_seconds(who: UsageWho) -> f64 {
+    let Ok(ru) = getrusage(who) else {
+        return 0.0;
     };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(ru.ru_utime) + secs(ru.ru_stime)
+    let secs = |t: TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    secs(ru.user_time()) + secs(ru.system_time())
 }
 
 /// True when a spool directory holds no segment (the reader took them all).

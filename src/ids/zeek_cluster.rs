@@ -181,10 +181,8 @@ impl ZeekCluster {
                 .create(true)
                 .append(true)
                 .open(&out)
-                .map_err(|e| Error::runtime(format!("{}: {e}", out.display())))?;
-            let err = log
-                .try_clone()
-                .map_err(|e| Error::runtime(format!("{}: {e}", out.display())))?;
+                .map_err(Error::file(&out, "cannot open"))?;
+            let err = log.try_clone().map_err(Error::file(&out, "cannot open"))?;
             let child = Command::new("zeek")
                 .args(&self.args)
                 .env("CLUSTER_NODE", name)

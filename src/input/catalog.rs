@@ -5,9 +5,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::capture::{Capture, CaptureInfo};
 use super::discover::Candidate;
-use super::ReadError;
+use shardcap_capture::capture::{Capture, CaptureInfo};
+use shardcap_capture::ReadError;
 
 /// A capture known to the catalog.
 #[derive(Debug, Clone)]

@@ -101,27 +101,47 @@ fn push(
     }
 }
 
+/// Every regular file under `dir`, symlinks followed, in name order. walkdir reports a link back to
+/// an ancestor (a loop), and `seen` prunes a directory or file reached twice by other links, so
+/// each is visited once: the walk is linear in the tree, whatever its links.
 fn walk(dir: &Path, out: &mut Vec<Candidate>, seen: &mut Seen) -> Result<()> {
-    let md = fs::metadata(dir)
-        .map_err(|e| Error::usage(format!("{}: cannot list directory: {e}", dir.display())))?;
-    if !seen.dirs.insert((md.dev(), md.ino())) {
-        log::debug!("{}: directory already walked", dir.display());
-        return Ok(());
-    }
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|e| Error::usage(format!("{}: cannot list directory: {e}", dir.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for path in entries {
-        let Ok(md) = fs::metadata(&path) else {
-            continue;
+    let dirs = &mut seen.dirs;
+    let entries = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            !e.file_type().is_dir()
+                || e.metadata()
+                    .map_or(true, |md| dirs.insert((md.dev(), md.ino())))
+        });
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) if e.loop_ancestor().is_some() => {
+                log::debug!("{e}: a link back to a directory being walked; skipped");
+                continue;
+            }
+            Err(e) if e.depth() == 0 => {
+                return Err(Error::usage(format!(
+                    "{}: cannot list directory: {e}",
+                    dir.display()
+                )))
+            }
+            Err(e) => {
+                log::debug!("{e}; skipped");
+                continue;
+            }
         };
-        if md.is_dir() {
-            walk(&path, out, seen)?;
-        } else if md.is_file() {
-            push(path, &md, false, out, seen);
+        if entry.file_type().is_file() {
+            if let Ok(md) = entry.metadata() {
+                found.push((entry.into_path(), md));
+            }
         }
+    }
+    for (path, md) in found {
+        push(path, &md, false, out, seen);
     }
     Ok(())
 }
@@ -153,7 +173,7 @@ mod tests {
         assert_eq!(names, ["a.pcap", "b.bin", "c.pcap", "list.txt"]);
         assert!(got[0].explicit && !got[3].explicit);
         let err = expand(&[s(&d.join("missing.pcap"))]).unwrap_err();
-        assert_eq!(err.kind, crate::error::Kind::Usage);
+        assert!(err.is_usage());
         assert!(expand(&[s(&d.join("*.none"))]).is_err());
     }
 
@@ -170,5 +190,24 @@ mod tests {
         let got = expand(&[d.to_string_lossy().into_owned()]).unwrap();
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].path, d.join("a.pcap"));
+    }
+
+    #[test]
+    fn links_fanning_into_one_directory_walk_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Level k holds two links to level k+1: 2^40 paths through 40 levels, walked naively.
+        for k in 0..=40 {
+            fs::create_dir(d.join(format!("l{k}"))).unwrap();
+        }
+        for k in 0..40 {
+            for name in ["a", "b"] {
+                let target = d.join(format!("l{}", k + 1));
+                std::os::unix::fs::symlink(target, d.join(format!("l{k}/{name}"))).unwrap();
+            }
+        }
+        fs::write(d.join("l40/x.pcap"), b"x").unwrap();
+        let got = expand(&[d.join("l0").to_string_lossy().into_owned()]).unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
     }
 }

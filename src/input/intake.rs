@@ -7,7 +7,7 @@ use super::catalog::{Entry, Rejected};
 use super::discover::Candidate;
 use crate::control::signals::Signals;
 use crate::error::Result;
-use crate::merge::FileEnd;
+use crate::input::FileEnd;
 
 /// What an intake has for the dispatcher.
 #[derive(Debug)]

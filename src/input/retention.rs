@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
-use crate::safe_fs;
 use crate::state::identity::FileId;
+use shardcap_files::nofollow;
 
 /// Most numbered names tried for a file moved into a directory that has its name already.
 const MAX_NUMBERED: u32 = 10_000;
@@ -193,8 +193,7 @@ impl Retention {
 
     /// Applies the policy to the file at `path`, if it is still the file streamed.
     fn apply(&mut self, path: &Path, identity: &FileIdentity, size: u64) -> Result<()> {
-        let fail =
-            |e: std::io::Error| Error::runtime(format!("{}: retention: {e}", path.display()));
+        let fail = |e| Error::file(path, "retention")(e);
         if !identity.matches(path) {
             if fs::symlink_metadata(path).is_ok() {
                 log::warn!(
@@ -300,7 +299,7 @@ fn move_unique(path: &Path, dir: &Path) -> io::Result<PathBuf> {
             Ok(()) => Ok(()),
             Err(nix::errno::Errno::EEXIST) => continue,
             // Another filesystem: copied into a file created for it, then the original removed.
-            Err(nix::errno::Errno::EXDEV) => match safe_fs::create_new(&to) {
+            Err(nix::errno::Errno::EXDEV) => match nofollow::create_new(&to) {
                 Ok(mut out) => fs::File::open(path)
                     .and_then(|mut src| io::copy(&mut src, &mut out))
                     .and_then(|_| out.sync_all())

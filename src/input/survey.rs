@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::input::capture::Capture;
+use shardcap_capture::capture::Capture;
 
 /// What a capture holds.
 #[derive(Debug, Serialize)]

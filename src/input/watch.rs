@@ -33,7 +33,7 @@ use super::retention::{FileIdentity, Retention};
 use super::survey::scan_file;
 use crate::control::signals::Signals;
 use crate::error::{Error, Result};
-use crate::merge::FileEnd;
+use crate::input::FileEnd;
 
 /// Longest single sleep, so that settle and horizon deadlines are noticed.
 const MAX_SLEEP: Duration = Duration::from_millis(200);

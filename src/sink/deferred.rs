@@ -4,8 +4,8 @@
 
 use std::io;
 
-use super::format::StreamHeader;
 use super::output::Output;
+use shardcap_capture::format::StreamHeader;
 
 /// Opens the real output (on the shard's writer thread, when its first record comes).
 pub type Opener = Box<dyn FnOnce() -> io::Result<Box<dyn Output>> + Send>;

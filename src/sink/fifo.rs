@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::Mode;
 
@@ -74,23 +75,16 @@ impl FifoOutput {
                 Err(e) => return Err(e),
             }
         };
-        let fd = file.as_raw_fd();
         // Back to blocking writes: the writer thread waits for the consumer, the merge does not.
-        // SAFETY: fcntl on the descriptor of `file`, open for the whole block; no pointers passed.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFL);
-            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-            if libc::fcntl(
-                fd,
-                libc::F_SETPIPE_SZ,
-                pipe_size.min(i32::MAX as usize) as i32,
-            ) < 0
-            {
-                log::debug!(
-                    "{}: F_SETPIPE_SZ refused; keeping the default pipe size",
-                    path.display()
-                );
-            }
+        let fd = file.as_raw_fd();
+        let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+        fcntl(fd, FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;
+        let size = pipe_size.min(i32::MAX as usize) as i32;
+        if fcntl(fd, FcntlArg::F_SETPIPE_SZ(size)).is_err() {
+            log::debug!(
+                "{}: F_SETPIPE_SZ refused; keeping the default pipe size",
+                path.display()
+            );
         }
         Ok(FifoOutput {
             file,

@@ -2,9 +2,7 @@
 
 pub mod deferred;
 pub mod fifo;
-pub mod format;
 pub mod output;
-pub mod reframe;
 pub mod spool;
 pub mod writer;
 
@@ -13,8 +11,9 @@ use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Result};
 use fifo::FifoOutput;
-use format::StreamHeader;
 use output::{FileOutput, Output, StdoutOutput};
+use shardcap_capture::format::StreamHeader;
+use shardcap_files::PartialFile;
 use spool::{SpoolConfig, SpoolOutput};
 
 /// The `-o` argument: where shard streams go.
@@ -103,7 +102,7 @@ impl OutputSpec {
                     )));
                 }
                 if matches!(self, OutputSpec::File(_)) {
-                    FileOutput::check_target(&p).map_err(|e| Error::usage(e.to_string()))?;
+                    PartialFile::check_target(&p).map_err(|e| Error::usage(e.to_string()))?;
                 }
             } else if let Err(e) = StdoutOutput::open() {
                 return Err(Error::usage(e.to_string()));

@@ -1,11 +1,10 @@
 //! Where a shard's bytes go: the `Output` trait, and the plain file and stdout outputs.
 
-use std::fs::{self, File};
 use std::io::{self, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::format::StreamHeader;
-use crate::safe_fs;
+use shardcap_capture::format::StreamHeader;
+use shardcap_files::PartialFile;
 
 /// A destination for one shard's pcap stream.
 pub trait Output: Send {
@@ -28,82 +27,36 @@ pub trait Output: Send {
     fn describe(&self) -> String;
 }
 
-/// A file output. Written as `NAME.partial` and renamed to `NAME` only when complete, so a stopped
-/// or failed run never leaves a half-written file under the final name.
-pub struct FileOutput {
-    file: File,
-    partial: PathBuf,
-    path: PathBuf,
-}
+/// A file output, written as `NAME.partial` and renamed to `NAME` when complete.
+pub struct FileOutput(PartialFile);
 
 impl FileOutput {
-    /// Path of the in-progress file for `path`.
-    pub fn partial_path(path: &Path) -> PathBuf {
-        let mut name = path.as_os_str().to_owned();
-        name.push(".partial");
-        PathBuf::from(name)
-    }
-
-    /// Refuses a target that exists and is not a regular file (a device such as /dev/null, a FIFO,
-    /// a directory): the finished output is renamed over its target, which would replace it.
-    pub fn check_target(path: &Path) -> io::Result<()> {
-        match fs::symlink_metadata(path) {
-            Ok(md) if !md.file_type().is_file() => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{} exists and is not a regular file; a file: output replaces its target when \
-                     complete (use -o stdout or fifo: to feed a device or a pipe)",
-                    path.display()
-                ),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// Creates `NAME.partial` afresh (whatever had that name, a symlink included, is replaced,
-    /// never written through).
+    /// Creates (truncates) `NAME.partial`.
     pub fn create(path: &Path) -> io::Result<Self> {
-        Self::check_target(path)?;
-        let partial = Self::partial_path(path);
-        let file = safe_fs::create_fresh(&partial)?;
-        Ok(FileOutput {
-            file,
-            partial,
-            path: path.to_path_buf(),
-        })
+        PartialFile::create(path).map(FileOutput)
     }
 
     /// Reopens an existing `NAME.partial` to append after its first `keep` bytes (a resumed run).
     pub fn resume(path: &Path, keep: u64) -> io::Result<Self> {
-        let partial = Self::partial_path(path);
-        let file = safe_fs::open_existing(&partial, false)?;
-        file.set_len(keep)?;
-        let mut out = FileOutput {
-            file,
-            partial,
-            path: path.to_path_buf(),
-        };
-        io::Seek::seek(&mut out.file, io::SeekFrom::End(0))?;
-        Ok(out)
+        PartialFile::resume(path, keep).map(FileOutput)
     }
 }
 
 impl Output for FileOutput {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)
+        self.0.write_all(buf)
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        self.0.sync()
     }
 
     fn finish(self: Box<Self>) -> io::Result<()> {
-        self.file.sync_all()?;
-        safe_fs::rename(&self.partial, &self.path)
+        self.0.finish()
     }
 
     fn describe(&self) -> String {
-        self.path.display().to_string()
+        self.0.path().display().to_string()
     }
 }
 

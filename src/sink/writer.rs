@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::format::{record_len, StreamHeader, RECORD_HEADER_LEN};
 use super::output::Output;
-use super::reframe::Reframe;
-use crate::input::Packet;
+use shardcap_capture::format::{record_len, StreamHeader, RECORD_HEADER_LEN};
+use shardcap_capture::Packet;
+use shardcap_flow::reframe::Reframe;
 
 /// Size of one shard buffer.
 pub const BUFFER_SIZE: usize = 256 << 10;
@@ -175,7 +175,7 @@ impl ShardWriter {
     #[inline(never)]
     pub fn write_reframed(&mut self, pkt: &Packet, r: &Reframe) -> io::Result<()> {
         self.room(r.lengths(pkt.data.len(), pkt.len).0)?;
-        let (caplen, len) = self.header.append_reframed(&mut self.buf, pkt, r);
+        let (caplen, len) = r.append(&self.header, &mut self.buf, pkt);
         self.count(caplen, len);
         Ok(())
     }

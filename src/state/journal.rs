@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::identity::FileId;
 use crate::error::{Error, Result};
-use crate::safe_fs;
-use crate::sink::format::StreamHeader;
+use crate::input::FileEnd;
+use shardcap_capture::format::StreamHeader;
+use shardcap_capture::ReadError;
+use shardcap_files::nofollow;
 
 /// Name of the journal inside the state directory.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -67,7 +69,27 @@ pub struct FileRecord {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Where a damaged file's damage is (byte offset of its decompressed stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     pub time: u64,
+}
+
+impl FileRecord {
+    /// How the file ended, as the run that streamed it told its intake.
+    pub fn end(&self) -> FileEnd {
+        let detail = self.detail.clone().unwrap_or_default();
+        match self.outcome {
+            Outcome::Complete => FileEnd::Complete,
+            Outcome::Damaged => {
+                let offset = self.offset.unwrap_or(0);
+                let prefix = format!("byte {offset}: ");
+                let message = detail.strip_prefix(&prefix).unwrap_or(&detail);
+                FileEnd::Damaged(ReadError::new(offset, message))
+            }
+            Outcome::Skipped => FileEnd::Skipped(detail),
+        }
+    }
 }
 
 /// Why a checkpoint was taken.
@@ -181,13 +203,13 @@ impl Contents {
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
-            Err(e) => return Err(Error::runtime(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(Error::file(&path, "cannot read")(e)),
         };
         let mut c = Contents::default();
         let mut pending = Vec::new();
         let mut lines = BufReader::new(file).lines().enumerate().peekable();
         while let Some((n, line)) = lines.next() {
-            let line = line.map_err(|e| Error::runtime(format!("{}: {e}", path.display())))?;
+            let line = line.map_err(|e| Error::file(&path, "cannot read")(e))?;
             let record = match serde_json::from_str::<Record>(&line) {
                 Ok(r) => r,
                 Err(_) if lines.peek().is_none() => {
@@ -241,15 +263,15 @@ impl Journal {
     /// record, and opens it for appending.
     pub fn rewrite(dir: &Path, contents: &Contents, run: RunRecord) -> Result<Self> {
         let path = dir.join(JOURNAL_FILE);
-        let fail = |e: io::Error| Error::runtime(format!("{}: cannot write: {e}", path.display()));
+        let fail = |e| Error::file(&path, "cannot write")(e);
         let mut records = contents.compacted();
         match records.first_mut() {
             Some(Record::Run(r)) => *r = run,
             _ => records.insert(0, Record::Run(run)),
         }
-        safe_fs::write_atomic(&path, &encode(&records), true).map_err(fail)?;
+        shardcap_files::write_atomic_synced(&path, &encode(&records)).map_err(fail)?;
         File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
-        let file = safe_fs::open_existing(&path, true).map_err(fail)?;
+        let file = nofollow::open_existing(&path, true).map_err(fail)?;
         Ok(Journal { file, path })
     }
 
@@ -258,7 +280,7 @@ impl Journal {
         self.file
             .write_all(&encode(records))
             .and_then(|_| self.file.sync_data())
-            .map_err(|e| Error::runtime(format!("{}: cannot append: {e}", self.path.display())))
+            .map_err(Error::file(&self.path, "cannot append"))
     }
 }
 
@@ -294,6 +316,7 @@ mod tests {
             packets: 1,
             outcome: Outcome::Complete,
             detail: None,
+            offset: None,
             time: 0,
         })
     }
@@ -357,6 +380,98 @@ mod tests {
     }
 
     #[test]
+    fn damage_inside_the_journal_is_an_error_even_with_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::rewrite(dir.path(), &Contents::default(), run()).unwrap();
+        j.append(&[file("a"), checkpoint(1)]).unwrap();
+        let mut raw = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL_FILE))
+            .unwrap();
+        // Whole JSON, but not a record: damage, not a write cut short.
+        raw.write_all(b"{\"type\":\"file\",\"path\":7}\n").unwrap();
+        j.append(&[file("b"), checkpoint(2)]).unwrap();
+        raw.write_all(b"{\"type\":\"do").unwrap();
+        let e = Contents::load(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("line 4"), "{e}");
+        assert!(e.to_string().contains("damaged"), "{e}");
+    }
+
+    #[test]
+    fn a_torn_tail_keeps_every_committed_record_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::rewrite(dir.path(), &Contents::default(), run()).unwrap();
+        j.append(&[file("a"), checkpoint(1), file("b"), checkpoint(2)])
+            .unwrap();
+        let full = fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+        // The run died while writing its next records: cut anywhere in them.
+        j.append(&[file("c"), checkpoint(3)]).unwrap();
+        let longer = fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+        let c_end = full.len()
+            + longer[full.len()..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap()
+            + 1;
+        for cut in full.len() + 1..longer.len() {
+            fs::write(dir.path().join(JOURNAL_FILE), &longer[..cut]).unwrap();
+            let c = Contents::load(dir.path()).unwrap();
+            let paths: Vec<&str> = c.files.iter().map(|f| f.id.path.as_str()).collect();
+            let seq = c.checkpoint.as_ref().map(|k| k.seq);
+            if cut == longer.len() - 1 {
+                // Only the newline is missing: the record is whole.
+                assert_eq!((seq, paths), (Some(3), vec!["a", "b", "c"]));
+                continue;
+            }
+            assert_eq!((seq, paths), (Some(2), vec!["a", "b"]), "cut at {cut}");
+            // The file record is read whole (uncommitted) once only its newline may be missing.
+            let whole = cut >= c_end - 1;
+            assert_eq!(c.torn, !whole || cut > c_end, "cut at {cut}");
+            assert_eq!(c.uncommitted, usize::from(whole), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_file_reads_back_with_its_offset_and_reason() {
+        let record = |offset: Option<u64>| FileRecord {
+            id: FileId {
+                path: "d".into(),
+                size: 1,
+                head: "00".into(),
+            },
+            packets: 3,
+            outcome: Outcome::Damaged,
+            detail: Some(ReadError::new(777, "record cut short").to_string()),
+            offset,
+            time: 0,
+        };
+        let text = serde_json::to_string(&Record::File(record(Some(777)))).unwrap();
+        let Record::File(back) = serde_json::from_str(&text).unwrap() else {
+            panic!("a file record: {text}");
+        };
+        match back.end() {
+            FileEnd::Damaged(e) => {
+                assert_eq!((e.offset, e.message.as_str()), (777, "record cut short"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Written before offsets were journaled: the reason stays whole.
+        let old = text.replace(",\"offset\":777", "");
+        let Record::File(old) = serde_json::from_str(&old).unwrap() else {
+            panic!("a file record: {old}");
+        };
+        match old.end() {
+            FileEnd::Damaged(e) => {
+                assert_eq!(
+                    (e.offset, e.message.as_str()),
+                    (0, "byte 777: record cut short")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn damage_before_the_last_line_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(
@@ -365,6 +480,6 @@ mod tests {
         )
         .unwrap();
         let e = Contents::load(dir.path()).unwrap_err();
-        assert!(e.message.contains("line 1"), "{e}");
+        assert!(e.to_string().contains("line 1"), "{e}");
     }
 }

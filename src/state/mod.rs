@@ -17,12 +17,10 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result, EXIT_OK};
-use crate::flow::{HashMode, TunnelMode};
 use crate::input::catalog::{self, Entry};
 use crate::input::discover::Candidate;
-use crate::merge::{FileEnd, Merge};
-use crate::safe_fs;
-use crate::sink::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::input::FileEnd;
+use crate::merge::Merge;
 use crate::sink::output::{FileOutput, Output};
 use crate::sink::writer::ShardWriter;
 use crate::sink::OutputSpec;
@@ -31,6 +29,9 @@ use journal::{
     now, Checkpoint, Contents, DoneRecord, FileRecord, InFlight, Journal, Outcome, OutputMark,
     Reason, Record, RunKey, RunRecord, VERSION,
 };
+use shardcap_capture::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use shardcap_files::{nofollow, PartialFile};
+use shardcap_flow::{HashMode, TunnelMode};
 
 /// The options of a run the journal records and checkpoints by.
 #[derive(Debug, Clone)]
@@ -231,11 +232,12 @@ impl StateKeeper {
     }
 
     /// Drops the entries an earlier run finished, notes where files in flight resume, and reports
-    /// files that changed since they were journaled. Returns the entries to stream and how many
-    /// dropped entries had been damaged (the run still ends with exit 3 for them).
-    pub fn admit(&mut self, entries: Vec<Entry>) -> (Vec<Entry>, u64) {
+    /// files that changed since they were journaled. Returns the entries to stream, and the
+    /// dropped ones with how their content ended when it was streamed: their intake must still
+    /// hear of them (a Redis queue records them and moves on, a spool's retention counts them).
+    pub fn admit(&mut self, entries: Vec<Entry>) -> (Vec<Entry>, Vec<(Entry, FileEnd)>) {
         let mut kept = Vec::with_capacity(entries.len());
-        let (mut skipped, mut damaged) = (0u64, 0u64);
+        let mut dropped = Vec::new();
         for e in entries {
             let id = match FileId::of(&e.path, e.size) {
                 Ok(id) => id,
@@ -249,13 +251,13 @@ impl StateKeeper {
                 }
             };
             if let Some(f) = self.streamed_before(&id) {
-                skipped += 1;
-                damaged += u64::from(f.outcome == Outcome::Damaged);
                 log::debug!(
                     "{}: already streamed (as {}); skipped",
                     e.path.display(),
                     f.id.path
                 );
+                let end = f.end();
+                dropped.push((e, end));
                 continue;
             }
             let in_flight =
@@ -286,13 +288,14 @@ impl StateKeeper {
             self.ids.insert(e.seq, id);
             kept.push(e);
         }
-        if skipped > 0 {
+        if !dropped.is_empty() {
             log::info!(
-                "{skipped} files were streamed by an earlier run (--state {}); skipped",
+                "{} files were streamed by an earlier run (--state {}); skipped",
+                dropped.len(),
                 self.dir.display()
             );
         }
-        (kept, damaged)
+        (kept, dropped)
     }
 
     /// The stream header of an earlier run (resumed outputs keep it).
@@ -311,7 +314,7 @@ impl StateKeeper {
             return Ok(None);
         };
         let path = self.spec.path(k).expect("file outputs have paths");
-        let partial = FileOutput::partial_path(&path);
+        let partial = PartialFile::partial_path(&path);
         let fail = |what: String| {
             Error::runtime(format!(
                 "{what}; cannot resume shard {k} from --state {} (restore the file, or move the \
@@ -329,7 +332,7 @@ impl StateKeeper {
                     mark.bytes
                 )));
             }
-            safe_fs::rename(&path, &partial)
+            nofollow::rename(&path, &partial)
                 .map_err(|e| fail(format!("{}: {e}", path.display())))?;
         }
         let have = len(&partial);
@@ -377,16 +380,17 @@ impl StateKeeper {
             },
         };
         let before = self.resumes.remove(&entry.seq).map_or(0, |r| r.packets);
-        let (outcome, detail) = match &end {
-            FileEnd::Complete => (Outcome::Complete, None),
-            FileEnd::Damaged(e) => (Outcome::Damaged, Some(e.to_string())),
-            FileEnd::Skipped(why) => (Outcome::Skipped, Some(why.clone())),
+        let (outcome, detail, offset) = match &end {
+            FileEnd::Complete => (Outcome::Complete, None, None),
+            FileEnd::Damaged(e) => (Outcome::Damaged, Some(e.to_string()), Some(e.offset)),
+            FileEnd::Skipped(why) => (Outcome::Skipped, Some(why.clone()), None),
         };
         let record = FileRecord {
             id,
             packets: before + packets,
             outcome,
             detail,
+            offset,
             time: now(),
         };
         self.pending.push(record);
@@ -488,7 +492,7 @@ impl StateKeeper {
     fn output_len(&self, k: usize, w: &ShardWriter) -> u64 {
         match (&self.spec, self.spec.path(k)) {
             (OutputSpec::File(_), Some(p)) => {
-                fs::metadata(FileOutput::partial_path(&p)).map_or(0, |m| m.len())
+                fs::metadata(PartialFile::partial_path(&p)).map_or(0, |m| m.len())
             }
             _ => FILE_HEADER_LEN as u64 + stream_bytes(std::slice::from_ref(w)),
         }
@@ -521,7 +525,7 @@ fn stream_bytes(writers: &[ShardWriter]) -> u64 {
 /// Takes the state directory's lock, so two runs never write one journal.
 fn lock(dir: &Path) -> Result<Flock<File>> {
     let path = dir.join(LOCK_FILE);
-    let file = safe_fs::open_or_create(&path)
+    let file = nofollow::open_or_create(&path)
         .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
         Error::usage(format!(
@@ -535,6 +539,7 @@ fn lock(dir: &Path) -> Result<Flock<File>> {
 mod tests {
     use super::*;
     use journal::HeaderRecord;
+    use std::fs::OpenOptions;
 
     fn config(hash: HashMode) -> StateConfig {
         StateConfig {
@@ -551,24 +556,253 @@ mod tests {
         OutputSpec::parse("file:out-{shard}.pcap", 2).unwrap()
     }
 
-    /// A checkpoint appended to the journal, as a run streaming under it writes one.
-    fn checkpoint(dir: &Path) {
+    /// Appends `records` to the journal in `dir`, as a run streaming under it writes them.
+    fn append(dir: &Path, records: &[Record]) {
         let mut c = Contents::load(dir).unwrap();
         let run = c.run.take().unwrap();
         let mut j = Journal::rewrite(dir, &c, run).unwrap();
-        j.append(&[Record::Checkpoint(Checkpoint {
-            seq: 1,
+        j.append(records).unwrap();
+    }
+
+    /// Checkpoint `seq` with stream link type `linktype`, inputs `open` and outputs `outputs`.
+    fn cp(seq: u64, linktype: u32, open: Vec<InFlight>, outputs: Vec<OutputMark>) -> Record {
+        Record::Checkpoint(Checkpoint {
+            seq,
             time: 0,
             reason: Reason::Interval,
             header: HeaderRecord {
-                linktype: 1,
+                linktype,
                 nanos: false,
                 snaplen: 65535,
             },
-            open: vec![],
-            outputs: vec![],
-        })])
-        .unwrap();
+            open,
+            outputs,
+        })
+    }
+
+    /// A checkpoint appended to the journal, as a run streaming under it writes one.
+    fn checkpoint(dir: &Path) {
+        append(dir, &[cp(1, 1, vec![], vec![])]);
+    }
+
+    /// A finished file's record.
+    fn finished(id: FileId, outcome: Outcome) -> Record {
+        Record::File(FileRecord {
+            id,
+            packets: 1,
+            outcome,
+            detail: None,
+            offset: None,
+            time: 0,
+        })
+    }
+
+    /// A one-packet pcap at `path` whose packet bytes are all `fill`, cataloged as input `seq`.
+    fn capture(path: &Path, fill: u8, seq: u64) -> Entry {
+        let mut b = Vec::new();
+        for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [1_700_000_000u32, 0, 60, 60] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&[fill; 60]);
+        fs::write(path, b).unwrap();
+        let cand = Candidate {
+            path: path.to_path_buf(),
+            explicit: true,
+        };
+        catalog::probe(seq, &cand).expect("a capture")
+    }
+
+    fn id_of(e: &Entry) -> FileId {
+        FileId::of(&e.path, e.size).unwrap()
+    }
+
+    /// The `type` of every line of the journal in `dir`.
+    fn line_types(dir: &Path) -> Vec<String> {
+        fs::read_to_string(dir.join(journal::JOURNAL_FILE))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["type"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compaction_at_start_keeps_committed_files_and_the_last_checkpoint_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        drop(StateKeeper::open(d, config(HashMode::Two), &spec()).unwrap());
+        let a = capture(&d.join("a.pcap"), 1, 0);
+        let b = capture(&d.join("b.pcap"), 2, 1);
+        let c = capture(&d.join("c.pcap"), 3, 2);
+        append(
+            d,
+            &[
+                finished(id_of(&a), Outcome::Complete),
+                cp(1, 1, vec![], vec![]),
+                finished(id_of(&b), Outcome::Damaged),
+                cp(2, 101, vec![], vec![]),
+                // Not committed: the run died before its next checkpoint.
+                finished(id_of(&c), Outcome::Complete),
+            ],
+        );
+        let mut raw = OpenOptions::new()
+            .append(true)
+            .open(d.join(journal::JOURNAL_FILE))
+            .unwrap();
+        std::io::Write::write_all(&mut raw, b"{\"type\":\"file\",\"pa").unwrap();
+        let mut keeper = StateKeeper::open(d, config(HashMode::Two), &spec()).unwrap();
+        assert_eq!(line_types(d), ["run", "file", "file", "checkpoint"]);
+        let kept = Contents::load(d).unwrap();
+        let paths: Vec<&str> = kept.files.iter().map(|f| f.id.path.as_str()).collect();
+        assert_eq!(paths, [id_of(&a).path, id_of(&b).path]);
+        assert_eq!(kept.checkpoint.as_ref().map(|k| k.seq), Some(2));
+        assert_eq!((kept.uncommitted, kept.torn), (0, false));
+        assert_eq!(kept.run.unwrap().restarts, 1);
+        assert_eq!(keeper.header().map(|h| h.linktype), Some(101));
+        let (entries, dropped) = keeper.admit(vec![a, b, c.clone()]);
+        let left: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(left, [c.seq], "only the uncommitted file is streamed again");
+        assert_eq!(dropped.len(), 2);
+        assert!(matches!(dropped[0].1, FileEnd::Complete));
+        assert!(matches!(dropped[1].1, FileEnd::Damaged(_)));
+    }
+
+    #[test]
+    fn a_checkpoint_resumes_inputs_and_outputs_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let spec =
+            OutputSpec::parse(&format!("file:{}/out-{{shard}}.pcap", d.display()), 2).unwrap();
+        drop(StateKeeper::open(d, config(HashMode::Two), &spec).unwrap());
+        let input = capture(&d.join("in.pcap"), 7, 0);
+        // Past 2^53: an offset through a float would come back off by one.
+        let offset = (1u64 << 53) + 1;
+        append(
+            d,
+            &[cp(
+                1,
+                1,
+                vec![InFlight {
+                    id: id_of(&input),
+                    offset,
+                    packets: 42,
+                }],
+                vec![
+                    OutputMark {
+                        shard: 0,
+                        name: "out-0.pcap".into(),
+                        bytes: 1000,
+                    },
+                    OutputMark {
+                        shard: 1,
+                        name: "out-1.pcap".into(),
+                        bytes: 24,
+                    },
+                ],
+            )],
+        );
+        let out0 = spec.path(0).unwrap();
+        let out1 = spec.path(1).unwrap();
+        let written: Vec<u8> = (0..1500u32).map(|i| i as u8).collect();
+        // Shard 0 died mid-run (partial, longer than checkpointed); shard 1 had been completed.
+        fs::write(PartialFile::partial_path(&out0), &written).unwrap();
+        fs::write(&out1, &written[..24]).unwrap();
+        let mut keeper = StateKeeper::open(d, config(HashMode::Two), &spec).unwrap();
+        let (kept, _) = keeper.admit(vec![input.clone()]);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(keeper.resume_offset(&input), Some(offset));
+        assert!(keeper.resume_output(0).unwrap().is_some());
+        assert!(keeper.resume_output(1).unwrap().is_some());
+        assert_eq!(
+            fs::read(PartialFile::partial_path(&out0)).unwrap(),
+            written[..1000],
+            "cut back to the checkpointed length, keeping what was before it"
+        );
+        assert_eq!(
+            fs::read(PartialFile::partial_path(&out1)).unwrap(),
+            written[..24]
+        );
+        assert!(
+            !out1.exists(),
+            "the completed output continues as a partial file"
+        );
+        // An output shorter than its checkpoint cannot be resumed.
+        fs::write(PartialFile::partial_path(&out0), &written[..999]).unwrap();
+        let e = keeper.resume_output(0).err().expect("too short");
+        assert!(e.to_string().contains("shorter than the 1000 bytes"), "{e}");
+    }
+
+    #[test]
+    fn finished_files_are_known_by_content_not_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        drop(StateKeeper::open(d, config(HashMode::Two), &spec()).unwrap());
+        let a = capture(&d.join("a.pcap"), 1, 0);
+        let s = capture(&d.join("s.pcap"), 9, 1);
+        append(
+            d,
+            &[
+                finished(id_of(&a), Outcome::Complete),
+                finished(id_of(&s), Outcome::Skipped),
+                cp(1, 1, vec![], vec![]),
+            ],
+        );
+        let copy = d.join("copy.pcap");
+        fs::copy(&a.path, &copy).unwrap();
+        let copy = capture(&copy, 1, 2);
+        // Same name and size, other bytes: another file.
+        let changed = capture(&a.path, 2, 3);
+        let mut keeper = StateKeeper::open(d, config(HashMode::Two), &spec()).unwrap();
+        let (kept, dropped) = keeper.admit(vec![copy, changed, s]);
+        let seqs: Vec<u64> = kept.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            [3, 1],
+            "the copy is finished; the changed file and the skipped one are not"
+        );
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].0.seq, 2);
+        assert!(
+            matches!(dropped[0].1, FileEnd::Complete),
+            "its intake hears it is done"
+        );
+    }
+
+    #[test]
+    fn the_journal_is_replaced_atomically_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let path = d.join(journal::JOURNAL_FILE);
+        drop(StateKeeper::open(d, config(HashMode::Two), &spec()).unwrap());
+        checkpoint(d);
+        // A rewrite interrupted earlier left its temporary file.
+        let tmp = d.join(format!("{}.tmp", journal::JOURNAL_FILE));
+        fs::write(&tmp, "{\"type\":\"ru").unwrap();
+        let old = d.join("old");
+        fs::hard_link(&path, &old).unwrap();
+        let before = fs::read(&path).unwrap();
+        drop(StateKeeper::open(d, config(HashMode::Two), &spec()).unwrap());
+        assert_eq!(
+            fs::read(&old).unwrap(),
+            before,
+            "the old journal is never written over: the new one is renamed in"
+        );
+        let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+        assert_ne!(ino(&path), ino(&old));
+        assert!(!tmp.exists(), "no temporary file remains");
+        let mut names: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["journal.jsonl", "lock", "old"]);
+        let c = Contents::load(d).unwrap();
+        assert_eq!((c.run.unwrap().restarts, c.checkpoint.unwrap().seq), (1, 1));
     }
 
     #[test]
@@ -593,8 +827,8 @@ mod tests {
         let e = StateKeeper::open(dir.path(), config(HashMode::Two), &spec())
             .err()
             .expect("other options refused");
-        assert_eq!(e.kind, crate::error::Kind::Usage);
-        assert!(e.message.contains("--hash 5-tuple"), "{e}");
+        assert!(e.is_usage());
+        assert!(e.to_string().contains("--hash 5-tuple"), "{e}");
         drop(StateKeeper::open(dir.path(), config(HashMode::Five), &spec()).unwrap());
         let run = Contents::load(dir.path()).unwrap().run.unwrap();
         assert_eq!(run.restarts, 1);
@@ -607,7 +841,7 @@ mod tests {
         let e = StateKeeper::open(dir.path(), config(HashMode::Two), &spec())
             .err()
             .expect("the lock is held");
-        assert!(e.message.contains("another shardcap run"), "{e}");
+        assert!(e.to_string().contains("another shardcap run"), "{e}");
         drop(first);
         assert!(StateKeeper::open(dir.path(), config(HashMode::Two), &spec()).is_ok());
     }

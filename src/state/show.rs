@@ -1,11 +1,11 @@
 //! `shardcap state show`: what a journal holds, as text or JSON.
 
 use std::io::{self, Write};
+use std::path::Path;
 
 use serde::Serialize;
 
 use super::journal::{Contents, Outcome};
-use crate::cli::StateShowArgs;
 use crate::error::{Error, Result, EXIT_OK};
 
 /// Totals over the finished files.
@@ -28,14 +28,14 @@ struct Report<'a> {
 }
 
 /// Prints the journal in `--state DIR`.
-pub fn run(args: StateShowArgs) -> Result<i32> {
-    if !args.state.join(super::journal::JOURNAL_FILE).exists() {
+pub fn run(state: &Path, json: bool) -> Result<i32> {
+    if !state.join(super::journal::JOURNAL_FILE).exists() {
         return Err(Error::usage(format!(
             "--state {}: no journal there (give the directory used with `run --state`)",
-            args.state.display()
+            state.display()
         )));
     }
-    let c = Contents::load(&args.state)?;
+    let c = Contents::load(state)?;
     let count = |o: Outcome| c.files.iter().filter(|f| f.outcome == o).count();
     let counts = Counts {
         files: c.files.len(),
@@ -50,7 +50,7 @@ pub fn run(args: StateShowArgs) -> Result<i32> {
         (None, None) => "no checkpoint",
     };
     let mut out = io::stdout().lock();
-    if args.json {
+    if json {
         let report = Report {
             status,
             counts,
@@ -61,7 +61,7 @@ pub fn run(args: StateShowArgs) -> Result<i32> {
         writeln!(out)?;
         return Ok(EXIT_OK);
     }
-    writeln!(out, "state {}: {status}", args.state.display())?;
+    writeln!(out, "state {}: {status}", state.display())?;
     if let Some(r) = &c.run {
         writeln!(
             out,
@@ -137,7 +137,7 @@ pub fn run(args: StateShowArgs) -> Result<i32> {
 
 /// Seconds since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
 pub fn time(epoch: u64) -> String {
-    let t = crate::ship::timestamp::utc_civil(i64::try_from(epoch).unwrap_or(i64::MAX));
+    let t = shardcap_ship::timestamp::utc_civil(i64::try_from(epoch).unwrap_or(i64::MAX));
     format!("{} UTC", t.strftime("%Y-%m-%d %H:%M:%S"))
 }
 

@@ -35,6 +35,7 @@ pub fn name(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
+#[allow(unused_imports)]
 pub use crate::common::{finish, free_port, spawn, wait_for};
 
 /// A redis-server child in its own temp dir.

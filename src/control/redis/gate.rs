@@ -17,11 +17,6 @@ pub fn announce(con: &mut Connection, next: &str, name: &[u8]) -> RedisResult<()
     redis::cmd("RPUSH").arg(next).arg(name).exec(con)
 }
 
-/// Withdraws an announcement (the run stopped before the file was authorized).
-pub fn withdraw(con: &mut Connection, next: &str, name: &[u8]) -> RedisResult<()> {
-    redis::cmd("LREM").arg(next).arg(0).arg(name).exec(con)
-}
-
 /// True when `name` is authorized, in either form. Reads only, so it can be retried freely.
 pub fn is_authorized(con: &mut Connection, auth: &str, name: &[u8]) -> RedisResult<bool> {
     let kind: String = redis::cmd("TYPE").arg(auth).query(con)?;

@@ -21,13 +21,14 @@ use super::gate;
 use super::keys::Keys;
 use super::link::{self, Link};
 use super::queue::Queue;
-use crate::cli::{RedisArgs, RedisMode};
+use super::{RedisConfig, RedisMode};
 use crate::control::signals::Signals;
 use crate::error::Result;
 use crate::input::catalog::{Entry, Rejected};
 use crate::input::discover::Candidate;
 use crate::input::intake::{Arrivals, Gate, Intake};
-use crate::merge::{FileEnd, Order};
+use crate::input::FileEnd;
+use crate::merge::Order;
 
 /// Most files taken in one round trip.
 const TAKE_BATCH: usize = 10_000;
@@ -74,7 +75,7 @@ impl RedisIntake {
     /// Connects, marks the dispatcher RUNNING, and in reliable mode takes back the files an
     /// earlier run of this instance left in flight (they come first).
     pub fn connect(
-        args: &RedisArgs,
+        args: &RedisConfig,
         mode: RedisMode,
         order: Order,
         window: Duration,
@@ -202,15 +203,17 @@ impl RedisIntake {
             .and_then(|v| v.iter_mut().max_by_key(|j| j.stage))
     }
 
-    /// Forgets the job of `name` furthest along; returns its stage.
-    fn remove_job(&mut self, name: &[u8]) -> Option<Stage> {
-        let jobs = self.jobs.get_mut(name)?;
-        let i = (0..jobs.len()).max_by_key(|&i| jobs[i].stage)?;
-        let stage = jobs.swap_remove(i).stage;
+    /// Forgets the job of `name` furthest along.
+    fn remove_job(&mut self, name: &[u8]) {
+        let Some(jobs) = self.jobs.get_mut(name) else {
+            return;
+        };
+        if let Some(i) = (0..jobs.len()).max_by_key(|&i| jobs[i].stage) {
+            jobs.swap_remove(i);
+        }
         if jobs.is_empty() {
             self.jobs.remove(name);
         }
-        Some(stage)
     }
 
     /// Records a failure in FAILED.
@@ -289,9 +292,8 @@ impl Intake for RedisIntake {
             let signals = self.signals.clone();
             while self.gate(path, &signals)? == Gate::NotYet {
                 if self.stopping() {
-                    // Not authorized yet: back to the queue, as a file the merge did not start.
-                    self.remove_job(&name);
-                    return self.give_back(&name);
+                    // Not authorized yet: given back by `close` with the files not started.
+                    return Ok(());
                 }
             }
         }
@@ -301,18 +303,21 @@ impl Intake for RedisIntake {
 
     fn finished(&mut self, entry: &Entry, end: &FileEnd) -> Result<()> {
         let name = name_of(&entry.path);
-        let Some(stage) = self.remove_job(&name) else {
+        let Some(stage) = self.job(&name).map(|j| j.stage) else {
             return Ok(());
         };
+        if matches!(end, FileEnd::Skipped(_)) && stage < Stage::Streaming && self.stopping() {
+            // Not started: `close` gives it back with the others, in the order they were taken
+            // (given back now, it would land behind the files taken after it).
+            return Ok(());
+        }
+        self.remove_job(&name);
         let q = &self.queue;
         match end {
             FileEnd::Complete => record(&mut self.link, &self.signals, "a finished file", |c| {
                 q.completed(c, &name)
             }),
             FileEnd::Damaged(e) => self.fail(&name, e.message.clone(), e.offset),
-            FileEnd::Skipped(_) if stage < Stage::Streaming && self.stopping() => {
-                self.give_back(&name)
-            }
             FileEnd::Skipped(why) => self.fail(&name, why.clone(), 0),
         }
     }
@@ -323,15 +328,6 @@ impl Intake for RedisIntake {
 }
 
 impl RedisIntake {
-    /// A file not started goes back to the head of the queue (its announcement withdrawn).
-    fn give_back(&mut self, name: &[u8]) -> Result<()> {
-        let (q, back) = (&self.queue, [name.to_vec()]);
-        record(&mut self.link, &self.signals, "a file given back", |c| {
-            gate::withdraw(c, &q.keys.next, name)?;
-            q.give_back(c, &back)
-        })
-    }
-
     /// Announces the file at `path` when it comes first, then looks whether it is authorized.
     fn gate(&mut self, path: &Path, signals: &Signals) -> Result<Gate> {
         let name = name_of(path);

@@ -1,6 +1,6 @@
 //! The names of the Redis keys: pcapdj's by default, per dispatcher instance on request.
 
-use crate::cli::RedisArgs;
+use super::RedisConfig;
 
 /// Every key shardcap reads or writes, for one prefix and instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct Keys {
 
 impl Keys {
     /// Keys named from `PREFIX` (shared lists) and `PREFIX_INSTANCE` (the dispatcher's own keys).
-    pub fn new(args: &RedisArgs) -> Self {
+    pub fn new(args: &RedisConfig) -> Self {
         let shared = |k: &str| format!("{}_{k}", args.prefix);
         let own = |k: &str| match &args.instance {
             Some(i) => format!("{}_{i}_{k}", args.prefix),
@@ -51,8 +51,8 @@ impl Keys {
 mod tests {
     use super::*;
 
-    fn args(instance: Option<&str>) -> RedisArgs {
-        RedisArgs {
+    fn args(instance: Option<&str>) -> RedisConfig {
+        RedisConfig {
             url: String::new(),
             ca: None,
             prefix: "PCAPDJ".into(),
@@ -77,7 +77,7 @@ mod tests {
         assert_eq!(k.next, "PCAPDJ_s1_NEXT");
         assert_eq!(k.processing, "PCAPDJ_s1_PROCESSING");
         assert_eq!(k.failed, "PCAPDJ_FAILED");
-        let k = Keys::new(&RedisArgs {
+        let k = Keys::new(&RedisConfig {
             queue: Some("CAPTURES".into()),
             ..args(None)
         });

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, ErrorKind, RedisError, RedisResult};
 
-use crate::cli::RedisArgs;
+use super::RedisConfig;
 use crate::error::{Error, Result};
 
 /// First pause after a failure; doubled at each failure up to [`MAX_BACKOFF`].
@@ -39,7 +39,7 @@ pub struct Link {
 impl Link {
     /// Connects and checks the server answers. A bad URL or refused credentials are usage errors
     /// (exit 2); an unreachable server is waited for, with backoff, until `stop` is set.
-    pub fn open(args: &RedisArgs, stop: &AtomicBool) -> Result<Link> {
+    pub fn open(args: &RedisConfig, stop: &AtomicBool) -> Result<Link> {
         let mut link = Link::new(args)?;
         match link.retry(Some(stop), ping)? {
             Some(_) => Ok(link),
@@ -51,7 +51,7 @@ impl Link {
     }
 
     /// Like [`Link::open`], but an unreachable server is a runtime error (exit 1) at once.
-    pub fn open_now(args: &RedisArgs) -> Result<Link> {
+    pub fn open_now(args: &RedisConfig) -> Result<Link> {
         let mut link = Link::new(args)?;
         match link.connection().and_then(ping) {
             Ok(_) => {
@@ -70,7 +70,7 @@ impl Link {
         }
     }
 
-    fn new(args: &RedisArgs) -> Result<Link> {
+    fn new(args: &RedisConfig) -> Result<Link> {
         let shown = redact(&args.url);
         let bad = |e: RedisError| Error::usage(format!("--redis {shown}: {e}"));
         let client = match &args.ca {

@@ -4,7 +4,7 @@
 use redis::{Connection, RedisResult};
 
 use super::keys::Keys;
-use crate::cli::RedisMode;
+use super::RedisMode;
 
 /// pcapdj take of more than one file: up to ARGV[1] plain `LPOP key` (no count: Redis 5 has none).
 const TAKE_PCAPDJ: &str = r"

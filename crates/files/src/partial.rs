@@ -1,0 +1,123 @@
+//! A file written as `NAME.partial` and renamed to `NAME` only when complete, so a stopped or
+//! failed run never leaves a half-written file under the final name.
+
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::nofollow;
+
+/// An open `NAME.partial`, to become `NAME` by [`PartialFile::finish`].
+pub struct PartialFile {
+    file: File,
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+impl PartialFile {
+    /// Path of the in-progress file for `path`.
+    pub fn partial_path(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".partial");
+        PathBuf::from(name)
+    }
+
+    /// Refuses a target that exists and is not a regular file (a device such as /dev/null, a FIFO,
+    /// a directory): the finished file is renamed over its target, which would replace it.
+    pub fn check_target(path: &Path) -> io::Result<()> {
+        match fs::symlink_metadata(path) {
+            Ok(md) if !md.file_type().is_file() => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} exists and is not a regular file; a file: output replaces its target when \
+                     complete (use -o stdout or fifo: to feed a device or a pipe)",
+                    path.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates `NAME.partial` afresh: whatever had that name (a symlink included) is replaced,
+    /// never written through.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        Self::check_target(path)?;
+        let partial = Self::partial_path(path);
+        let file = nofollow::create_fresh(&partial)?;
+        Ok(PartialFile {
+            file,
+            partial,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Reopens an existing `NAME.partial` to append after its first `keep` bytes (a resumed run).
+    pub fn resume(path: &Path, keep: u64) -> io::Result<Self> {
+        let partial = Self::partial_path(path);
+        let mut file = nofollow::open_existing(&partial, false)?;
+        file.set_len(keep)?;
+        file.seek(SeekFrom::End(0))?;
+        Ok(PartialFile {
+            file,
+            partial,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The final name.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends all of `buf`.
+    pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+
+    /// Makes the data written so far durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Makes everything durable and gives the file its final name.
+    pub fn finish(self) -> io::Result<()> {
+        self.file.sync_all()?;
+        nofollow::rename(&self.partial, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_name_only_when_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.pcap");
+        let mut f = PartialFile::create(&p).unwrap();
+        f.write_all(b"abc").unwrap();
+        assert!(!p.exists());
+        f.finish().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn resume_cuts_back_to_the_kept_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.pcap");
+        let mut f = PartialFile::create(&p).unwrap();
+        f.write_all(b"abcdef").unwrap();
+        drop(f);
+        let mut f = PartialFile::resume(&p, 2).unwrap();
+        f.write_all(b"XY").unwrap();
+        f.finish().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"abXY");
+    }
+
+    #[test]
+    fn refuses_a_target_that_is_not_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(PartialFile::check_target(dir.path()).is_err());
+        assert!(PartialFile::check_target(&dir.path().join("absent")).is_ok());
+    }
+}
