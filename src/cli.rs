@@ -215,6 +215,11 @@ pub struct RunArgs {
     /// Most input files open at once during the merge.
     #[arg(long, default_value_t = 256)]
     pub max_open: usize,
+    /// Most memory read buffers together hold beyond their 1 MiB each, for records larger than
+    /// that (e.g. 256M): fewer files are opened rather than exceed it, and a record that does not
+    /// fit in what is left is damage.
+    #[arg(long, value_parser = parse_size, default_value = "256M")]
+    pub buffer_memory: u64,
     /// Repair timestamp disorder up to this span of packet time (e.g. 100ms); 0 turns it off.
     #[arg(long, value_parser = parse_duration, default_value = "0")]
     pub reorder_window: Duration,

@@ -6,10 +6,11 @@
 //! open). With rotated captures (one file active at a time) the heap is touched once per file.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 
 use crate::input::catalog::Entry;
 use crate::input::FileEnd;
+use shardcap_capture::buffer;
 use shardcap_capture::capture::Capture;
 use shardcap_capture::{Anomalies, Packet};
 
@@ -85,6 +86,8 @@ pub struct Merge {
     max_open: usize,
     /// Newest timestamp emitted so far.
     newest: u64,
+    /// Files given back to `pending` after they were authorized (opened again without asking).
+    authorized: HashSet<u64>,
     /// Counters for stats.
     pub stats: MergeStats,
 }
@@ -103,6 +106,7 @@ impl Merge {
             open: 0,
             max_open: max_open.max(1),
             newest: 0,
+            authorized: HashSet::new(),
             stats: MergeStats::default(),
         }
     }
@@ -224,20 +228,32 @@ impl Merge {
             if !due {
                 break;
             }
-            if self.open >= self.max_open && !self.heap.is_empty() {
+            // Read buffers grown for large records count too: fewer files open, not more memory.
+            if (self.open >= self.max_open || buffer::memory_tight()) && !self.heap.is_empty() {
                 self.stats.open_limit_hits += 1;
                 break;
             }
             let entry = self.pending.pop_front().unwrap();
-            self.open_one(entry, hooks)?;
+            if let Some(entry) = self.open_one(entry, hooks)? {
+                // Its first record did not fit in the buffer memory left: again once a file closes.
+                self.pending.push_front(entry);
+                self.stats.open_limit_hits += 1;
+                break;
+            }
         }
         Ok(())
     }
 
-    fn open_one<H: MergeHooks>(&mut self, entry: Entry, hooks: &mut H) -> crate::error::Result<()> {
-        if !hooks.opening(&entry)? {
+    /// Opens one file and puts it into the merge (or reports how it ended). Gives the entry back
+    /// when its first record does not fit in the buffer memory other open files hold.
+    fn open_one<H: MergeHooks>(
+        &mut self,
+        entry: Entry,
+        hooks: &mut H,
+    ) -> crate::error::Result<Option<Entry>> {
+        if !self.authorized.remove(&entry.seq) && !hooks.opening(&entry)? {
             hooks.finished(&entry, 0, FileEnd::Skipped("not authorized".into()));
-            return Ok(());
+            return Ok(None);
         }
         let mut capture = match Capture::open(&entry.path) {
             Ok(Some((c, _, _))) => c,
@@ -247,11 +263,11 @@ impl Merge {
                     0,
                     FileEnd::Skipped("no longer a capture file".into()),
                 );
-                return Ok(());
+                return Ok(None);
             }
             Err(e) => {
                 hooks.finished(&entry, 0, FileEnd::Damaged(e));
-                return Ok(());
+                return Ok(None);
             }
         };
         let first = match hooks.resume_offset(&entry) {
@@ -262,11 +278,18 @@ impl Merge {
             Ok(true) => {}
             Ok(false) => {
                 report_end(hooks, &entry, &capture, 0, FileEnd::Complete);
-                return Ok(());
+                return Ok(None);
+            }
+            Err(e)
+                if e.source.as_deref().is_some_and(buffer::is_memory_limit)
+                    && !self.heap.is_empty() =>
+            {
+                self.authorized.insert(entry.seq);
+                return Ok(Some(entry));
             }
             Err(e) => {
                 report_end(hooks, &entry, &capture, 0, FileEnd::Damaged(e));
-                return Ok(());
+                return Ok(None);
             }
         }
         let key = (capture.ts(), entry.seq);
@@ -288,7 +311,7 @@ impl Merge {
         self.open += 1;
         self.stats.max_open_seen = self.stats.max_open_seen.max(self.open);
         self.heap.push(Reverse((key.0, key.1, slot)));
-        Ok(())
+        Ok(None)
     }
 
     fn close<H: MergeHooks>(&mut self, slot: usize, end: FileEnd, hooks: &mut H) {

@@ -429,3 +429,153 @@ fn a_file_of_another_link_type_is_skipped_counted_and_journaled() {
         "{raw}"
     );
 }
+
+/// Writes `ids` as a capture at `path` (one packet a microsecond from `t0_ns`).
+fn write_ids(path: &Path, t0_ns: u64, ids: std::ops::Range<u64>) -> Vec<u64> {
+    let mut w = PcapWriter::new(BufWriter::new(File::create(path).unwrap())).unwrap();
+    for id in ids.clone() {
+        let data = frame(id, (id % 37) as u16);
+        let ts = Duration::from_nanos(t0_ns + (id % 100_000) * 1_000);
+        w.write_packet(&PcapPacket::new(ts, data.len() as u32, &data))
+            .unwrap();
+    }
+    ids.collect()
+}
+
+/// Every packet id in the three outputs.
+fn output_ids(dir: &Path) -> HashSet<u64> {
+    read_outputs(dir, 3)
+        .into_iter()
+        .flatten()
+        .map(|(_, id)| id)
+        .collect()
+}
+
+#[test]
+fn a_capture_renamed_in_under_the_streamed_name_is_streamed_not_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, stage) = (tmp.path().join("spool"), tmp.path().join("stage"));
+    fs::create_dir_all(&spool).unwrap();
+    fs::create_dir_all(&stage).unwrap();
+    let stats = tmp.path().join("stats.json");
+    // Paced, so the first file is still being streamed when its successor takes its name.
+    let running = watch(
+        tmp.path(),
+        &spool,
+        &[
+            "--horizon",
+            "0",
+            "--retention",
+            "delete",
+            "--max-pps",
+            "200",
+        ],
+    );
+    let t0 = 1_700_000_000_000_000_000;
+    let mut written = write_ids(&stage.join("ring.pcap"), t0, 0..200);
+    fs::rename(stage.join("ring.pcap"), spool.join("ring.pcap")).unwrap();
+    wait_until("the first capture to be streaming", || {
+        stat(&stats, "packets") > 0
+    });
+    written.extend(write_ids(
+        &stage.join("ring.pcap"),
+        t0 + 1_000_000_000,
+        1000..1100,
+    ));
+    fs::rename(stage.join("ring.pcap"), spool.join("ring.pcap")).unwrap();
+    assert!(
+        stat(&stats, "packets") < 200,
+        "the first capture was still being streamed when its successor arrived"
+    );
+    wait_until("both captures to be streamed", || {
+        stat(&stats, "packets") >= written.len() as u64
+    });
+    wait_until("the retention to delete both", || {
+        fs::read_dir(&spool).unwrap().next().is_none()
+    });
+    stop(running);
+    assert_once_in_order(tmp.path(), &written);
+}
+
+#[test]
+fn move_retention_keeps_files_of_the_same_name_from_two_spools() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, done) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("done"),
+    );
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    let stats = tmp.path().join("stats.json");
+    let moved = format!("move:{}", done.display());
+    let running = watch(
+        tmp.path(),
+        &a,
+        &[
+            "--watch",
+            b.to_str().unwrap(),
+            "--horizon",
+            "0",
+            "--retention",
+            &moved,
+            "--retain-size",
+            "1M",
+        ],
+    );
+    let t0 = 1_700_000_000_000_000_000;
+    let mut written = write_ids(&a.join("cap.pcap0"), t0, 0..50);
+    wait_until("the first file to be moved", || {
+        done.join("cap.pcap0").exists()
+    });
+    written.extend(write_ids(&b.join("cap.pcap0"), t0 + 1_000_000, 100..150));
+    wait_until("the second file to be streamed", || {
+        stat(&stats, "files_done") >= 2
+    });
+    wait_until("the second file to be moved", || {
+        !b.join("cap.pcap0").exists()
+    });
+    stop(running);
+    assert_once_in_order(tmp.path(), &written);
+    let mut names: Vec<String> = fs::read_dir(&done)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["cap-1.pcap0", "cap.pcap0"], "both files kept");
+    let mut r = PcapReader::new(File::open(done.join("cap.pcap0")).unwrap()).unwrap();
+    let first = r.next_packet().unwrap().unwrap();
+    assert_eq!(
+        u64::from_be_bytes(first.data[42..50].try_into().unwrap()),
+        0,
+        "the first file kept its name"
+    );
+}
+
+#[test]
+fn a_symlink_renamed_into_the_spool_after_start_is_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, stage) = (tmp.path().join("spool"), tmp.path().join("stage"));
+    fs::create_dir_all(&spool).unwrap();
+    fs::create_dir_all(&stage).unwrap();
+    let stats = tmp.path().join("stats.json");
+    let running = watch(tmp.path(), &spool, &["--horizon", "0"]);
+    let t0 = 1_700_000_000_000_000_000;
+    // A capture elsewhere, linked into the spool by a rename.
+    let elsewhere = tmp.path().join("private.pcap");
+    write_ids(&elsewhere, t0, 5000..5010);
+    std::os::unix::fs::symlink(&elsewhere, stage.join("link.pcap")).unwrap();
+    fs::rename(stage.join("link.pcap"), spool.join("link.pcap")).unwrap();
+    // Then a regular capture: once it is streamed, the symlink's event was handled too.
+    let written = write_ids(&spool.join("real.pcap"), t0 + 1_000, 0..10);
+    wait_until("the regular capture to be streamed", || {
+        stat(&stats, "files_done") >= 1
+    });
+    stop(running);
+    assert_eq!(
+        output_ids(tmp.path()),
+        written.iter().copied().collect(),
+        "only the regular capture is streamed"
+    );
+    assert_eq!(stat(&stats, "files_done"), 1);
+}

@@ -51,6 +51,9 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// Runs the dispatcher; returns the exit code.
 pub fn run(mut args: RunArgs) -> Result<i32> {
+    shardcap_capture::buffer::set_memory_limit(
+        usize::try_from(args.buffer_memory).unwrap_or(usize::MAX),
+    );
     let shards = args.shards as usize;
     let output = args
         .output

@@ -10,6 +10,11 @@
 //! holding it would only make it later, while the merge may still be streaming what it overlaps.
 //! A disk guard pauses intake
 //! below `--min-free`.
+//!
+//! Only regular files are taken: a symlink in the spool is ignored, whether it was there at start
+//! or arrived later. A taken file is remembered by its identity (device, inode, head hash); another
+//! file arriving under the same name is taken as new once the one taken is done, and the retention
+//! policy acts only on the file that was streamed.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -24,7 +29,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use super::catalog::Entry;
 use super::discover::Candidate;
 use super::intake::{Arrivals, Intake};
-use super::retention::Retention;
+use super::retention::{FileIdentity, Retention};
 use super::survey::scan_file;
 use crate::control::signals::Signals;
 use crate::error::{Error, Result};
@@ -74,6 +79,8 @@ pub struct WatchIntake {
     watched: HashMap<WatchDescriptor, PathBuf>,
     growing: HashMap<PathBuf, Growing>,
     taken: HashSet<PathBuf>,
+    /// Identity of each taken file, as it was taken.
+    identities: HashMap<PathBuf, FileIdentity>,
     /// Taken files that were written to afterwards (warned about once).
     grown: HashSet<PathBuf>,
     /// Special files (FIFOs, devices, sockets, directories) met and refused (logged once).
@@ -118,6 +125,7 @@ impl WatchIntake {
             watched,
             growing: HashMap::new(),
             taken: HashSet::new(),
+            identities: HashMap::new(),
             grown: HashSet::new(),
             refused: HashSet::new(),
             held: Vec::new(),
@@ -149,10 +157,15 @@ impl WatchIntake {
         }
     }
 
-    /// A name appeared or changed: a regular file (symbolic links followed) is looked at, any
-    /// other kind is refused without being opened.
+    /// A name appeared or changed: a regular file is looked at, a symbolic link is not followed
+    /// (at start as later), any other kind is refused without being opened.
     fn arrived(&mut self, path: PathBuf, complete: bool) {
-        let Ok(md) = fs::metadata(&path) else { return };
+        let Ok(md) = fs::symlink_metadata(&path) else {
+            return;
+        };
+        if md.file_type().is_symlink() {
+            return;
+        }
         match special_kind(md.file_type()) {
             None => self.seen(path, complete),
             Some(_) if path.file_name().is_none_or(|n| self.ignored(n)) => {}
@@ -174,6 +187,14 @@ impl WatchIntake {
         if path.file_name().is_none_or(|n| self.ignored(n)) {
             return;
         }
+        if self.taken.contains(&path) && !self.same_file(&path) {
+            if self.in_flight(&path) {
+                // Another file under the name of one held or being streamed: taken as new once
+                // that one is done.
+                return;
+            }
+            self.forget(&path);
+        }
         if self.taken.contains(&path) {
             if self.grown.insert(path.clone()) {
                 log::warn!(
@@ -189,7 +210,13 @@ impl WatchIntake {
             self.complete(path);
             return;
         }
-        let Ok(md) = fs::metadata(&path) else { return };
+        let md = match fs::symlink_metadata(&path) {
+            Ok(md) if md.file_type().is_file() => md,
+            _ => {
+                self.growing.remove(&path);
+                return;
+            }
+        };
         let (size, mtime) = (md.len(), md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
         let g = self.growing.entry(path).or_insert(Growing {
             size,
@@ -205,8 +232,44 @@ impl WatchIntake {
         }
     }
 
+    /// True when `path` still names the file taken under it.
+    fn same_file(&self, path: &Path) -> bool {
+        self.identities
+            .get(path)
+            .is_some_and(|id| id.same_inode(path))
+    }
+
+    /// True while the file taken under `path` is held or being streamed.
+    fn in_flight(&self, path: &Path) -> bool {
+        self.last_ts.contains_key(path) || self.held.iter().any(|h| h.path == path)
+    }
+
+    /// Forgets the file taken under `path`: what has that name next is a new file.
+    fn forget(&mut self, path: &Path) {
+        self.taken.remove(path);
+        self.grown.remove(path);
+        self.identities.remove(path);
+    }
+
+    /// Files the retention found replaced under their names: taken as new.
+    fn retake_replaced(&mut self) {
+        for path in self.retention.take_replaced() {
+            self.forget(&path);
+            self.seen(path, self.cfg.settle.is_zero());
+        }
+    }
+
     /// A file is complete: read its time range and hold it.
     fn complete(&mut self, path: PathBuf) {
+        // Its identity before its content: a file swapped in between is caught when it is done.
+        let identity = match FileIdentity::of(&path) {
+            Ok(id) => id,
+            Err(e) => {
+                log::debug!("{}: not taken: {e}", path.display());
+                return;
+            }
+        };
+        self.identities.insert(path.clone(), identity);
         self.taken.insert(path.clone());
         let report = scan_file(&path);
         let source = source_of(&path);
@@ -353,6 +416,7 @@ impl Intake for WatchIntake {
             self.read_events(deadline.saturating_duration_since(Instant::now()))?;
             self.settle();
             self.retention.enforce()?;
+            self.retake_replaced();
             if !self.disk_low() {
                 let due = self.release();
                 if !due.is_empty() {
@@ -368,26 +432,31 @@ impl Intake for WatchIntake {
 
     fn finished(&mut self, entry: &Entry, end: &FileEnd) -> Result<()> {
         let last_ts = self.last_ts.remove(&entry.path).unwrap_or(u64::MAX);
-        match end {
+        let identity = self.identities.get(&entry.path).cloned();
+        match (end, identity) {
             // A duplicate's packets are streamed as its original's.
-            FileEnd::Complete | FileEnd::Duplicate(_) => {
-                self.retention.streamed(&entry.path, entry.size, last_ts)?;
-                if !entry.path.exists() {
+            (FileEnd::Complete | FileEnd::Duplicate(_), Some(identity)) => {
+                self.retention
+                    .streamed(&entry.path, identity, entry.size, last_ts)?;
+                self.retake_replaced();
+                if fs::symlink_metadata(&entry.path).is_err() {
                     // Deleted or moved away: a writer that reuses the name (a ring of rotated
                     // files) brings a new capture there.
-                    self.taken.remove(&entry.path);
-                    self.grown.remove(&entry.path);
+                    self.forget(&entry.path);
                 }
-                Ok(())
             }
             _ => {
                 log::warn!(
                     "{}: kept in the spool (not streamed completely)",
                     entry.path.display()
                 );
-                Ok(())
+                if !self.same_file(&entry.path) {
+                    self.forget(&entry.path);
+                    self.seen(entry.path.clone(), self.cfg.settle.is_zero());
+                }
             }
         }
+        Ok(())
     }
 
     fn close(&mut self, _stopped: bool) -> Result<()> {

@@ -20,6 +20,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
 use super::output::Output;
 use shardcap_capture::format::{record_len, StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use shardcap_files::nofollow;
 
 /// Directory inside the spool where segments are written before they appear.
 pub const TMP_DIR: &str = ".tmp";
@@ -186,7 +187,7 @@ impl SpoolOutput {
                 let tmp = self
                     .tmp_dir
                     .join(format!("shard-{}-{}", self.shard, segment_name(seq)));
-                let mut file = File::create(&tmp)?;
+                let mut file = nofollow::create_fresh(&tmp)?;
                 file.write_all(&self.header.encode())?;
                 self.current.insert(Segment {
                     file,
@@ -227,7 +228,7 @@ impl SpoolOutput {
         self.wait_for_room()?;
         self.stamp(&seg.file)?;
         let path = self.dir.join(segment_name(seg.seq));
-        fs::rename(&seg.tmp, &path)?;
+        nofollow::rename(&seg.tmp, &path)?;
         self.seq = seg.seq;
         self.unsynced.push(path);
         // At most `backlog` segments wait and consumers take them in order: older ones are gone.
@@ -339,10 +340,10 @@ impl SpoolOutput {
     fn write_end_marker(&self) -> io::Result<()> {
         let marker = end_marker(&self.root, self.shard);
         let tmp = self.tmp_dir.join(marker.file_name().expect("marker name"));
-        let mut f = File::create(&tmp)?;
+        let mut f = nofollow::create_fresh(&tmp)?;
         writeln!(f, "{}", self.seq)?;
         f.sync_all()?;
-        fs::rename(&tmp, &marker)?;
+        nofollow::rename(&tmp, &marker)?;
         File::open(&self.root)?.sync_all()
     }
 }

@@ -134,6 +134,8 @@ impl ShardWriter {
                             at = end;
                         }
                         buf.clear();
+                        // Back to its size if a large record grew it.
+                        buf.shrink_to(BUFFER_SIZE);
                         // A buffer added while braked is dropped once the pool is full again.
                         let _ = free_tx.try_send(buf);
                     }

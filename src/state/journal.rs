@@ -4,9 +4,8 @@
 //! after every shard output was flushed, so a file counts as done only once its packets are on
 //! disk. File records after the last checkpoint, and a torn last line, are ignored on load.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::input::FileEnd;
 use shardcap_capture::format::StreamHeader;
 use shardcap_capture::ReadError;
+use shardcap_files::nofollow;
 
 /// Name of the journal inside the state directory.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -286,7 +286,6 @@ impl Journal {
     /// record, and opens it for appending.
     pub fn rewrite(dir: &Path, contents: &Contents, run: RunRecord) -> Result<Self> {
         let path = dir.join(JOURNAL_FILE);
-        let tmp = dir.join(format!("{JOURNAL_FILE}.tmp"));
         let fail = |e| Error::file(&path, "cannot write")(e);
         let mut records = contents.compacted();
         match records.first_mut() {
@@ -294,18 +293,9 @@ impl Journal {
             _ => records.insert(0, Record::Run(run)),
         }
         // Owner only: it names every input and output.
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(fail)?;
-        f.write_all(&encode(&records)).map_err(fail)?;
-        f.sync_all().map_err(fail)?;
-        fs::rename(&tmp, &path).map_err(fail)?;
+        shardcap_files::write_private(&path, &encode(&records)).map_err(fail)?;
         File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
-        let file = OpenOptions::new().append(true).open(&path).map_err(fail)?;
+        let file = nofollow::open_existing(&path, true).map_err(fail)?;
         Ok(Journal { file, path })
     }
 
@@ -338,6 +328,7 @@ pub fn now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::{self, OpenOptions};
 
     fn file(path: &str) -> Record {
         Record::File(FileRecord {

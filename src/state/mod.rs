@@ -10,8 +10,7 @@ pub mod journal;
 pub mod show;
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,7 @@ use journal::{
     Reason, Record, RunKey, RunRecord, VERSION,
 };
 use shardcap_capture::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
-use shardcap_files::PartialFile;
+use shardcap_files::{nofollow, PartialFile};
 use shardcap_flow::{HashMode, Partition, TunnelMode};
 
 /// The options of a run the journal records and checkpoints by.
@@ -343,7 +342,8 @@ impl StateKeeper {
                     mark.bytes
                 )));
             }
-            fs::rename(&path, &partial).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            nofollow::rename(&path, &partial)
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
         }
         let have = len(&partial);
         if have < mark.bytes {
@@ -540,12 +540,7 @@ fn stream_bytes(writers: &[ShardWriter]) -> u64 {
 /// Takes the state directory's lock, so two runs never write one journal.
 fn lock(dir: &Path) -> Result<Flock<File>> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
+    let file = nofollow::open_or_create_private(&path)
         .map_err(|e| Error::usage(format!("{}: {e}", path.display())))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
         Error::usage(format!(
@@ -559,6 +554,7 @@ fn lock(dir: &Path) -> Result<Flock<File>> {
 mod tests {
     use super::*;
     use journal::HeaderRecord;
+    use std::fs::OpenOptions;
 
     fn config(hash: HashMode) -> StateConfig {
         StateConfig {

@@ -163,6 +163,43 @@ where
     finished(out)
 }
 
+/// Runs `shardcap ARGS` to its end under the address-space limit; returns the run and its peak
+/// resident set size in bytes.
+pub fn shardcap_peak<I, S>(args: I) -> (Run, u64)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    // Reaped by wait4 below, which also gives its peak memory.
+    #[allow(clippy::zombie_processes)]
+    let child = command(args)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).expect("stdout file"))
+        .stderr(fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("run shardcap");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; both pointers are to live locals.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let stderr = fs::read_to_string(&err).unwrap_or_default();
+    assert!(
+        libc::WIFEXITED(status),
+        "process died: wait status {status:#x}\nstderr:\n{stderr}"
+    );
+    let run = Run {
+        code: libc::WEXITSTATUS(status),
+        stdout: fs::read_to_string(&out).unwrap_or_default(),
+        stderr,
+    };
+    (run, usage.ru_maxrss as u64 * 1024)
+}
+
 /// The [`Run`] of a finished process; a death by signal (a crash) fails the test.
 pub fn finished(out: Output) -> Run {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -1,5 +1,6 @@
 //! One open capture of any supported format, behind a single cursor interface.
 
+use std::io::Read;
 use std::path::Path;
 
 use super::buffer::{ReadBuffer, DEFAULT_CAPACITY};
@@ -42,7 +43,15 @@ impl Capture {
         path: &Path,
         capacity: usize,
     ) -> Result<Option<(Capture, Format, Compression)>, ReadError> {
-        let (compression, stream) = stream::open(path).map_err(ReadError::open)?;
+        let opened = stream::open(path).map_err(ReadError::open)?;
+        Self::from_stream(opened, capacity)
+    }
+
+    /// Reads a capture from a stream that [`stream::decompress`] or [`stream::open`] returned.
+    pub fn from_stream(
+        (compression, stream): (Compression, Box<dyn Read + Send>),
+        capacity: usize,
+    ) -> Result<Option<(Capture, Format, Compression)>, ReadError> {
         let mut buf = ReadBuffer::new(stream, capacity);
         buf.ensure(4).map_err(|e| ReadError::io(0, e))?;
         let Some(format) = Format::sniff(buf.data()) else {

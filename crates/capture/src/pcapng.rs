@@ -24,6 +24,8 @@ const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 
 /// Largest section header or interface block accepted (they are read whole).
 const MAX_META_BLOCK: usize = 1 << 20;
+/// Most interface descriptions accepted in one section (more is damage).
+pub const MAX_INTERFACES: usize = 65_536;
 /// Room allowed for options after a packet's data.
 const OPTIONS_ROOM: usize = 64 << 10;
 /// Largest snapshot length that widens the packet block limit.
@@ -370,6 +372,14 @@ impl PcapNgReader {
     #[cold]
     fn interface(&mut self) -> Result<(), ReadError> {
         let at = self.buf.offset();
+        if self.interfaces.len() >= MAX_INTERFACES {
+            return Err(ReadError::new(
+                at,
+                format!(
+                    "more than {MAX_INTERFACES} interface descriptions in one section: corrupt block"
+                ),
+            ));
+        }
         let len = self.block_len("interface description", 20, MAX_META_BLOCK)?;
         self.load("interface description", len)?;
         let be = self.big_endian;

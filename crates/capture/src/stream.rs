@@ -52,7 +52,13 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 /// Opens `path` ([`open_regular`]), detects compression by content and returns the decompressed
 /// stream.
 pub fn open(path: &Path) -> io::Result<(Compression, Box<dyn Read + Send>)> {
-    let mut file = open_regular(path)?;
+    decompress(Box::new(open_regular(path)?))
+}
+
+/// Detects compression by content and returns the decompressed stream of `file`.
+pub fn decompress(
+    mut file: Box<dyn Read + Send>,
+) -> io::Result<(Compression, Box<dyn Read + Send>)> {
     let mut head = [0u8; 4];
     let mut got = 0;
     while got < head.len() {

@@ -1,9 +1,11 @@
 //! A file written as `NAME.partial` and renamed to `NAME` only when complete, so a stopped or
 //! failed run never leaves a half-written file under the final name.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use crate::nofollow;
 
 /// An open `NAME.partial`, to become `NAME` by [`PartialFile::finish`].
 pub struct PartialFile {
@@ -36,11 +38,12 @@ impl PartialFile {
         }
     }
 
-    /// Creates (truncates) `NAME.partial`.
+    /// Creates `NAME.partial` afresh: whatever had that name (a symlink included) is replaced,
+    /// never written through.
     pub fn create(path: &Path) -> io::Result<Self> {
         Self::check_target(path)?;
         let partial = Self::partial_path(path);
-        let file = File::create(&partial)?;
+        let file = nofollow::create_fresh(&partial)?;
         Ok(PartialFile {
             file,
             partial,
@@ -51,7 +54,7 @@ impl PartialFile {
     /// Reopens an existing `NAME.partial` to append after its first `keep` bytes (a resumed run).
     pub fn resume(path: &Path, keep: u64) -> io::Result<Self> {
         let partial = Self::partial_path(path);
-        let mut file = OpenOptions::new().write(true).open(&partial)?;
+        let mut file = nofollow::open_existing(&partial, false)?;
         file.set_len(keep)?;
         file.seek(SeekFrom::End(0))?;
         Ok(PartialFile {
@@ -79,7 +82,7 @@ impl PartialFile {
     /// Makes everything durable and gives the file its final name.
     pub fn finish(self) -> io::Result<()> {
         self.file.sync_all()?;
-        fs::rename(&self.partial, &self.path)
+        nofollow::rename(&self.partial, &self.path)
     }
 }
 

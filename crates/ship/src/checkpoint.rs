@@ -7,9 +7,8 @@
 //! key survives a crash. A lock file keeps two shippers off one state directory.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -17,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::identity::{FileId, Fingerprint};
+use shardcap_files::nofollow;
 
 const FILE_NAME: &str = "checkpoints.json";
 const LOCK_NAME: &str = "lock";
@@ -67,12 +67,7 @@ impl CheckpointStore {
     pub fn open(dir: &Path, run_id: Option<&str>, fresh: impl FnOnce() -> String) -> Result<Self> {
         let usage = |what: String| Error::usage(format!("--state {}: {what}", dir.display()));
         fs::create_dir_all(dir).map_err(|e| usage(e.to_string()))?;
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(dir.join(LOCK_NAME))
+        let lock_file = nofollow::open_or_create_private(&dir.join(LOCK_NAME))
             .map_err(|e| usage(e.to_string()))?;
         let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock).map_err(|_| {
             usage(
@@ -193,17 +188,8 @@ impl CheckpointStore {
             retired_keys: self.retired.iter().copied().collect(),
         };
         let json = serde_json::to_vec(&disk).map_err(io::Error::other)?;
-        let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
         // Owner only, as the dead letters beside it (which hold documents).
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_all()?;
-        fs::rename(&tmp, self.dir.join(FILE_NAME))?;
+        shardcap_files::write_private(&self.dir.join(FILE_NAME), &json)?;
         File::open(&self.dir)?.sync_all()?;
         self.dirty = false;
         self.urgent = false;

@@ -3,9 +3,8 @@
 //! record itself, so nothing is dropped silently. Entries are fsync'd before the checkpoint moves
 //! past them (a crash in between can repeat an entry; `_id` tells repeats apart).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -112,11 +111,7 @@ impl DeadLetter {
         self.line.push(b'\n');
         if self.out.is_none() {
             // Owner only: it holds whole documents.
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)?;
+            let f = shardcap_files::nofollow::open_or_create_private(path)?;
             self.out = Some(BufWriter::new(f));
         }
         let out = self.out.as_mut().expect("opened above");
