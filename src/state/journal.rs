@@ -292,6 +292,7 @@ impl Journal {
             Some(Record::Run(r)) => *r = run,
             _ => records.insert(0, Record::Run(run)),
         }
+        remove_stale_temporaries(dir);
         // Owner only: it names every input and output.
         shardcap_files::write_private(&path, &encode(&records)).map_err(fail)?;
         File::open(dir).and_then(|d| d.sync_all()).map_err(fail)?;
@@ -323,6 +324,24 @@ pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Removes what an interrupted rewrite left (the run holds the directory's lock, so no other run
+/// is writing one): `.journal.jsonl.PID.N.tmp`, and `journal.jsonl.tmp` of earlier versions.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let ours = name == format!("{JOURNAL_FILE}.tmp")
+            || (name.starts_with(&format!(".{JOURNAL_FILE}.")) && name.ends_with(".tmp"));
+        if ours {
+            // unlink(2) removes a symlink itself, never its target.
+            let _ = nix::unistd::unlink(&e.path());
+        }
+    }
 }
 
 #[cfg(test)]
