@@ -11,6 +11,7 @@
 #        SHARDCAP_BIN=PATH measures that binary instead of building target/release/shardcap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-rounds.sh
 size=${1:-1G}
 rounds=${ROUNDS:-3}
 shards=${SHARDS:-4}
@@ -52,20 +53,9 @@ part_4() { part 4; }
 part_8() { part 8; }
 
 cases=(cat_null part_1 part_2 part_4 part_8)
-TIMEFORMAT='%R %U %S'
-for ((r = 1; r <= rounds; r++)); do
-  for c in "${cases[@]}"; do
-    rm -rf "${out:?}"/*
-    { time "$c"; } 2>> "$dir/time-$c"
-  done
-done
-
-median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+time_rounds "$rounds" "$dir" "${cases[@]}"
 declare -A med cpu
-for c in "${cases[@]}"; do
-  med[$c]=$(awk '{print $1}' "$dir/time-$c" | median)
-  cpu[$c]=$(awk '{print $2 + $3}' "$dir/time-$c" | median)
-done
+medians "$dir" "${cases[@]}"
 printf '\nshardcap --partition 0/M: %d MB in %d files, -n %d a node, median of %d rounds\n' \
   $((total / 1000000)) "${#files[@]}" "$shards" "$rounds"
 printf 'machine: %s cores, %s; load %s; %s\n\n' "$(nproc)" "$(uname -r)" \

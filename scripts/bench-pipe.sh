@@ -10,6 +10,7 @@
 #        SIZES (default "16K 64K 256K 1M"), SHARDCAP_BIN=PATH (default: build target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-rounds.sh
 size=${1:-1G}
 rounds=${ROUNDS:-5}
 sizes=${SIZES:-16K 64K 256K 1M}
@@ -51,7 +52,6 @@ for ((r = 0; r < rounds; r++)); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 printf '%-10s %10s %10s %12s\n' pipe-size wall-s MB/s cpu-s
 for ps in $sizes; do
   w=$(echo "${wall[$ps]}" | median)

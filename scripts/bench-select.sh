@@ -10,6 +10,7 @@
 #        SHARDCAP_BIN=PATH measures that binary instead of target/release/shardcap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-rounds.sh
 size=${1:-512M}
 rounds=${ROUNDS:-5}
 shards=${SHARDS:-8}
@@ -56,7 +57,6 @@ for r in $(seq "$rounds"); do
     wall[$c]+="$e "
   done
 done
-median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 pc=$(echo "${cpu[plain]}" | median)
 pw=$(echo "${wall[plain]}" | median)
 echo "pile: $(du -sh "$dir/pile" | cut -f1), $shards shards, $rounds rounds (medians)"

@@ -12,6 +12,7 @@
 # Needs: a release build (made here), suricata, python3, /usr/bin/time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-rounds.sh
 
 COPIES=${1:-12}
 RUNS=${2:-3}
@@ -58,7 +59,6 @@ SIZE=$(du -m "$WORK/merged.pcap" | cut -f1)
 PKTS=$("$BIN" scan "$WORK/merged.pcap" | python3 -c 'import json,sys; print(json.load(sys.stdin)["packets"])')
 echo "input: $SIZE MB, $PKTS packets; merged file and $(ls "$WORK"/rotated-*.pcap | wc -l) rotated files"
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # One Suricata over the merged file (default runmode autofp over all cores).
 ref=()

@@ -17,6 +17,7 @@
 #        where the open file descriptors are sampled from /proc during the run (0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-rounds.sh
 size=${1:-3G}
 rounds=${ROUNDS:-3}
 shards=${SHARDS:-8}
@@ -91,21 +92,9 @@ run_given() { shardcap run_given run -q -n "$shards" --order given -o "file:$out
 
 cases=(cat_null cat_file run_files run_one run_given cat_fifo run_fifos)
 # Each case's wall, user and system time (bash's time: the case and every process it waited for).
-TIMEFORMAT='%R %U %S'
-for ((r = 1; r <= rounds; r++)); do
-  for c in "${cases[@]}"; do
-    rm -rf "${out:?}"/*
-    sync
-    { time "$c"; } 2>> "$dir/time-$c"
-  done
-done
-
-median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+BENCH_SYNC=1 time_rounds "$rounds" "$dir" "${cases[@]}"
 declare -A med cpu
-for c in "${cases[@]}"; do
-  med[$c]=$(awk '{print $1}' "$dir/time-$c" | median)
-  cpu[$c]=$(awk '{print $2 + $3}' "$dir/time-$c" | median)
-done
+medians "$dir" "${cases[@]}"
 
 printf '\nshardcap dispatcher benchmark: %d MB in %d files, %d packets, %d shards, median of %d rounds\n' \
   $((total / 1000000)) "${#files[@]}" "$packets" "$shards" "$rounds"
