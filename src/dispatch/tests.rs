@@ -303,15 +303,21 @@ fn files_arriving_while_running_are_streamed_until_the_intake_closes() {
     assert_eq!(packets, total(&files));
 }
 
+/// A run given two files of one sensor, one after the other in time, the second held at its
+/// authorization; the intake is closed.
+fn second_held(dir: &Path) -> (Vec<(PathBuf, u64)>, PathBuf, Running) {
+    let files = captures(dir);
+    let second = files[1].0.clone();
+    let mut run = Running::start(dir, std::slice::from_ref(&second));
+    run.send(&[files[0].0.clone(), second.clone()]);
+    run.close();
+    (files, second, run)
+}
+
 #[test]
 fn a_held_authorization_waits_and_a_suspension_holds_it_until_resumed() {
     let dir = tempfile::tempdir().unwrap();
-    let files = captures(dir.path());
-    let second = files[1].0.clone();
-    let mut run = Running::start(dir.path(), std::slice::from_ref(&second));
-    // Two files of the same sensor, one after the other in time: the second waits.
-    run.send(&[files[0].0.clone(), second.clone()]);
-    run.close();
+    let (files, second, run) = second_held(dir.path());
     assert_eq!(run.next(), Event::Asked(files[0].0.clone()));
     assert_eq!(run.next(), Event::Finished(files[0].0.clone(), true));
     assert_eq!(run.next(), Event::Asked(second.clone()));
@@ -332,11 +338,7 @@ fn a_held_authorization_waits_and_a_suspension_holds_it_until_resumed() {
 #[test]
 fn a_stop_while_waiting_ends_with_complete_outputs() {
     let dir = tempfile::tempdir().unwrap();
-    let files = captures(dir.path());
-    let second = files[1].0.clone();
-    let mut run = Running::start(dir.path(), std::slice::from_ref(&second));
-    run.send(&[files[0].0.clone(), second.clone()]);
-    run.close();
+    let (files, second, run) = second_held(dir.path());
     while run.next() != Event::Asked(second.clone()) {}
     run.stop();
     let mut events = Vec::new();
