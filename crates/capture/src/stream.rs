@@ -10,6 +10,9 @@ use std::thread;
 use super::detect::Compression;
 
 const CHUNK: usize = 1 << 20;
+/// Largest zstd window accepted: 2^27 bytes (128 MiB), the most `zstd --long` or `--ultra` use;
+/// the decoder of one open file holds at most this much.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// What a file that is not a regular file is (`None` for a regular file), for refusals.
 pub fn special_kind(kind: FileType) -> Option<&'static str> {
@@ -72,7 +75,12 @@ pub fn decompress(
     let stream: Box<dyn Read + Send> = match compression {
         Compression::None => Box::new(raw),
         Compression::Gzip => Box::new(Decompressed::spawn(flate2::read::MultiGzDecoder::new(raw))),
-        Compression::Zstd => Box::new(Decompressed::spawn(zstd::stream::read::Decoder::new(raw)?)),
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::new(raw)?;
+            // A frame declaring a larger window is damage, whatever the library's default.
+            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Box::new(Decompressed::spawn(decoder))
+        }
     };
     Ok((compression, stream))
 }
@@ -149,5 +157,34 @@ impl Read for Decompressed {
         out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `payload` zstd-compressed as a stream (no content size) with a window of 2^`log`.
+    fn zstd_with_window(payload: &[u8], log: u32) -> Vec<u8> {
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        enc.window_log(log).unwrap();
+        std::io::Write::write_all(&mut enc, payload).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn read_all(bytes: Vec<u8>) -> io::Result<Vec<u8>> {
+        let (c, mut s) = decompress(Box::new(Cursor::new(bytes)))?;
+        assert_eq!(c, Compression::Zstd);
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).map(|_| out)
+    }
+
+    #[test]
+    fn zstd_windows_above_the_limit_are_refused() {
+        let payload = vec![7u8; 100_000];
+        let ok = zstd_with_window(&payload, ZSTD_WINDOW_LOG_MAX);
+        assert_eq!(read_all(ok).unwrap(), payload);
+        let big = zstd_with_window(&payload, ZSTD_WINDOW_LOG_MAX + 1);
+        assert!(read_all(big).is_err(), "a 256 MiB window is refused");
     }
 }
