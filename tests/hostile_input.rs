@@ -108,8 +108,8 @@ fn an_interface_flood_is_damage_at_its_offset_not_an_abort() {
 const LARGE_RECORD: usize = 64 << 20;
 
 /// A gzip pcap whose header announces `LARGE_RECORD`-byte records and that holds one such record
-/// at `ts_s`, an Ethernet frame padded with zeros.
-fn write_large_record(path: &Path, ts_s: u32) {
+/// at `ts_s`, an Ethernet frame from a source address ending in `tag`, padded with zeros.
+fn write_large_record(path: &Path, ts_s: u32, tag: u8) {
     let mut gz =
         flate2::write::GzEncoder::new(fs::File::create(path).unwrap(), flate2::Compression::fast());
     let mut head = Vec::new();
@@ -126,7 +126,7 @@ fn write_large_record(path: &Path, ts_s: u32) {
     gz.write_all(&head).unwrap();
     let mut frame = vec![0u8; 1 << 20];
     frame[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-    frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, ts_s as u8]);
+    frame[6..12].copy_from_slice(&[2, 0, 0, 0, tag, ts_s as u8]);
     frame[12..14].copy_from_slice(&[0x08, 0x00]);
     gz.write_all(&frame).unwrap();
     frame[..14].fill(0);
@@ -142,8 +142,9 @@ fn twelve_files_of_64_mib_records_stream_within_the_buffer_memory_limit() {
     let inputs: Vec<String> = (0..12)
         .map(|i| {
             let p = tmp.path().join(format!("big-{i}.pcap.gz"));
-            // Overlapping times: all within the same two seconds.
-            write_large_record(&p, 1_700_000_000 + (i % 2));
+            // Overlapping times: all within the same two seconds; each file its own packet (the
+            // same packets under two names would be read once, as duplicate files).
+            write_large_record(&p, 1_700_000_000 + (i % 2), i as u8);
             p.display().to_string()
         })
         .collect();
@@ -172,7 +173,7 @@ fn twelve_files_of_64_mib_records_stream_within_the_buffer_memory_limit() {
 fn a_record_beyond_the_buffer_memory_limit_is_damage_at_its_offset() {
     let tmp = tempfile::tempdir().unwrap();
     let big = tmp.path().join("big.pcap.gz");
-    write_large_record(&big, 1_700_000_000);
+    write_large_record(&big, 1_700_000_000, 0);
     let out = format!("file:{}/s-{{shard}}.pcap", tmp.path().display());
     let run = shardcap([
         "run",

@@ -143,7 +143,15 @@ mod tests {
         assert!(!std::fs::symlink_metadata(&other).unwrap().is_symlink());
         assert_eq!(std::fs::read(&other).unwrap(), b"json");
         assert_eq!(std::fs::read(&target).unwrap(), b"precious");
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(left.len(), 4, "no temporary file is left");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["name", "other", "target"],
+            "no temporary file is left"
+        );
     }
 }
