@@ -17,12 +17,7 @@ rounds=${ROUNDS:-3}
 shards=${SHARDS:-4}
 dir=${BENCH_DIR:-/tmp/shardcap-bench-partition}
 out=${OUT_DIR:-/dev/shm/shardcap-bench-partition-out}
-if [ -n "${SHARDCAP_BIN:-}" ]; then
-  bin=$(realpath "$SHARDCAP_BIN")
-else
-  cargo build --release --quiet
-  bin="$(realpath "${CARGO_TARGET_DIR:-target}")/release/shardcap"
-fi
+bin=$(shardcap_binary)
 in="$dir/in"
 cleanup() {
   rm -rf "$out" "$dir"/time-*

@@ -15,12 +15,7 @@ size=${1:-1G}
 rounds=${ROUNDS:-5}
 sizes=${SIZES:-16K 64K 256K 1M}
 dir=${BENCH_DIR:-/tmp/shardcap-bench-pipe}
-if [ -n "${SHARDCAP_BIN:-}" ]; then
-  bin=$(realpath "$SHARDCAP_BIN")
-else
-  cargo build --release --quiet
-  bin="$(realpath "${CARGO_TARGET_DIR:-target}")/release/shardcap"
-fi
+bin=$(shardcap_binary)
 cleanup() {
   jobs -p | xargs -r kill 2> /dev/null || true
   rm -rf "$dir"

@@ -1,5 +1,15 @@
-# Sourced by the benchmark scripts: timed rounds of every case, interleaved (so machine noise hits
-# all cases alike), and their medians.
+# Sourced by the benchmark scripts: the binary measured, timed rounds of every case, interleaved
+# (so machine noise hits all cases alike), and their medians.
+
+# The absolute path of the shardcap measured: $SHARDCAP_BIN, else a fresh release build.
+shardcap_binary() {
+  if [ -n "${SHARDCAP_BIN:-}" ]; then
+    realpath "$SHARDCAP_BIN"
+  else
+    cargo build --release --quiet >&2
+    realpath "${CARGO_TARGET_DIR:-target}/release/shardcap"
+  fi
+}
 
 # The median of the numbers on stdin (whitespace-separated).
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }

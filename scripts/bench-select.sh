@@ -18,8 +18,7 @@ many=${MANY_FILES:-40000}
 many_size=${MANY_SIZE:-4K}
 dir=${BENCH_DIR:-/tmp/shardcap-bench-select}
 out=${OUT_DIR:-/dev/shm/shardcap-bench-select-out}
-bin=${SHARDCAP_BIN:-target/release/shardcap}
-[ -n "${SHARDCAP_BIN:-}" ] || cargo build --release -q
+bin=$(shardcap_binary)
 command -v /usr/bin/time > /dev/null || { echo "bench: needs GNU time" >&2; exit 2; }
 rm -rf "$dir" "$out"
 mkdir -p "$dir" "$out"

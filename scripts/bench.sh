@@ -31,12 +31,7 @@ if [ ! -x /usr/bin/time ]; then
     exit 2
   fi
 fi
-if [ -n "${SHARDCAP_BIN:-}" ]; then
-  bin=$(realpath "$SHARDCAP_BIN")
-else
-  cargo build --release --quiet
-  bin="$(realpath "${CARGO_TARGET_DIR:-target}")/release/shardcap"
-fi
+bin=$(shardcap_binary)
 
 in="$dir/in"
 out=${OUT_DIR:-/dev/shm/shardcap-bench-out}
