@@ -170,7 +170,7 @@ pub enum LinkType {
 }
 
 /// `shardcap run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Capture files, directories (searched recursively, recognised by content), globs, or @LIST files.
     pub inputs: Vec<String>,
@@ -191,6 +191,41 @@ pub struct RunArgs {
     /// inputs. In a Kubernetes Indexed Job: --partition "$JOB_COMPLETION_INDEX/M".
     #[arg(long, value_name = "K/M", default_value = "0/1", value_parser = parse_partition)]
     pub partition: Partition,
+    /// Dynamic mode: claim partitions of --job from Redis at URL (redis://, rediss:// for TLS,
+    /// or redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER), standing by while all are held and
+    /// taking over those whose lease lapsed; files come from the job's catalog (`ctl enqueue`).
+    /// The password as for --redis; --state (shared storage) is required.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with = "partition",
+        requires_all = ["job", "partitions", "state"],
+        help_heading = "Dynamic mode (--cluster)"
+    )]
+    pub cluster: Option<String>,
+    /// The job's name (several jobs share one Redis).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "cluster",
+        help_heading = "Dynamic mode (--cluster)"
+    )]
+    pub job: Option<String>,
+    /// Partitions of the job (M); fixed, with -n, --hash and --tunnel, at the job's first start.
+    #[arg(long, value_name = "M", requires = "cluster", value_parser = clap::value_parser!(u32).range(1..=MAX_PARTITIONS as i64), help_heading = "Dynamic mode (--cluster)")]
+    pub partitions: Option<u32>,
+    /// How long a partition's lease lasts unless renewed (renewed every third of it); another
+    /// node takes the partition over once it lapsed.
+    #[arg(long, value_parser = parse_duration, default_value = "15s", help_heading = "Dynamic mode (--cluster)")]
+    pub lease: Duration,
+    /// This node's name in leases and `ctl status` [default: HOSTNAME-PID].
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "cluster",
+        help_heading = "Dynamic mode (--cluster)"
+    )]
+    pub node_id: Option<String>,
     /// Outputs: fifo:PATTERN, file:PATTERN, dir:PATH (a pcapdir spool) or stdout; PATTERN
     /// contains {shard} (0..N-1), or {global} (the shard's number among all partitions' M x N);
     /// {partition} is K. With --ids or --exec the default is fifo:LOGDIR/shard-{shard}.pipe.
@@ -387,11 +422,56 @@ impl From<&RunArgs> for crate::state::StateConfig {
             checkpoint_interval: a.checkpoint_interval,
             checkpoint_bytes: a.checkpoint_bytes,
             select: a.selection(),
+            exclusive: true,
         }
     }
 }
 
 impl RunArgs {
+    /// The settings of a cluster node (`--cluster`).
+    pub fn cluster_config(&self) -> Result<crate::cluster::ClusterConfig, crate::error::Error> {
+        use crate::error::Error;
+        let (Some(url), Some(job), Some(partitions), Some(state)) =
+            (&self.cluster, &self.job, self.partitions, &self.state)
+        else {
+            return Err(Error::usage(
+                "--cluster needs --job, --partitions and --state",
+            ));
+        };
+        if job.is_empty() || job.contains(char::is_whitespace) {
+            return Err(Error::usage(format!(
+                "--job {job:?}: a name without spaces"
+            )));
+        }
+        if self.lease < Duration::from_millis(300) {
+            return Err(Error::usage("--lease: at least 300ms"));
+        }
+        let node = match &self.node_id {
+            Some(n) if !n.is_empty() => n.clone(),
+            Some(_) => return Err(Error::usage("--node-id: empty")),
+            None => format!(
+                "{}-{}",
+                nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| "node".into()),
+                std::process::id()
+            ),
+        };
+        let mut redis = RedisConfig::from(&self.redis);
+        redis.url = url.clone();
+        Ok(crate::cluster::ClusterConfig {
+            redis,
+            job: job.clone(),
+            partitions,
+            shards: self.shards,
+            hash: self.hash,
+            tunnel: self.tunnel,
+            lease: self.lease,
+            node,
+            state: state.clone(),
+        })
+    }
+
     /// The selection options as given, in one canonical line (empty without any).
     pub fn selection(&self) -> String {
         let time = |t: u64| format!("{}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
@@ -498,6 +578,16 @@ pub struct RedisArgs {
     pub instance: Option<String>,
 }
 
+impl CtlArgs {
+    /// The Redis of `--cluster` (password, CA and prefix as for --redis), and the job.
+    pub fn cluster(&self) -> Option<(RedisConfig, String)> {
+        let (url, job) = (self.cluster.as_ref()?, self.job.as_ref()?);
+        let mut redis = RedisConfig::from(&self.redis);
+        redis.url = url.clone();
+        Some((redis, job.clone()))
+    }
+}
+
 impl From<&RedisArgs> for RedisConfig {
     fn from(a: &RedisArgs) -> Self {
         RedisConfig {
@@ -516,6 +606,13 @@ impl From<&RedisArgs> for RedisConfig {
 pub struct CtlArgs {
     #[command(flatten)]
     pub redis: RedisArgs,
+    /// A dynamic-mode job's Redis (as `run --cluster`): enqueue, seal and status act on the
+    /// job's catalog and partitions.
+    #[arg(long, value_name = "URL", requires = "job", global = true)]
+    pub cluster: Option<String>,
+    /// The job (with --cluster).
+    #[arg(long, value_name = "NAME", requires = "cluster", global = true)]
+    pub job: Option<String>,
     #[command(subcommand)]
     pub action: CtlAction,
 }
@@ -530,7 +627,12 @@ pub enum CtlAction {
         paths: Vec<String>,
         #[command(flatten)]
         range: RangeArgs,
+        /// With --cluster: seal the catalog after this batch (no more files).
+        #[arg(long)]
+        seal: bool,
     },
+    /// With --cluster: seal the job's catalog; nodes finish once they streamed it all.
+    Seal,
     /// Authorize the next file the dispatcher waits for (once, or continuously with --watch).
     Authorize(AuthorizeArgs),
     /// Show the queue and the dispatcher's state.

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cli::{AuthorizeArgs, CtlAction, CtlArgs, RangeArgs};
+use crate::cluster::status as cluster_status;
+use crate::cluster::{catalog as job_catalog, JobKeys};
 use crate::control::redis::failed::FailedFile;
 use crate::control::redis::gate;
 use crate::control::redis::keys::Keys;
@@ -28,12 +30,21 @@ const ANNOUNCE_WAIT_S: u64 = 1;
 
 /// Runs `shardcap ctl`; returns the exit code.
 pub fn run(args: CtlArgs) -> Result<i32> {
+    if let Some((redis, job)) = args.cluster() {
+        return cluster(&redis, &job, args.action);
+    }
     let redis = RedisConfig::from(&args.redis);
     let keys = Keys::new(&redis);
     match args.action {
-        CtlAction::Enqueue { paths, range } => {
+        CtlAction::Enqueue { seal: true, .. } => Err(Error::usage(
+            "--seal closes a dynamic-mode job's catalog: give --cluster URL --job NAME",
+        )),
+        CtlAction::Enqueue { paths, range, .. } => {
             enqueue(&mut Link::open_now(&redis)?, keys, &paths, &range)
         }
+        CtlAction::Seal => Err(Error::usage(
+            "ctl seal closes a dynamic-mode job's catalog: give --cluster URL --job NAME",
+        )),
         CtlAction::Authorize(a) => {
             let signals = Signals::install()?;
             authorize(&mut Link::open_now(&redis)?, &keys, &a, &signals)
@@ -61,6 +72,59 @@ pub fn run(args: CtlArgs) -> Result<i32> {
     }
 }
 
+/// `ctl --cluster URL --job NAME`: a dynamic-mode job's catalog and status.
+fn cluster(redis: &RedisConfig, job: &str, action: CtlAction) -> Result<i32> {
+    let keys = JobKeys::new(&redis.prefix, job);
+    let mut link = Link::open_now(redis)?;
+    match action {
+        CtlAction::Enqueue { paths, range, seal } => {
+            let (names, skipped) = captures(&paths, &range, false)?;
+            let names: Vec<String> = (names.iter())
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect();
+            if let Some(bad) = names.iter().find(|n| n.contains('\n')) {
+                return Err(Error::usage(format!(
+                    "{bad:?}: a line break in a path cannot be cataloged"
+                )));
+            }
+            match once(&mut link, |c| job_catalog::enqueue(c, &keys, &names))? {
+                Some(n) => println!(
+                    "cataloged {} files as batch {} of job {job}",
+                    names.len(),
+                    n - 1
+                ),
+                None => {
+                    return Err(Error::usage(format!(
+                        "job {job}: the catalog is sealed; nothing added"
+                    )))
+                }
+            }
+            if seal {
+                let n = once(&mut link, |c| job_catalog::seal(c, &keys))?;
+                println!("sealed the catalog of job {job} at {n} batches");
+            }
+            Ok(if skipped > 0 { EXIT_SKIPPED } else { EXIT_OK })
+        }
+        CtlAction::Seal => {
+            let n = once(&mut link, |c| job_catalog::seal(c, &keys))?;
+            println!("sealed the catalog of job {job} at {n} batches");
+            Ok(EXIT_OK)
+        }
+        CtlAction::Status { json } => {
+            let status = once(&mut link, |c| cluster_status::read(c, &keys, job))?;
+            if json {
+                println!("{}", serde_json::to_string(&status).expect("serialisable"));
+            } else {
+                status.print();
+            }
+            Ok(EXIT_OK)
+        }
+        CtlAction::Authorize(_) | CtlAction::RequeueFailed => Err(Error::usage(
+            "with --cluster, ctl takes enqueue, seal and status",
+        )),
+    }
+}
+
 /// One call: Redis trouble is an error (the link already said what it is).
 fn once<T>(
     link: &mut Link,
@@ -74,9 +138,10 @@ fn once<T>(
     })
 }
 
-/// Queues captures ordered by first packet time (files without packets first), as absolute paths;
-/// with `--since`/`--until`, only those with packets in the range.
-fn enqueue(link: &mut Link, keys: Keys, paths: &[String], range: &RangeArgs) -> Result<i32> {
+/// The captures among `paths` (expanded as run's INPUTs) with packets in the range, as absolute
+/// paths: by first packet time when `sorted`, else in the order expanded; and how many named
+/// files were not captures or unreadable.
+fn captures(paths: &[String], range: &RangeArgs, sorted: bool) -> Result<(Vec<Vec<u8>>, u64)> {
     let window = range.range()?;
     let mut spans = SpanCache::open(range.catalog_cache.as_deref())
         .map_err(|e| Error::usage(format!("--catalog-cache: {e}")))?;
@@ -111,13 +176,22 @@ fn enqueue(link: &mut Link, keys: Keys, paths: &[String], range: &RangeArgs) -> 
             listed - entries.len()
         );
     }
-    entries.sort_by_key(|e| (e.first_ts.unwrap_or(0), e.seq));
+    if sorted {
+        entries.sort_by_key(|e| (e.first_ts.unwrap_or(0), e.seq));
+    }
     let mut names = Vec::with_capacity(entries.len());
     for e in &entries {
         let abs = std::path::absolute(&e.path)
             .map_err(|err| Error::usage(format!("{}: {err}", e.path.display())))?;
         names.push(abs.as_os_str().as_bytes().to_vec());
     }
+    Ok((names, skipped))
+}
+
+/// Queues captures ordered by first packet time (files without packets first), as absolute paths;
+/// with `--since`/`--until`, only those with packets in the range.
+fn enqueue(link: &mut Link, keys: Keys, paths: &[String], range: &RangeArgs) -> Result<i32> {
+    let (names, skipped) = captures(paths, range, true)?;
     let queue = Queue::new(keys, RedisMode::Pcapdj);
     once(link, |c| queue.enqueue(c, &names))?;
     println!(

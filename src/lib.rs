@@ -2,6 +2,7 @@
 //! Suricata instances, and ship their logs to Elasticsearch.
 
 pub mod cli;
+pub mod cluster;
 pub mod control;
 pub mod coverage;
 pub mod ctl;

@@ -37,6 +37,7 @@ fn main() {
         .format_target(false)
         .init();
     let result = match cli.command {
+        Command::Run(args) if args.cluster.is_some() => dispatch::run_cluster(*args),
         Command::Run(args) => dispatch::run(*args),
         Command::Scan(args) => scan::run(args),
         Command::Ctl(args) => ctl::run(*args),

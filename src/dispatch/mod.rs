@@ -2,12 +2,17 @@
 
 use std::collections::HashSet;
 use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cli::{AuthMode, LinkMismatch, LinkType, RunArgs, StatsFormat};
+use crate::cluster::{
+    self,
+    lease::{LeaseCheck, Progress as PartProgress},
+};
 use crate::control::metrics::{self, Published};
 use crate::control::pacing::Pacer;
 use crate::control::progress::Progress;
@@ -31,6 +36,7 @@ use crate::merge::{Merge, MergeHooks, MergeStats, OpenInput, Order};
 use crate::reorder::Reorder;
 use crate::select::{SelectConfig, Selector, Side};
 use crate::shipping;
+use crate::sink::fence::Fence;
 use crate::sink::output::Output;
 use crate::sink::spool::SpoolConfig;
 use crate::sink::writer::{Brake, ShardCounters, ShardWriter};
@@ -50,7 +56,64 @@ const TICK_PACKETS: u32 = 1 << 16;
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// Runs the dispatcher; returns the exit code.
-pub fn run(mut args: RunArgs) -> Result<i32> {
+pub fn run(args: RunArgs) -> Result<i32> {
+    run_with(args, None)
+}
+
+/// What a cluster node gives the run of one partition in place of its own: signals installed
+/// once for the node, the metrics server, the catalog as intake, and the lease.
+pub struct Given {
+    pub signals: Signals,
+    pub metrics: Option<Arc<Published>>,
+    pub intake: Box<dyn Intake>,
+    pub lease: LeaseCheck,
+}
+
+/// Runs a cluster node (`--cluster`): each partition it claims runs as `run --partition K/M
+/// --state STATE/part-K` would, with `{partition}` in `--log-dir` and `--stats-file` expanded.
+pub fn run_cluster(args: RunArgs) -> Result<i32> {
+    let cfg = args.cluster_config()?;
+    if !args.inputs.is_empty() || !args.watch.is_empty() || args.auth == AuthMode::Redis {
+        return Err(Error::usage(
+            "with --cluster the files come from the job's catalog: omit INPUT, --watch and \
+             --auth redis, and add files with `shardcap ctl enqueue --cluster URL --job NAME`",
+        ));
+    }
+    let signals = Signals::install()?;
+    let metrics = match &args.metrics_listen {
+        Some(addr) => {
+            let published = Published::for_run();
+            metrics::serve(addr, published.clone())?;
+            Some(published)
+        }
+        None => None,
+    };
+    cluster::run_node(&cfg, &signals, |a| {
+        let mut part = args.clone();
+        part.partition = a.partition;
+        part.state = Some(a.state);
+        let k = a.partition.index.to_string();
+        let expand = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p.as_mut() {
+                *path = path.to_string_lossy().replace("{partition}", &k).into();
+            }
+        };
+        expand(&mut part.log_dir);
+        expand(&mut part.stats_file);
+        run_with(
+            part,
+            Some(Given {
+                signals: signals.clone(),
+                metrics: metrics.clone(),
+                intake: a.intake,
+                lease: a.lease,
+            }),
+        )
+    })
+}
+
+/// Runs the dispatcher, with what a cluster node gives it.
+fn run_with(mut args: RunArgs, given: Option<Given>) -> Result<i32> {
     shardcap_capture::buffer::set_memory_limit(
         usize::try_from(args.buffer_memory).unwrap_or(usize::MAX),
     );
@@ -70,31 +133,47 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
     if args.log_dir.is_none() && (args.ids.is_some() || args.exec.is_some()) {
         args.log_dir = Some(ids::DEFAULT_LOG_DIR.into());
     }
-    let signals = Signals::install()?;
-    let metrics = match &args.metrics_listen {
-        Some(addr) => {
-            let published = Published::for_run();
-            metrics::serve(addr, published.clone())?;
-            Some(published)
+    let (signals, metrics, given_intake, lease) = match given {
+        Some(g) => (g.signals, g.metrics, Some(g.intake), Some(g.lease)),
+        None => {
+            let metrics = match &args.metrics_listen {
+                Some(addr) => {
+                    let published = Published::for_run();
+                    metrics::serve(addr, published.clone())?;
+                    Some(published)
+                }
+                None => None,
+            };
+            (Signals::install()?, metrics, None, None)
         }
-        None => None,
     };
     let consumers = ids::plan(&(&args).into(), &spec)?;
     spec.validate(shards)?;
     // The shipper may wait for its server: check the inputs first, unless continuous mode needs
     // the shipper's watermark to build its intake.
-    let (shipper, intake) = if args.watch.is_empty() {
-        let intake = intake_for(&args, &signals, None)?;
-        (shipping::start_for_run(&args)?, intake)
-    } else {
-        let shipper = shipping::start_for_run(&args)?;
-        let intake = intake_for(&args, &signals, shipper.as_ref())?;
-        (shipper, intake)
+    let (shipper, intake) = match given_intake {
+        Some(intake) => (shipping::start_for_run(&args)?, intake),
+        None if args.watch.is_empty() => {
+            let intake = intake_for(&args, &signals, None)?;
+            (shipping::start_for_run(&args)?, intake)
+        }
+        None => {
+            let shipper = shipping::start_for_run(&args)?;
+            let intake = intake_for(&args, &signals, shipper.as_ref())?;
+            (shipper, intake)
+        }
     };
+    let mut state_config = crate::state::StateConfig::from(&args);
+    // A partition's lease keeps other nodes off its journal.
+    state_config.exclusive = lease.is_none();
     let state = (args.state.as_deref())
-        .map(|d| StateKeeper::open(d, &args, &spec))
+        .map(|d| StateKeeper::open(d, state_config, &spec))
         .transpose()?;
     if let Some(s) = state.as_ref().filter(|s| s.is_complete()) {
+        if lease.is_some() {
+            // A partition completed before its node could record it.
+            return shipping::finish_for_run(shipper, Ok(EXIT_OK));
+        }
         let done = discover::expand(&args.inputs).and_then(|c| s.completed_run(&c));
         return shipping::finish_for_run(shipper, done);
     }
@@ -104,6 +183,7 @@ pub fn run(mut args: RunArgs) -> Result<i32> {
     dispatcher.select = select;
     dispatcher.spans = spans;
     dispatcher.ctx.metrics = metrics;
+    dispatcher.lease = lease;
     let code = dispatcher.run();
     shipping::finish_for_run(shipper, code)
 }
@@ -280,6 +360,9 @@ struct Dispatcher {
     opened: Vec<(Box<dyn Output>, bool)>,
     /// Packets were written since the merge last ran dry.
     idle_flush_due: bool,
+    /// The partition's lease (`--cluster`): its fence guards every write, and it is confirmed in
+    /// Redis before each checkpoint.
+    lease: Option<LeaseCheck>,
 }
 
 impl Dispatcher {
@@ -345,6 +428,7 @@ impl Dispatcher {
             writers: Vec::new(),
             opened: Vec::new(),
             idle_flush_due: false,
+            lease: None,
         }
     }
 
@@ -428,7 +512,12 @@ impl Dispatcher {
         self.open_early()?;
         loop {
             let wait = self.merge.is_idle().then_some(IDLE_WAIT);
-            match self.ctx.intake.poll(wait, &self.ctx.signals)? {
+            let arrivals = if wait.is_none() && self.ctx.intake.batched() {
+                Arrivals::Nothing
+            } else {
+                self.ctx.intake.poll(wait, &self.ctx.signals)?
+            };
+            match arrivals {
                 Arrivals::Files(c) => self.admit(&c)?,
                 Arrivals::Nothing => {}
                 Arrivals::Closed if self.merge.is_idle() => {
@@ -509,7 +598,9 @@ impl Dispatcher {
                     return Ok(true);
                 }
                 self.checkpoint_if_due()?;
-                if let Arrivals::Files(c) = self.ctx.intake.poll(None, &self.ctx.signals)? {
+                if self.ctx.intake.batched() {
+                    // The next batch waits until this one is streamed.
+                } else if let Arrivals::Files(c) = self.ctx.intake.poll(None, &self.ctx.signals)? {
                     self.admit(&c)?;
                 }
             }
@@ -589,6 +680,18 @@ impl Dispatcher {
         let Some(state) = &mut self.ctx.state else {
             return Ok(());
         };
+        if let Some(lease) = &mut self.lease {
+            let s = &self.ctx.stats;
+            lease.confirm(&PartProgress {
+                files_done: s.files_done,
+                bytes_done: s.input_bytes_done,
+                packets: shard_counters(&self.writers)
+                    .iter()
+                    .map(|(_, c)| c.packets)
+                    .sum(),
+                idle: self.merge.is_idle(),
+            })?;
+        }
         let header = self.ctx.header;
         for (entry, end) in state.checkpoint(reason, &self.merge, &mut self.writers, header)? {
             self.ctx.report_finished(&entry, &end);
@@ -794,6 +897,10 @@ impl Dispatcher {
         let brake = Brake {
             flag: self.ctx.signals.brake.clone(),
             chunk: self.ctx.args.pipe_size as usize,
+            fence: self
+                .lease
+                .as_ref()
+                .map_or_else(Fence::open, LeaseCheck::fence),
         };
         for (k, (out, resumed)) in outs.into_iter().enumerate() {
             let w = ShardWriter::start_braked(out, header, !resumed, brake.clone())

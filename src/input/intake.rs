@@ -35,6 +35,13 @@ pub trait Intake {
     /// New files, waiting up to `wait` for some (`None`: do not wait).
     fn poll(&mut self, wait: Option<Duration>, signals: &Signals) -> Result<Arrivals>;
 
+    /// Whether files are handed out in batches, each only once every earlier file was streamed
+    /// (`poll` is then called only while the merge is idle), so the stream depends on the
+    /// batches alone, not on when they came.
+    fn batched(&self) -> bool {
+        false
+    }
+
     /// Called before `entry` is opened, and again while the answer is [`Gate::NotYet`].
     fn authorize(&mut self, _entry: &Entry, _signals: &Signals) -> Result<Gate> {
         Ok(Gate::Open)

@@ -1,6 +1,7 @@
 //! Outputs: the pcap stream format, per-shard writers and the destinations they write to.
 
 pub mod deferred;
+pub mod fence;
 pub mod fifo;
 pub mod output;
 pub mod spool;

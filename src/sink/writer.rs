@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::fence::Fence;
 use super::output::Output;
 use shardcap_capture::format::{record_len, StreamHeader, RECORD_HEADER_LEN};
 use shardcap_capture::Packet;
@@ -30,6 +31,8 @@ const BRAKE_POLL: Duration = Duration::from_millis(5);
 pub struct Brake {
     pub flag: Arc<AtomicBool>,
     pub chunk: usize,
+    /// Every write, sync and close passes it first (a partition's lease, see [`Fence`]).
+    pub fence: Fence,
 }
 
 impl Brake {
@@ -38,6 +41,7 @@ impl Brake {
         Brake {
             flag: Arc::new(AtomicBool::new(false)),
             chunk: BUFFER_SIZE,
+            fence: Fence::open(),
         }
     }
 
@@ -98,6 +102,7 @@ impl ShardWriter {
         brake: Brake,
     ) -> io::Result<Self> {
         if write_header {
+            brake.fence.pass()?;
             output.write_header(&header)?;
         }
         let name = output.describe();
@@ -115,7 +120,7 @@ impl ShardWriter {
                 let msg = match rx.recv_timeout(TICK) {
                     Ok(msg) => msg,
                     Err(RecvTimeoutError::Timeout) => {
-                        if !brake.on() {
+                        if !brake.on() && brake.fence.is_open() {
                             output.tick()?;
                         }
                         continue;
@@ -130,6 +135,7 @@ impl ShardWriter {
                             while brake.on() {
                                 thread::sleep(BRAKE_POLL);
                             }
+                            brake.fence.pass()?;
                             output.write_all(&buf[at..end])?;
                             at = end;
                         }
@@ -140,9 +146,12 @@ impl ShardWriter {
                         let _ = free_tx.try_send(buf);
                     }
                     Msg::Sync(ack) => {
-                        let _ = ack.send(output.sync());
+                        let _ = ack.send(brake.fence.pass().and_then(|()| output.sync()));
                     }
-                    Msg::Finish => return output.finish(),
+                    Msg::Finish => {
+                        brake.fence.pass()?;
+                        return output.finish();
+                    }
                 }
             })?;
         Ok(ShardWriter {

@@ -49,6 +49,9 @@ pub struct StateConfig {
     pub checkpoint_bytes: u64,
     /// The selection options as given (`--since N --filter X`...); empty without any.
     pub select: String,
+    /// Lock the directory against another run (off when a cluster lease guards it instead: a
+    /// stopped node that lost its lease must not keep the partition from another).
+    pub exclusive: bool,
 }
 
 /// Name of the lock file that keeps two runs off one state directory.
@@ -90,7 +93,7 @@ pub struct StateKeeper {
     seq: u64,
     last_at: Instant,
     last_out: u64,
-    _lock: Flock<File>,
+    _lock: Option<Flock<File>>,
 }
 
 impl StateKeeper {
@@ -100,7 +103,7 @@ impl StateKeeper {
         let config: StateConfig = config.into();
         fs::create_dir_all(dir)
             .map_err(|e| Error::usage(format!("--state {}: cannot create: {e}", dir.display())))?;
-        let lock = lock(dir)?;
+        let lock = config.exclusive.then(|| lock(dir)).transpose()?;
         let contents = Contents::load(dir)?;
         let key = RunKey {
             output: config.output.clone(),
@@ -566,6 +569,7 @@ mod tests {
             checkpoint_interval: Duration::from_secs(5),
             checkpoint_bytes: 1 << 20,
             select: String::new(),
+            exclusive: true,
         }
     }
 

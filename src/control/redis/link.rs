@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, ErrorKind, IntoConnectionInfo, RedisError, RedisResult};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    Client, Connection, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError, RedisResult,
+};
 
 use super::RedisConfig;
 use crate::error::{Error, Result};
@@ -22,9 +25,16 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pauses are cut into slices this long to notice a stop.
 const SLICE: Duration = Duration::from_millis(20);
 
-/// A connection to one Redis server, reopened as needed.
+/// Where connections come from: one server, or the master that Sentinels name.
+enum Target {
+    Direct(Client),
+    Sentinel(Box<SentinelClient>),
+}
+
+/// A connection to one Redis server, reopened as needed (with Sentinel: to the master of the
+/// moment, asked of the Sentinels at each reconnection).
 pub struct Link {
-    client: Client,
+    client: Target,
     con: Option<Connection>,
     /// The URL without its password, for messages.
     shown: String,
@@ -73,6 +83,11 @@ impl Link {
     fn new(args: &RedisConfig) -> Result<Link> {
         let shown = redact(&args.url);
         let bad = |e: RedisError| Error::usage(format!("--redis {shown}: {e}"));
+        if let Some(rest) = args.url.strip_prefix(SENTINEL_SCHEME) {
+            let client = sentinel_client(rest, args.password.as_deref())
+                .map_err(|e| Error::usage(format!("{shown}: {e}")))?;
+            return Ok(Link::with(Target::Sentinel(Box::new(client)), shown));
+        }
         let mut info = args.url.as_str().into_connection_info().map_err(bad)?;
         if let Some(password) = &args.password {
             info.redis.password = Some(password.clone());
@@ -90,7 +105,11 @@ impl Link {
                 Client::build_with_tls(info, certs).map_err(bad)?
             }
         };
-        Ok(Link {
+        Ok(Link::with(Target::Direct(client), shown))
+    }
+
+    fn with(client: Target, shown: String) -> Link {
+        Link {
             client,
             con: None,
             shown,
@@ -98,7 +117,7 @@ impl Link {
             failed_at: None,
             backoff: MIN_BACKOFF,
             answered: false,
-        })
+        }
     }
 
     /// The server's URL without its password.
@@ -201,13 +220,70 @@ impl Link {
 
     fn connection(&mut self) -> RedisResult<&mut Connection> {
         if self.con.is_none() {
-            let con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+            let con = match &mut self.client {
+                Target::Direct(c) => c.get_connection_with_timeout(CONNECT_TIMEOUT)?,
+                Target::Sentinel(s) => s.get_connection()?,
+            };
             con.set_read_timeout(Some(REPLY_TIMEOUT))?;
             con.set_write_timeout(Some(REPLY_TIMEOUT))?;
             self.con = Some(con);
         }
         Ok(self.con.as_mut().expect("just connected"))
     }
+}
+
+/// The scheme of a Redis reached through Sentinel:
+/// `redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]`.
+pub const SENTINEL_SCHEME: &str = "redis+sentinel://";
+
+/// A client of the master named in a Sentinel URL (after its scheme); `password` (or the URL's)
+/// is the master's.
+fn sentinel_client(
+    rest: &str,
+    password: Option<&str>,
+) -> std::result::Result<SentinelClient, String> {
+    let (auth, rest) = match rest.split_once('@') {
+        Some((a, r)) => (Some(a), r),
+        None => (None, rest),
+    };
+    let url_password = auth.and_then(|a| a.split_once(':')).map(|(_, p)| p);
+    let (hosts, path) = rest
+        .split_once('/')
+        .ok_or("no master name: redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB]")?;
+    let (master, db) = match path.split_once('/') {
+        Some((m, db)) => (
+            m,
+            Some(
+                db.parse::<i64>()
+                    .map_err(|_| format!("bad database {db:?}"))?,
+            ),
+        ),
+        None => (path, None),
+    };
+    if master.is_empty() {
+        return Err("no master name after the Sentinel addresses".into());
+    }
+    let mut sentinels = Vec::new();
+    for h in hosts.split(',') {
+        let (host, port) = match h.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse().map_err(|_| format!("bad port in {h:?}"))?,
+            ),
+            None => (h, 26379),
+        };
+        sentinels.push(ConnectionAddr::Tcp(host.to_string(), port));
+    }
+    let mut b =
+        SentinelClientBuilder::new(sentinels, master.to_string(), SentinelServerType::Master)
+            .map_err(|e| e.to_string())?;
+    if let Some(p) = password.or(url_password) {
+        b = b.set_client_to_redis_password(p.to_string());
+    }
+    if let Some(db) = db {
+        b = b.set_client_to_redis_db(db);
+    }
+    b.build().map_err(|e| e.to_string())
 }
 
 fn ping(con: &mut Connection) -> RedisResult<String> {
