@@ -5,38 +5,20 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
-use common::{read_stream, shardcap, spawn, wait_for, ChildGuard};
+use common::{address_pair, files, pile, read_stream, shardcap, spawn, wait_for, ChildGuard};
 use nix::sys::signal::Signal;
 use shardcap::cli::{Cli, Command};
 use shardcap_flow::Partition;
-use shardcap_gen::{generate, GenerateConfig};
 
 /// Partitions and shards a partition in the union tests.
 const M: u32 = 3;
 const N: usize = 2;
-
-/// A generated multi-sensor pile in `dir`: overlapping sensors, rotated files.
-fn pile(dir: &Path, size: u64, seed: u64) -> Vec<String> {
-    generate(&GenerateConfig {
-        out: dir.to_path_buf(),
-        sensors: 3,
-        files_per_sensor: 3,
-        size,
-        seed,
-        nanos: false,
-        gzip: false,
-        zstd: false,
-        duration: Duration::from_secs(30),
-    })
-    .unwrap();
-    vec![dir.display().to_string()]
-}
 
 /// Corpus captures (Ethernet, microseconds): mixed applications, IPv4 and IPv6 fragments, a
 /// fragrouted session, an ICMP error quoting a flow, tunnels.
@@ -63,41 +45,6 @@ fn run_ok(args: &[&str], inputs: &[String]) {
     all.extend(inputs.iter().cloned());
     let r = shardcap(&all);
     assert_eq!(r.code, 0, "shardcap {all:?}\n{}", r.stderr);
-}
-
-/// Every file of `dir` by name, with its bytes.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// The unordered address pair of an Ethernet frame's IP packet (through VLAN tags), unless it is
-/// ICMP (errors go with the flow they quote, not their own addresses).
-fn address_pair(frame: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let mut at = 12;
-    let mut ethertype = u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?);
-    while ethertype == 0x8100 || ethertype == 0x88a8 {
-        at += 4;
-        ethertype = u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?);
-    }
-    let ip = frame.get(at + 2..)?;
-    let (proto, a, b) = match ethertype {
-        0x0800 => (ip.get(9)?, ip.get(12..16)?, ip.get(16..20)?),
-        0x86dd => (ip.get(6)?, ip.get(8..24)?, ip.get(24..40)?),
-        _ => return None,
-    };
-    if *proto == 1 || *proto == 58 {
-        return None;
-    }
-    Some((a.min(b).to_vec(), a.max(b).to_vec()))
 }
 
 /// The M partitions of `-n N` together write what one `-n M*N` run writes: the same global shard

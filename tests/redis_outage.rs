@@ -112,21 +112,6 @@ fn refused_credentials_at_start_are_exit_2_and_a_password_works() {
     assert_eq!(redis.list("PCAPDJ_IN_QUEUE"), [name(&file)]);
 }
 
-/// A CA and a server certificate for 127.0.0.1, made with the openssl command.
-fn certificates(dir: &Path) {
-    let sh = |script: &str| common::shell(script, dir);
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign");
-    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1");
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    sh("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
-        -days 2 -extfile ext.cnf");
-}
-
 #[test]
 fn tls_with_a_password() {
     let certs = tempfile::tempdir().unwrap();

@@ -32,36 +32,45 @@ end
 return {-1, redis.call('SCARD', base .. ':done')}
 ";
 
-/// Renews a lease that is ours; takes it again when it expired and nobody claimed the partition
-/// since (its fence unchanged, e.g. after a Redis outage). ARGV: base, K, NODE:FENCE, lease ms,
-/// FENCE. Returns {1, ''} renewed, {2, ''} taken again, {0, holder} lost.
-const RENEW: &str = r"
-local key = ARGV[1] .. ':lease:' .. ARGV[2]
-local cur = redis.call('GET', key)
-if cur == ARGV[3] then
-  redis.call('PEXPIRE', key, ARGV[4])
-  return {1, ''}
-end
-if not cur then
-  local fkey = ARGV[1] .. ':fence:' .. ARGV[2]
-  local f = redis.call('GET', fkey)
-  if (not f or f == ARGV[5]) and redis.call('SISMEMBER', ARGV[1] .. ':done', ARGV[2]) == 0 then
-    redis.call('SET', fkey, ARGV[5])
-    redis.call('SET', key, ARGV[3], 'PX', ARGV[4])
-    return {2, ''}
+/// Lua: keeps the lease on partition K if it is ours, or takes it again when it expired and
+/// nobody claimed the partition since (its fence unchanged, e.g. after a Redis outage longer than
+/// the lease). ARGV: base, K, NODE:FENCE, lease ms, FENCE. Returns {1, ''} kept, {2, ''} taken
+/// again, {0, holder} lost (when the lease is free and its fence moved on: the node of the
+/// partition's last checkpoint, and the fence).
+const HOLD: &str = r"
+local function hold()
+  local key = ARGV[1] .. ':lease:' .. ARGV[2]
+  local cur = redis.call('GET', key)
+  if cur == ARGV[3] then
+    redis.call('PEXPIRE', key, ARGV[4])
+    return {1, ''}
   end
-  return {0, ':' .. (f or '')}
+  if not cur then
+    local fkey = ARGV[1] .. ':fence:' .. ARGV[2]
+    local f = redis.call('GET', fkey)
+    if (not f or f == ARGV[5]) and redis.call('SISMEMBER', ARGV[1] .. ':done', ARGV[2]) == 0 then
+      redis.call('SET', fkey, ARGV[5])
+      redis.call('SET', key, ARGV[3], 'PX', ARGV[4])
+      return {2, ''}
+    end
+    local last = redis.call('HGET', ARGV[1] .. ':progress:' .. ARGV[2], 'node')
+    return {0, (last or '') .. ':' .. (f or '')}
+  end
+  return {0, cur}
 end
-return {0, cur}
 ";
 
-/// Records progress if the lease is ours. ARGV: base, K, NODE:FENCE, field, value, ...
-/// Returns {1, ''} or {0, holder}.
+/// Renews the lease ([`HOLD`]).
+const RENEW: &str = "return hold()";
+
+/// Holds the lease ([`HOLD`]) and records progress under it. ARGV: as [`HOLD`], then field,
+/// value, ...
 const CONFIRM: &str = r"
-local cur = redis.call('GET', ARGV[1] .. ':lease:' .. ARGV[2])
-if cur ~= ARGV[3] then return {0, cur or ''} end
-redis.call('HSET', ARGV[1] .. ':progress:' .. ARGV[2], unpack(ARGV, 4))
-return {1, ''}
+local held = hold()
+if held[1] ~= 0 then
+  redis.call('HSET', ARGV[1] .. ':progress:' .. ARGV[2], unpack(ARGV, 6))
+end
+return held
 ";
 
 /// Marks the partition done (ARGV[4] = 'done') or only releases it, if the lease is ours.
@@ -217,7 +226,7 @@ impl Lease {
                     }
                     let start = Instant::now();
                     let renewed = link.attempt(|c| {
-                        Script::new(RENEW)
+                        Script::new(&format!("{HOLD}{RENEW}"))
                             .arg(&base)
                             .arg(k)
                             .arg(&value)
@@ -274,6 +283,7 @@ impl Lease {
             streamed: self.streamed.clone(),
             stop: signals.stop.clone(),
             node: cfg.node.clone(),
+            lease: cfg.lease,
         })
     }
 
@@ -356,6 +366,7 @@ pub struct LeaseCheck {
     streamed: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     node: String,
+    lease: Duration,
 }
 
 impl LeaseCheck {
@@ -381,22 +392,27 @@ impl LeaseCheck {
             ("batches", batches.to_string()),
             ("checkpoint_ms", now_ms.to_string()),
         ];
+        let ms = self.lease.as_millis() as u64;
         let answer = self.link.retry(Some(&self.stop), |c| {
-            let script = Script::new(CONFIRM);
+            let script = Script::new(&format!("{HOLD}{CONFIRM}"));
             let mut s = script.prepare_invoke();
-            s.arg(&self.base).arg(self.k).arg(&self.value);
+            s.arg(&self.base)
+                .arg(self.k)
+                .arg(&self.value)
+                .arg(ms)
+                .arg(self.fence_no);
             for (f, v) in &fields {
                 s.arg(*f).arg(v);
             }
             s.invoke::<(u8, String)>(c)
         })?;
         match answer {
-            Some((1, _)) => Ok(()),
-            Some((_, holder)) => {
+            Some((0, holder)) => {
                 let why = lost_message(self.k, &holder, self.fence_no);
                 self.fence.revoke(why.clone());
                 Err(Error::runtime(why))
             }
+            Some(_) => Ok(()),
             None => Err(Error::runtime(format!(
                 "partition {}: stopped while Redis was away; the checkpoint is not confirmed",
                 self.k

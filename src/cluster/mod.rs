@@ -133,7 +133,10 @@ pub fn run_node(
             }
             Claim::NoneFree => {
                 if !standing_by {
-                    log::info!("standing by: every partition not done is held by another node");
+                    log::warn!(
+                        "node {}: standing by: every partition not done is held by another node",
+                        cfg.node
+                    );
                     standing_by = true;
                 }
                 link::pause(cfg.lease / 3, || signals.stop.load(Ordering::SeqCst));

@@ -806,3 +806,55 @@ pub fn tcp_session(
         .map(|(i, f)| rec(t0 + i as u64 * step, f))
         .collect()
 }
+
+/// A generated multi-sensor pile in `dir`: overlapping sensors, rotated files.
+pub fn pile(dir: &Path, size: u64, seed: u64) -> Vec<String> {
+    shardcap_gen::generate(&shardcap_gen::GenerateConfig {
+        out: dir.to_path_buf(),
+        sensors: 3,
+        files_per_sensor: 3,
+        size,
+        seed,
+        nanos: false,
+        gzip: false,
+        zstd: false,
+        duration: Duration::from_secs(30),
+    })
+    .unwrap();
+    vec![dir.display().to_string()]
+}
+
+/// Every file of `dir` by name, with its bytes.
+pub fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The unordered address pair of an Ethernet frame's IP packet (through VLAN tags), unless it is
+/// ICMP (errors go with the flow they quote, not their own addresses).
+pub fn address_pair(frame: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut at = 12;
+    let mut ethertype = u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?);
+    while ethertype == 0x8100 || ethertype == 0x88a8 {
+        at += 4;
+        ethertype = u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?);
+    }
+    let ip = frame.get(at + 2..)?;
+    let (proto, a, b) = match ethertype {
+        0x0800 => (ip.get(9)?, ip.get(12..16)?, ip.get(16..20)?),
+        0x86dd => (ip.get(6)?, ip.get(8..24)?, ip.get(24..40)?),
+        _ => return None,
+    };
+    if *proto == 1 || *proto == 58 {
+        return None;
+    }
+    Some((a.min(b).to_vec(), a.max(b).to_vec()))
+}

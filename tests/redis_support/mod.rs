@@ -451,3 +451,18 @@ impl Drop for Monitor {
         let _ = self.sock.shutdown(std::net::Shutdown::Both);
     }
 }
+
+/// A CA and a server certificate for 127.0.0.1, made with the openssl command.
+pub fn certificates(dir: &Path) {
+    let sh = |script: &str| common::shell(script, dir);
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign");
+    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1");
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    sh("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+        -days 2 -extfile ext.cnf");
+}

@@ -1,0 +1,487 @@
+//! `run --cluster`: nodes claim a job's partitions through leases in a real redis-server and
+//! together write what one run with `-n M*N` writes, byte for byte, when a node is killed (a
+//! standby takes over), stopped past its lease (it writes nothing when resumed), or Redis restarts
+//! mid-run; `ctl status` shows the job; TLS and Sentinel connections work.
+
+mod common;
+mod redis_support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{address_pair, files, finish, pile, read_stream, spawn, wait_for, ChildGuard, Run};
+use nix::sys::signal::Signal;
+use redis_support::{certificates, expect_exit, RedisServer};
+use serde_json::Value;
+
+/// Partitions, and shards a partition.
+const M: u32 = 3;
+const N: usize = 2;
+/// The nodes' lease.
+const LEASE: &str = "2s";
+const LEASE_S: f64 = 2.0;
+
+/// A job: its pile, the reference run's shards, and where the nodes write.
+struct Job {
+    tmp: tempfile::TempDir,
+    url: String,
+    name: String,
+    /// Extra Redis options of every command (a CA...).
+    redis_args: Vec<String>,
+    want: BTreeMap<String, Vec<u8>>,
+    packets: u64,
+}
+
+impl Job {
+    /// A pile cataloged (one batch, sealed) for job `name` at `url`, and the shards of one run
+    /// with `-n M*N` over the same files.
+    fn new(url: &str, name: &str, redis_args: &[&str], size: u64) -> Job {
+        let tmp = tempfile::tempdir().unwrap();
+        let inputs = pile(&tmp.path().join("pile"), size, 11);
+        let whole = tmp.path().join("whole");
+        fs::create_dir_all(&whole).unwrap();
+        fs::create_dir_all(tmp.path().join("parts")).unwrap();
+        let o = format!("file:{}/g{{shard}}.pcap", whole.display());
+        let total = (M as usize * N).to_string();
+        let mut args = vec!["run", "-n", &total, "-o", &o];
+        args.extend(inputs.iter().map(String::as_str));
+        let r = common::shardcap(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let want = files(&whole);
+        let packets = (want.keys())
+            .map(|f| read_stream(&whole.join(f)).unwrap().packets.len() as u64)
+            .sum();
+        let job = Job {
+            tmp,
+            url: url.to_string(),
+            name: name.to_string(),
+            redis_args: redis_args.iter().map(|s| s.to_string()).collect(),
+            want,
+            packets,
+        };
+        let mut enqueue = vec!["enqueue".to_string()];
+        enqueue.extend(inputs);
+        enqueue.push("--seal".into());
+        let r = job.ctl(&enqueue.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stdout.contains("cataloged 9 files as batch 0"),
+            "{}",
+            r.stdout
+        );
+        job
+    }
+
+    fn parts(&self) -> PathBuf {
+        self.tmp.path().join("parts")
+    }
+
+    /// `shardcap ctl --cluster URL --job NAME ARGS`.
+    fn ctl(&self, args: &[&str]) -> Run {
+        let mut all = vec!["ctl", "--cluster", &self.url, "--job", &self.name];
+        all.extend(self.redis_args.iter().map(String::as_str));
+        all.extend(args);
+        finish(spawn(&all))
+    }
+
+    /// `ctl status --json`.
+    fn status(&self) -> Value {
+        let r = self.ctl(&["status", "--json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    }
+
+    /// A node `id` of the job, with extra run options (pacing...).
+    fn node(&self, id: &str, extra: &[&str]) -> ChildGuard {
+        let o = format!("file:{}/g{{global}}.pcap", self.parts().display());
+        let state = self.tmp.path().join("state");
+        let partitions = M.to_string();
+        let n = N.to_string();
+        let mut args = vec![
+            "run",
+            "--cluster",
+            &self.url,
+            "--job",
+            &self.name,
+            "--partitions",
+            &partitions,
+            "-n",
+            &n,
+            "-o",
+            &o,
+            "--state",
+            state.to_str().unwrap(),
+            "--lease",
+            LEASE,
+            "--node-id",
+            id,
+            "--checkpoint-interval",
+            "50ms",
+        ];
+        args.extend(self.redis_args.iter().map(String::as_str));
+        args.extend(extra);
+        spawn(&args)
+    }
+
+    /// The nodes' shards are the reference run's, byte for byte, and every address pair (the flow
+    /// key) is on one partition.
+    fn check_outputs(&self) {
+        let got = files(&self.parts());
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            self.want.keys().collect::<Vec<_>>()
+        );
+        for (name, bytes) in &self.want {
+            assert!(
+                got[name] == *bytes,
+                "{name}: the cluster's file differs from the -n {} run's",
+                M as usize * N
+            );
+        }
+        let mut nodes: HashMap<(Vec<u8>, Vec<u8>), BTreeSet<usize>> = HashMap::new();
+        for g in 0..M as usize * N {
+            let stream = read_stream(&self.parts().join(format!("g{g}.pcap"))).unwrap();
+            for p in &stream.packets {
+                if let Some(pair) = address_pair(&p.data) {
+                    nodes.entry(pair).or_default().insert(g / N);
+                }
+            }
+        }
+        assert!(nodes.len() > 20, "{} flows", nodes.len());
+        assert!(
+            nodes.values().all(|n| n.len() == 1),
+            "a flow on several partitions"
+        );
+    }
+
+    /// The partition `k`'s entry in a status.
+    fn part(status: &Value, k: u32) -> &Value {
+        &status["parts"][k as usize]
+    }
+
+    /// Waits until some partition is held with packets written, not done; returns it and its node.
+    fn busy_partition(&self) -> (u32, String) {
+        wait_for("a partition under way", || {
+            let s = self.status();
+            (0..M).find_map(|k| {
+                let p = Self::part(&s, k);
+                (p["state"] == "held" && p["packets"].as_u64() > Some(0))
+                    .then(|| (k, p["node"].as_str().unwrap().to_string()))
+            })
+        })
+    }
+
+    /// Waits, at most `bound`, until partition `k` is held or done by `node` under `fence`.
+    fn wait_owner(&self, k: u32, node: &str, fence: u64, bound: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let s = self.status();
+            let p = Self::part(&s, k);
+            if p["node"] == node && p["fence"].as_u64() == Some(fence) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < bound,
+                "partition {k} not claimed by {node} within {bound:?}: {p}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Starts nodes `ids` of `job`, with extra options.
+fn nodes(job: &Job, ids: &[&str], extra: &[&str]) -> BTreeMap<String, ChildGuard> {
+    ids.iter()
+        .map(|id| (id.to_string(), job.node(id, extra)))
+        .collect()
+}
+
+/// Waits for every node's end; each must exit 0. Returns their stderr by node.
+fn all_succeed(nodes: BTreeMap<String, ChildGuard>) -> BTreeMap<String, String> {
+    nodes
+        .into_iter()
+        .map(|(id, child)| {
+            let r = finish(child);
+            assert_eq!(r.code, 0, "node {id}: {}", r.stderr);
+            (id, r.stderr)
+        })
+        .collect()
+}
+
+/// Pacing that keeps a partition busy for a few seconds (every packet of the pile is merged by
+/// every node).
+const PACED: [&str; 2] = ["--max-pps", "300"];
+
+#[test]
+fn three_nodes_and_a_standby_write_what_one_run_writes() {
+    let redis = RedisServer::start();
+    let job = Job::new(&redis.url(), "union", &[], 512 << 10);
+    let before = job.status();
+    assert_eq!(before["partitions"], Value::Null, "{before}");
+    assert_eq!(before["catalog_files"], 9);
+    assert_eq!(before["sealed"], true);
+    let started = nodes(&job, &["a", "b", "c", "standby"], &["--max-pps", "4000"]);
+    let logs = all_succeed(started);
+    job.check_outputs();
+    let claimed: Vec<&String> = (logs.iter())
+        .filter(|(_, l)| l.contains("claimed"))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(claimed.len(), M as usize, "one partition a node: {logs:?}");
+    assert!(
+        logs.values().any(|l| l.contains("standing by")),
+        "one node stood by: {logs:?}"
+    );
+
+    // Status: every partition done, the figures of the run.
+    let s = job.status();
+    assert_eq!(
+        (s["partitions"].as_u64(), s["shards"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(s["done"], 3, "{s}");
+    let mut packets = 0;
+    for k in 0..M {
+        let p = Job::part(&s, k);
+        assert_eq!(p["state"], "done", "{p}");
+        assert_eq!(p["fence"], 1, "{p}");
+        assert_eq!(
+            (p["batches"].as_u64(), p["lag_batches"].as_u64()),
+            (Some(1), Some(0))
+        );
+        assert_eq!(p["files"], 9, "{p}");
+        assert!(claimed.contains(&&p["node"].as_str().unwrap().to_string()));
+        packets += p["packets"].as_u64().unwrap();
+    }
+    assert_eq!(packets, job.packets, "every packet on one partition");
+    let text = job.ctl(&["status"]);
+    assert!(
+        text.stdout
+            .contains("job union: 3 partitions, 3 done; catalog 9 files in 1 batches, sealed"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("partition 2: done"), "{}", text.stdout);
+
+    // The job's shape is fixed: a node with another -n is refused, naming both.
+    let o = format!("file:{}/x{{global}}.pcap", job.tmp.path().display());
+    let state = job.tmp.path().join("state");
+    let url = redis.url();
+    let r = finish(spawn(&[
+        "run",
+        "--cluster",
+        &url,
+        "--job",
+        "union",
+        "--partitions",
+        "3",
+        "-n",
+        "4",
+        "-o",
+        &o,
+        "--state",
+        state.to_str().unwrap(),
+    ]));
+    expect_exit(&r, 2);
+    assert!(r.stderr.contains("-n 2 (this node: 4)"), "{}", r.stderr);
+    // Files come from the catalog only.
+    let r = finish(spawn(&[
+        "run",
+        "--cluster",
+        &url,
+        "--job",
+        "union",
+        "--partitions",
+        "3",
+        "-n",
+        "2",
+        "-o",
+        &o,
+        "--state",
+        state.to_str().unwrap(),
+        "/tmp",
+    ]));
+    expect_exit(&r, 2);
+    assert!(r.stderr.contains("catalog"), "{}", r.stderr);
+    // A sealed catalog takes no more.
+    let r = job.ctl(&["enqueue", job.tmp.path().join("pile").to_str().unwrap()]);
+    expect_exit(&r, 2);
+    assert!(r.stderr.contains("sealed"), "{}", r.stderr);
+}
+
+#[test]
+fn a_killed_node_is_taken_over_by_the_standby() {
+    let redis = RedisServer::start();
+    let job = Job::new(&redis.url(), "kill", &[], 512 << 10);
+    let mut running = nodes(&job, &["a", "b", "c"], &PACED);
+    let (k, victim) = job.busy_partition();
+    let standby = job.node("standby", &PACED);
+    // A lease held with progress recorded: what status shows of a partition under way.
+    let s = job.status();
+    let p = Job::part(&s, k);
+    assert_eq!(
+        (p["node"].as_str(), p["fence"].as_u64()),
+        (Some(victim.as_str()), Some(1))
+    );
+    assert!(p["lease_left_s"].as_f64().unwrap() <= LEASE_S, "{p}");
+    assert!(p["checkpoint_age_s"].as_f64().is_some(), "{p}");
+    running.get_mut(&victim).unwrap().kill();
+    running.remove(&victim);
+    // The lease lapses within LEASE; the standby looks every third of it.
+    let took = job.wait_owner(k, "standby", 2, Duration::from_secs_f64(3.0 * LEASE_S));
+    eprintln!("partition {k} taken over {took:?} after node {victim} was killed");
+    running.insert("standby".into(), standby);
+    let logs = all_succeed(running);
+    assert!(logs["standby"].contains(&format!("partition {k}/3 claimed (fence 2)")));
+    job.check_outputs();
+    assert_eq!(job.status()["done"], 3);
+}
+
+#[test]
+fn a_node_stopped_past_its_lease_writes_nothing_when_resumed() {
+    let redis = RedisServer::start();
+    let job = Job::new(&redis.url(), "stop", &[], 512 << 10);
+    let mut running = nodes(&job, &["a", "b", "c"], &PACED);
+    let (k, victim) = job.busy_partition();
+    let standby = job.node("standby", &PACED);
+    let paused = running.remove(&victim).unwrap();
+    paused.signal(Signal::SIGSTOP);
+    job.wait_owner(k, "standby", 2, Duration::from_secs_f64(3.0 * LEASE_S));
+    running.insert("standby".into(), standby);
+    wait_for("the standby to finish the partition", || {
+        (Job::part(&job.status(), k)["state"] == "done").then_some(())
+    });
+    let mine = |n: usize| job.parts().join(format!("g{}.pcap", k as usize * N + n));
+    let before: Vec<Vec<u8>> = (0..N).map(|n| fs::read(mine(n)).unwrap()).collect();
+    paused.signal(Signal::SIGCONT);
+    let r = finish(paused);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let line = format!(
+        "partition {k}: lease lost to standby (fence 2 > ours 1); stopping without writing"
+    );
+    assert!(r.stderr.contains(&line), "{}", r.stderr);
+    let after: Vec<Vec<u8>> = (0..N).map(|n| fs::read(mine(n)).unwrap()).collect();
+    assert!(
+        before == after,
+        "the resumed node wrote to its old partition's files"
+    );
+    all_succeed(running);
+    job.check_outputs();
+}
+
+#[test]
+fn nodes_wait_through_a_redis_restart_and_carry_on() {
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--save", ""]);
+    let job = Job::new(&redis.url(), "outage", &[], 512 << 10);
+    let running = nodes(&job, &["a", "b", "c"], &PACED);
+    job.busy_partition();
+    // Longer than the lease: the leases expire in Redis and are taken again by their nodes.
+    redis.outage(Duration::from_secs_f64(1.5 * LEASE_S));
+    let logs = all_succeed(running);
+    assert!(
+        logs.values().any(|l| l.contains("unreachable")),
+        "the nodes saw Redis go: {logs:?}"
+    );
+    job.check_outputs();
+    let s = job.status();
+    assert_eq!(s["done"], 3, "{s}");
+    for k in 0..M {
+        assert_eq!(
+            Job::part(&s, k)["fence"],
+            1,
+            "no partition changed hands: {s}"
+        );
+    }
+}
+
+/// One node over TLS does every partition, one after another.
+#[test]
+fn a_node_over_tls_does_every_partition() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let tls_port = common::free_port();
+    let file = |n: &str| certs.path().join(n).to_str().unwrap().to_string();
+    let port = tls_port.to_string();
+    let _redis = RedisServer::start_with_password(
+        "pw",
+        &[
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &file("server.pem"),
+            "--tls-key-file",
+            &file("server.key"),
+            "--tls-ca-cert-file",
+            &file("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let ca = file("ca.pem");
+    let pw = file("pw");
+    fs::write(&pw, "pw\n").unwrap();
+    let job = Job::new(
+        &url,
+        "tls",
+        &["--redis-ca", &ca, "--redis-password-file", &pw],
+        256 << 10,
+    );
+    let logs = all_succeed(nodes(&job, &["solo"], &[]));
+    assert_eq!(
+        logs["solo"].matches("claimed").count(),
+        M as usize,
+        "{logs:?}"
+    );
+    job.check_outputs();
+}
+
+/// A Sentinel of the redis-server binary names the master the nodes use.
+#[test]
+fn nodes_find_redis_through_sentinel() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let conf = dir.path().join("sentinel.conf");
+    fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor main 127.0.0.1 {} 1\n",
+            dir.path().display(),
+            redis.port
+        ),
+    )
+    .unwrap();
+    let _sentinel = ChildGuard::start(
+        std::process::Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(std::process::Stdio::null()),
+    );
+    let sentinel_url = format!("redis://127.0.0.1:{port}");
+    wait_for("the Sentinel to know the master", || {
+        let mut c = redis::Client::open(sentinel_url.as_str())
+            .ok()?
+            .get_connection()
+            .ok()?;
+        redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg("main")
+            .query::<Vec<String>>(&mut c)
+            .ok()
+            .filter(|a| a.len() == 2)
+    });
+    let url = format!("redis+sentinel://127.0.0.1:{port}/main");
+    let job = Job::new(&url, "sentinel", &[], 256 << 10);
+    all_succeed(nodes(&job, &["x", "y"], &[]));
+    job.check_outputs();
+    // The job's keys are on the master.
+    let mut c = redis.con();
+    let done: u64 = redis::cmd("SCARD")
+        .arg("PCAPDJ:job:sentinel:done")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(done, u64::from(M));
+}
