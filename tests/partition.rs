@@ -8,7 +8,6 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use clap::Parser;
 use common::{address_pair, files, pile, read_stream, shardcap, spawn, wait_for, ChildGuard};

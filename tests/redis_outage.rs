@@ -5,7 +5,7 @@
 mod common;
 mod redis_support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use redis_support::*;
