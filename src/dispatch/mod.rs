@@ -70,7 +70,8 @@ pub struct Given {
 }
 
 /// Runs a cluster node (`--cluster`): each partition it claims runs as `run --partition K/M
-/// --state STATE/part-K` would, with `{partition}` in `--log-dir` and `--stats-file` expanded.
+/// --state STATE/part-K` would, with `{partition}` in `--log-dir` (required there; default
+/// `logs/part-{partition}`) and `--stats-file` expanded.
 pub fn run_cluster(args: RunArgs) -> Result<i32> {
     let cfg = args.cluster_config()?;
     if !args.inputs.is_empty() || !args.watch.is_empty() || args.auth == AuthMode::Redis {
@@ -78,6 +79,21 @@ pub fn run_cluster(args: RunArgs) -> Result<i32> {
             "with --cluster the files come from the job's catalog: omit INPUT, --watch and \
              --auth redis, and add files with `shardcap ctl enqueue --cluster URL --job NAME`",
         ));
+    }
+    let mut args = args;
+    match &args.log_dir {
+        // A node runs partitions one after another, and a takeover continues a partition's logs.
+        Some(d) if !d.to_string_lossy().contains("{partition}") => {
+            return Err(Error::usage(format!(
+                "--log-dir {} with --cluster: put {{partition}} in it (e.g. \
+                 /shared/logs/part-{{partition}}), one log directory a partition",
+                d.display()
+            )))
+        }
+        None if args.ids.is_some() || args.exec.is_some() => {
+            args.log_dir = Some(PathBuf::from(ids::DEFAULT_LOG_DIR).join("part-{partition}"));
+        }
+        _ => {}
     }
     let signals = Signals::install()?;
     let metrics = match &args.metrics_listen {
