@@ -454,7 +454,7 @@ fn nodes_find_redis_through_sentinel() {
         ),
     )
     .unwrap();
-    let _sentinel = ChildGuard::start(
+    let mut sentinel = ChildGuard::start(
         std::process::Command::new("redis-server")
             .arg(&conf)
             .arg("--sentinel")
@@ -462,6 +462,10 @@ fn nodes_find_redis_through_sentinel() {
     );
     let sentinel_url = format!("redis://127.0.0.1:{port}");
     wait_for("the Sentinel to know the master", || {
+        assert!(
+            sentinel.running(),
+            "`redis-server --sentinel` exited: this redis-server build cannot run a Sentinel"
+        );
         let mut c = redis::Client::open(sentinel_url.as_str())
             .ok()?
             .get_connection()

@@ -364,6 +364,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sentinel_urls_name_the_sentinels_and_the_master() {
+        assert!(sentinel_client("127.0.0.1:26379,10.0.0.2/main/2", Some("pw")).is_ok());
+        assert!(sentinel_client(":pw@s1:26379/main", None).is_ok());
+        let Err(no_master) = sentinel_client("s1:26379", None) else {
+            panic!("a URL without a master name was taken")
+        };
+        assert!(no_master.contains("no master name"), "{no_master}");
+        assert!(sentinel_client("s1:x/main", None).is_err());
+        assert!(sentinel_client("s1/main/db", None).is_err());
+    }
+
+    #[test]
     fn passwords_are_not_shown() {
         assert_eq!(redact("redis://:pw@h:1/0"), "redis://:***@h:1/0");
         assert_eq!(redact("rediss://u:pw@h"), "rediss://u:***@h");
