@@ -38,40 +38,60 @@ impl Job {
     /// A pile cataloged (one batch, sealed) for job `name` at `url`, and the shards of one run
     /// with `-n M*N` over the same files.
     fn new(url: &str, name: &str, redis_args: &[&str], size: u64) -> Job {
-        let tmp = tempfile::tempdir().unwrap();
-        let inputs = pile(&tmp.path().join("pile"), size, 11);
-        let whole = tmp.path().join("whole");
+        let job = Job::uncataloged(url, name, redis_args, size);
+        let r = job.enqueue(&[job.pile().display().to_string()], true);
+        assert!(r.contains("cataloged 9 files as batch 0"), "{r}");
+        job
+    }
+
+    /// A pile for job `name` (its catalog left empty), and the shards of one run with `-n M*N`
+    /// over it.
+    fn uncataloged(url: &str, name: &str, redis_args: &[&str], size: u64) -> Job {
+        let mut job = Job::bare(url, name, redis_args);
+        let inputs = pile(&job.pile(), size, 11);
+        let whole = job.tmp.path().join("whole");
         fs::create_dir_all(&whole).unwrap();
-        fs::create_dir_all(tmp.path().join("parts")).unwrap();
         let o = format!("file:{}/g{{shard}}.pcap", whole.display());
         let total = (M as usize * N).to_string();
         let mut args = vec!["run", "-n", &total, "-o", &o];
         args.extend(inputs.iter().map(String::as_str));
         let r = common::shardcap(&args);
         assert_eq!(r.code, 0, "{}", r.stderr);
-        let want = files(&whole);
-        let packets = (want.keys())
+        job.want = files(&whole);
+        job.packets = (job.want.keys())
             .map(|f| read_stream(&whole.join(f)).unwrap().packets.len() as u64)
             .sum();
-        let job = Job {
+        job
+    }
+
+    /// Job `name` with nothing in its temp dir but the nodes' output directory.
+    fn bare(url: &str, name: &str, redis_args: &[&str]) -> Job {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("parts")).unwrap();
+        Job {
             tmp,
             url: url.to_string(),
             name: name.to_string(),
             redis_args: redis_args.iter().map(|s| s.to_string()).collect(),
-            want,
-            packets,
-        };
-        let mut enqueue = vec!["enqueue".to_string()];
-        enqueue.extend(inputs);
-        enqueue.push("--seal".into());
-        let r = job.ctl(&enqueue.iter().map(String::as_str).collect::<Vec<_>>());
+            want: BTreeMap::new(),
+            packets: 0,
+        }
+    }
+
+    fn pile(&self) -> PathBuf {
+        self.tmp.path().join("pile")
+    }
+
+    /// `ctl enqueue [--seal] PATHS`, which must succeed; returns its stdout.
+    fn enqueue(&self, paths: &[String], seal: bool) -> String {
+        let mut args = vec!["enqueue"];
+        args.extend(paths.iter().map(String::as_str));
+        if seal {
+            args.push("--seal");
+        }
+        let r = self.ctl(&args);
         assert_eq!(r.code, 0, "{}", r.stderr);
-        assert!(
-            r.stdout.contains("cataloged 9 files as batch 0"),
-            "{}",
-            r.stdout
-        );
-        job
+        r.stdout
     }
 
     fn parts(&self) -> PathBuf {
@@ -306,7 +326,7 @@ fn three_nodes_and_a_standby_write_what_one_run_writes() {
     expect_exit(&r, 2);
     assert!(r.stderr.contains("catalog"), "{}", r.stderr);
     // A sealed catalog takes no more.
-    let r = job.ctl(&["enqueue", job.tmp.path().join("pile").to_str().unwrap()]);
+    let r = job.ctl(&["enqueue", job.pile().to_str().unwrap()]);
     expect_exit(&r, 2);
     assert!(r.stderr.contains("sealed"), "{}", r.stderr);
 }
@@ -488,4 +508,64 @@ fn nodes_find_redis_through_sentinel() {
         .query(&mut c)
         .unwrap();
     assert_eq!(done, u64::from(M));
+}
+
+/// A catalog filled while the nodes run, in two batches: the nodes write what one node writes
+/// with every shard (`--partitions 1 -n M*N`) over the same batches, whatever the timing.
+#[test]
+fn batches_added_while_nodes_run_give_the_same_streams() {
+    let redis = RedisServer::start();
+    let mut job = Job::uncataloged(&redis.url(), "batches", &[], 256 << 10);
+    let mut names: Vec<String> = fs::read_dir(job.pile())
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    names.sort();
+    let (first, second) = names.split_at(4);
+
+    // The reference: one node, one partition of M*N shards, both batches cataloged beforehand.
+    let one = Job::bare(&redis.url(), "one-node", &[]);
+    one.enqueue(first, false);
+    one.enqueue(second, true);
+    let o = format!("file:{}/g{{global}}.pcap", one.parts().display());
+    let state = one.tmp.path().join("state");
+    let total = (M as usize * N).to_string();
+    let r = finish(spawn(&[
+        "run",
+        "--cluster",
+        &one.url,
+        "--job",
+        &one.name,
+        "--partitions",
+        "1",
+        "-n",
+        &total,
+        "-o",
+        &o,
+        "--state",
+        state.to_str().unwrap(),
+    ]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    job.want = files(&one.parts());
+    assert_eq!(job.want.len(), M as usize * N);
+
+    job.enqueue(first, false);
+    let running = nodes(&job, &["a", "b", "c"], &[]);
+    wait_for("every partition to stream the first batch", || {
+        let s = job.status();
+        (s["partitions"] == M && (0..M).all(|k| Job::part(&s, k)["batches"] == 1)).then_some(())
+    });
+    let s = job.status();
+    assert_eq!(
+        s["done"], 0,
+        "an open catalog keeps every partition going: {s}"
+    );
+    job.enqueue(second, true);
+    all_succeed(running);
+    job.check_outputs();
+    let s = job.status();
+    assert_eq!(s["catalog_batches"], 2, "{s}");
+    for k in 0..M {
+        assert_eq!(Job::part(&s, k)["batches"], 2, "{s}");
+    }
 }
