@@ -359,6 +359,27 @@ fn a_killed_node_is_taken_over_by_the_standby() {
     assert_eq!(job.status()["done"], 3);
 }
 
+/// SIGTERM stops a node gracefully and releases its lease at once: a node started later claims
+/// the partition without waiting for a lapse and resumes it from its journal.
+#[test]
+fn a_node_stopped_by_sigterm_releases_its_partition() {
+    let redis = RedisServer::start();
+    let job = Job::new(&redis.url(), "term", &[], 512 << 10);
+    let mut running = nodes(&job, &["a", "b", "c"], &PACED);
+    let (k, victim) = job.busy_partition();
+    let stopped = running.remove(&victim).unwrap();
+    stopped.signal(Signal::SIGTERM);
+    let r = finish(stopped);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = job.status();
+    let p = Job::part(&s, k);
+    assert_eq!(p["state"], "free", "released at the stop: {p}");
+    running.insert("late".into(), job.node("late", &PACED));
+    let logs = all_succeed(running);
+    assert!(logs["late"].contains(&format!("partition {k}/3 claimed (fence 2)")));
+    job.check_outputs();
+}
+
 #[test]
 fn a_node_stopped_past_its_lease_writes_nothing_when_resumed() {
     let redis = RedisServer::start();
