@@ -8,7 +8,10 @@
 #   env: BENCH_DIR (default /tmp/shardcap-bench-partition): the generated inputs;
 #        OUT_DIR (default /dev/shm/shardcap-bench-partition-out, tmpfs): the file outputs;
 #        ROUNDS (default 3), SHARDS (default 4, N a node), KEEP=1 keeps the inputs,
-#        SHARDCAP_BIN=PATH measures that binary instead of building target/release/shardcap.
+#        SHARDCAP_BIN=PATH measures that binary instead of building target/release/shardcap;
+#        CLUSTER=1 adds `run --cluster` with one node (a redis-server started in BENCH_DIR): the
+#        whole job as one partition, and M = 4 partitions one after another (catalog, leases
+#        and fencing included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-rounds.sh
@@ -19,8 +22,10 @@ dir=${BENCH_DIR:-/tmp/shardcap-bench-partition}
 out=${OUT_DIR:-/dev/shm/shardcap-bench-partition-out}
 bin=$(shardcap_binary)
 in="$dir/in"
+redis_pid=
 cleanup() {
-  rm -rf "$out" "$dir"/time-*
+  [ -n "$redis_pid" ] && kill "$redis_pid" 2> /dev/null
+  rm -rf "$out" "$dir"/time-* "$dir"/redis
   [ "${KEEP:-0}" = 1 ] || rm -rf "$in"
   rmdir "$dir" 2> /dev/null || true
 }
@@ -48,6 +53,24 @@ part_4() { part 4; }
 part_8() { part 8; }
 
 cases=(cat_null part_1 part_2 part_4 part_8)
+if [ "${CLUSTER:-0}" = 1 ]; then
+  port=$(shuf -i 20000-60000 -n 1)
+  mkdir -p "$dir/redis"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir/redis" \
+    > /dev/null &
+  redis_pid=$!
+  until redis-cli -p "$port" ping > /dev/null 2>&1; do sleep 0.1; done
+  cluster() { # M: a fresh job, its catalog sealed, then one node doing every partition
+    local job
+    job=bench-$(date +%s%N)
+    "$bin" ctl -q --cluster "redis://127.0.0.1:$port" --job "$job" enqueue --seal "${files[@]}" > /dev/null
+    "$bin" run -q --cluster "redis://127.0.0.1:$port" --job "$job" --partitions "$1" -n "$shards" \
+      -o "file:$out/shard-{global}.pcap" --state "$out/state"
+  }
+  cluster_1() { cluster 1; }
+  cluster_4() { cluster 4; }
+  cases+=(cluster_1 cluster_4)
+fi
 time_rounds "$rounds" "$dir" "${cases[@]}"
 declare -A med cpu
 medians "$dir" "${cases[@]}"
@@ -65,3 +88,7 @@ row cat_null "cat FILES > /dev/null"
 for m in 1 2 4 8; do
   row "part_$m" "shardcap run --partition 0/$m -n $shards -o file:"
 done
+if [ "${CLUSTER:-0}" = 1 ]; then
+  row cluster_1 "shardcap run --cluster, 1 partition"
+  row cluster_4 "shardcap run --cluster, 4 partitions in turn"
+fi
