@@ -620,7 +620,8 @@ pub struct CtlArgs {
 /// What `shardcap ctl` does.
 #[derive(Debug, Subcommand)]
 pub enum CtlAction {
-    /// Queue capture files (or the captures under directories), ordered by first packet time.
+    /// Queue capture files (or the captures under directories), ordered by first packet time;
+    /// with --cluster, append them to the job's catalog as one batch.
     Enqueue {
         /// Capture files, directories, globs or @LIST files.
         #[arg(required = true)]
@@ -635,7 +636,7 @@ pub enum CtlAction {
     Seal,
     /// Authorize the next file the dispatcher waits for (once, or continuously with --watch).
     Authorize(AuthorizeArgs),
-    /// Show the queue and the dispatcher's state.
+    /// Show the queue and the dispatcher's state; with --cluster, the job's partitions.
     Status {
         /// One JSON object instead of text.
         #[arg(long)]

@@ -82,6 +82,11 @@ fn cluster(redis: &RedisConfig, job: &str, action: CtlAction) -> Result<i32> {
             let names: Vec<String> = (names.iter())
                 .map(|n| String::from_utf8_lossy(n).into_owned())
                 .collect();
+            if names.is_empty() {
+                return Err(Error::usage(
+                    "no capture among the paths given; nothing cataloged",
+                ));
+            }
             if let Some(bad) = names.iter().find(|n| n.contains('\n')) {
                 return Err(Error::usage(format!(
                     "{bad:?}: a line break in a path cannot be cataloged"
