@@ -3,6 +3,7 @@
 
 pub mod arp;
 pub mod decode;
+pub mod fast;
 pub mod fragments;
 pub mod hash;
 pub mod hold;
@@ -21,7 +22,7 @@ mod known_answers;
 use std::io;
 
 use decode::Decoded;
-use fragments::Fragments;
+use fragments::{Fragment, Fragments};
 use shardcap_capture::Packet;
 
 /// Which header fields make a flow.
@@ -204,16 +205,31 @@ impl Sharder {
         if self.shards == 1 {
             return emit(0, pkt);
         }
-        let d = decode::decode(pkt.linktype, pkt.data, self.cfg.tunnel);
-        self.stats.count(&d);
-        let shard = hash::shard_of(d.key.hash(self.cfg.hash), self.shards);
+        let fast = match self.cfg.tunnel {
+            TunnelMode::Outer => fast::hash(pkt.linktype, pkt.data, self.cfg.hash),
+            TunnelMode::Inner => None,
+        };
+        let (hash, fragment) = match fast {
+            Some(h) => (h, None),
+            None => self.decode(pkt),
+        };
+        let shard = hash::shard_of(hash, self.shards);
         let (base, local, skipped) = (self.base, self.local, &mut self.skipped);
         let mut own = |g: usize, p: &Packet| own(g, p, base, local, skipped, &mut emit);
-        if d.fragment.is_none() && !self.fragments.holding() {
+        if fragment.is_none() && !self.fragments.holding() {
             return own(shard, pkt);
         }
         self.fragments
-            .route(d.fragment.as_ref(), shard, pkt, &mut self.stats, &mut own)
+            .route(fragment.as_ref(), shard, pkt, &mut self.stats, &mut own)
+    }
+
+    /// The general path (every link type, tunnels, fragments, ICMP errors, non-IP): the flow
+    /// hash and the fragment, counted in the stats.
+    #[inline(never)]
+    fn decode(&mut self, pkt: &Packet) -> (u64, Option<Fragment>) {
+        let d = decode::decode(pkt.linktype, pkt.data, self.cfg.tunnel);
+        self.stats.count(&d);
+        (d.key.hash(self.cfg.hash), d.fragment)
     }
 
     /// Releases whatever is still held at the end of the run.
