@@ -25,7 +25,8 @@ const BRAKE_POLL: Duration = Duration::from_millis(5);
 
 /// Holds a shard's output: while `flag` is set the writer thread hands nothing more to it (queued
 /// buffers stay queued). Bytes go out in chunks of at most `chunk`, the flag checked before each,
-/// so at most one chunk is under way when it is set.
+/// so at most one chunk is under way when it is set (whole buffers to an output nobody reads
+/// while it is written, see [`Output::read_while_written`]).
 #[derive(Clone)]
 pub struct Brake {
     pub flag: Arc<AtomicBool>,
@@ -109,6 +110,10 @@ impl ShardWriter {
                 .expect("buffer pool");
         }
         let flag = brake.flag.clone();
+        let chunk = match output.read_while_written() {
+            true => brake.chunk,
+            false => usize::MAX,
+        };
         let thread = thread::Builder::new()
             .name(format!("out {name}"))
             .spawn(move || loop {
@@ -126,7 +131,7 @@ impl ShardWriter {
                     Msg::Data(mut buf) => {
                         let mut at = 0;
                         while at < buf.len() {
-                            let end = chunk_end(&buf, at, brake.chunk)?;
+                            let end = chunk_end(&buf, at, chunk)?;
                             while brake.on() {
                                 thread::sleep(BRAKE_POLL);
                             }
