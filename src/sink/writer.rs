@@ -18,6 +18,9 @@ use shardcap_flow::reframe::Reframe;
 pub const BUFFER_SIZE: usize = 256 << 10;
 /// Buffers per shard (one being filled, the rest queued or being written).
 pub const BUFFERS: usize = 4;
+/// An output nobody reads while it is written takes the same memory as two buffers of twice the
+/// size: half the hand-overs to its writer thread (and the thread's wake-ups).
+const FILE_BUFFERS: usize = 2;
 /// How long the writer thread waits for data before it calls `Output::tick`.
 const TICK: Duration = Duration::from_millis(100);
 /// How often a held writer (or a merge waiting for a buffer) looks at the brake.
@@ -70,6 +73,8 @@ pub struct ShardCounters {
 /// The hot-loop side of one shard's output.
 pub struct ShardWriter {
     header: StreamHeader,
+    /// Size of one buffer.
+    size: usize,
     buf: Vec<u8>,
     tx: Option<SyncSender<Msg>>,
     free: Receiver<Vec<u8>>,
@@ -102,18 +107,17 @@ impl ShardWriter {
             output.write_header(&header)?;
         }
         let name = output.describe();
-        let (tx, rx) = sync_channel::<Msg>(BUFFERS);
-        let (free_tx, free) = sync_channel::<Vec<u8>>(BUFFERS);
-        for _ in 1..BUFFERS {
-            free_tx
-                .send(Vec::with_capacity(BUFFER_SIZE))
-                .expect("buffer pool");
+        let (buffers, chunk) = match output.read_while_written() {
+            true => (BUFFERS, brake.chunk),
+            false => (FILE_BUFFERS, usize::MAX),
+        };
+        let size = BUFFER_SIZE * BUFFERS / buffers;
+        let (tx, rx) = sync_channel::<Msg>(buffers);
+        let (free_tx, free) = sync_channel::<Vec<u8>>(buffers);
+        for _ in 1..buffers {
+            free_tx.send(Vec::with_capacity(size)).expect("buffer pool");
         }
         let flag = brake.flag.clone();
-        let chunk = match output.read_while_written() {
-            true => brake.chunk,
-            false => usize::MAX,
-        };
         let thread = thread::Builder::new()
             .name(format!("out {name}"))
             .spawn(move || loop {
@@ -140,7 +144,7 @@ impl ShardWriter {
                         }
                         buf.clear();
                         // Back to its size if a large record grew it.
-                        buf.shrink_to(BUFFER_SIZE);
+                        buf.shrink_to(size);
                         // A buffer added while braked is dropped once the pool is full again.
                         let _ = free_tx.try_send(buf);
                     }
@@ -152,7 +156,8 @@ impl ShardWriter {
             })?;
         Ok(ShardWriter {
             header,
-            buf: Vec::with_capacity(BUFFER_SIZE),
+            size,
+            buf: Vec::with_capacity(size),
             tx: Some(tx),
             free,
             thread: Some(thread),
@@ -188,7 +193,7 @@ impl ShardWriter {
     /// Ships the buffer first when a record of `caplen` bytes would not fit.
     #[inline(always)]
     fn room(&mut self, caplen: usize) -> io::Result<()> {
-        if self.buf.len() + RECORD_HEADER_LEN + caplen > BUFFER_SIZE && !self.buf.is_empty() {
+        if self.buf.len() + RECORD_HEADER_LEN + caplen > self.size && !self.buf.is_empty() {
             self.ship()?;
         }
         Ok(())
@@ -222,7 +227,7 @@ impl ShardWriter {
     fn wait_free(&mut self) -> io::Result<Vec<u8>> {
         loop {
             if self.brake.load(Ordering::SeqCst) {
-                return Ok(Vec::with_capacity(BUFFER_SIZE));
+                return Ok(Vec::with_capacity(self.size));
             }
             match self.free.recv_timeout(BRAKE_POLL) {
                 Ok(b) => return Ok(b),
