@@ -318,6 +318,82 @@ fn chunk_end(buf: &[u8], at: usize, limit: usize) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// Keeps the size of every write, and says whether it is read while written.
+    struct Writes {
+        sizes: Arc<Mutex<Vec<usize>>>,
+        streamed: bool,
+    }
+
+    impl Output for Writes {
+        fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+            self.sizes.lock().unwrap().push(buf.len());
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> io::Result<()> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "writes".into()
+        }
+        fn read_while_written(&self) -> bool {
+            self.streamed
+        }
+    }
+
+    /// The sizes of the writes 3 MB of packets make, after the stream header.
+    fn write_sizes(streamed: bool, chunk: usize) -> Vec<usize> {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let out = Writes {
+            sizes: sizes.clone(),
+            streamed,
+        };
+        let header = StreamHeader {
+            linktype: 1,
+            nanos: false,
+            snaplen: 65535,
+        };
+        let brake = Brake {
+            flag: Arc::new(AtomicBool::new(false)),
+            chunk,
+        };
+        let mut w = ShardWriter::start_braked(Box::new(out), header, true, brake).unwrap();
+        let data = [7u8; 984];
+        for i in 0..3000 {
+            let pkt = Packet {
+                ts_ns: i,
+                len: 984,
+                linktype: 1,
+                data: &data,
+            };
+            w.write(&pkt).unwrap();
+        }
+        w.finish().unwrap();
+        let sizes = sizes.lock().unwrap().split_off(1);
+        assert_eq!(sizes.iter().sum::<usize>(), 3000 * 1000);
+        sizes
+    }
+
+    #[test]
+    fn outputs_read_while_written_take_chunks_and_files_whole_buffers() {
+        let chunk = 64 << 10;
+        let streamed = write_sizes(true, chunk);
+        assert!(streamed.iter().all(|&n| n <= chunk), "{streamed:?}");
+        assert!(streamed.len() >= 3000 * 1000 / chunk, "{streamed:?}");
+        let file = write_sizes(false, chunk);
+        let size = BUFFER_SIZE * BUFFERS / FILE_BUFFERS;
+        let (last, whole) = file.split_last().unwrap();
+        assert!(
+            whole.iter().all(|&n| n > size - 1000 && n <= size),
+            "{file:?}"
+        );
+        assert!(*last <= size);
+        assert_eq!(file.len(), (3000 * 1000usize).div_ceil(size / 1000 * 1000));
+    }
 
     #[test]
     fn chunks_end_at_record_boundaries() {
