@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use common::{finished, manifest, shardcap, stats};
-use ids_support::{expect_success, shard_dirs};
+use ids_support::{assert_fed_by_default_fifos, expect_success, shard_dirs};
 use shardcap::ids::zeek::packets_seen;
 use zeek_support::{ZeekInstall, ZeekLogs};
 
@@ -310,6 +310,46 @@ fn zeek_lts_through_fifos_and_the_spool_equals_one_zeek() {
         "Zeek 8.0",
         &[(2, Via::Fifo), (2, Via::Spool)],
     );
+}
+
+/// Without `-o` each Zeek 8.2 reads its FIFO `LOGDIR/shard-K.pipe` through the `pcap::` source:
+/// the default feed, which needs no plugin and no spool directory and costs no more CPU than the
+/// spool (docs/PERFORMANCE.md, "Suricata and Zeek: FIFO or spool"); each instance processed the
+/// packets its shard was sent.
+#[test]
+fn the_default_feed_is_one_fifo_per_shard() {
+    let zeek = ZeekInstall::latest();
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("logs");
+    let stats_file = dir.path().join("stats.json");
+    let input = common::corpus("pcapplusplus/realistic-mixed-http-dns-2013.pcap");
+    let mut cmd = common::command([
+        "-v".as_ref(),
+        "run".as_ref(),
+        "--ids".as_ref(),
+        "zeek".as_ref(),
+        "-n".as_ref(),
+        "2".as_ref(),
+        "--log-dir".as_ref(),
+        log_dir.as_os_str(),
+        "--stats-file".as_ref(),
+        stats_file.as_os_str(),
+        input.as_os_str(),
+    ]);
+    zeek.apply(&mut cmd);
+    let run = finished(cmd.stdin(Stdio::null()).output().expect("run shardcap"));
+    expect_success(&run, "--ids zeek without -o");
+    assert_eq!(
+        assert_fed_by_default_fifos(&run, &log_dir, 2, "-r pcap::"),
+        2
+    );
+    let st = stats(&stats_file);
+    for (k, d) in shard_dirs(&log_dir, 2).iter().enumerate() {
+        let sent = st["shards"][k]["packets"]
+            .as_u64()
+            .expect("per-shard packets");
+        assert_eq!(packets_seen(d).unwrap(), Some(sent), "shard {k}");
+    }
 }
 
 /// The hosts in `dir`/known_hosts.log, each with the number of its records.
