@@ -11,7 +11,8 @@
 # `corpus` takes six captures of the public corpus instead ($CORPUS, default /work/shared/corpus).
 # Spool and logs go to $OUT_DIR (default /tmp: a disk, as a sensor's spool would be). Zeek is
 # $SHARDCAP_TEST_ZEEK (default /opt/zeek/bin/zeek); the pcapdir plugin is $ZEEK_PLUGIN, else built
-# here. IDS=suricata or IDS=zeek measures one of them; SEGMENT_SIZE, PIPE_SIZE add those options.
+# here. IDS=suricata or IDS=zeek measures one of them; SEGMENT_SIZE, PIPE_SIZE add those options;
+# KEEP_TIMES=DIR keeps every round's figures there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-rounds.sh
@@ -20,9 +21,15 @@ input=${1:-25M}
 ROUNDS=${ROUNDS:-5}
 zeek=${SHARDCAP_TEST_ZEEK:-/opt/zeek/bin/zeek}
 corpus=${CORPUS:-/work/shared/corpus}
+idses=${IDS:-suricata zeek}
 BIN=$(shardcap_binary)
-[ -x "$zeek" ] || { echo "Zeek not found at $zeek (set SHARDCAP_TEST_ZEEK)" >&2; exit 1; }
-command -v suricata >/dev/null || { echo "suricata is not on PATH" >&2; exit 1; }
+case " $idses " in *" zeek "*)
+  [ -x "$zeek" ] || { echo "Zeek not found at $zeek (set SHARDCAP_TEST_ZEEK)" >&2; exit 1; } ;;
+esac
+case " $idses " in *" suricata "*)
+  command -v suricata >/dev/null || { echo "suricata is not on PATH" >&2; exit 1; } ;;
+esac
+exec 3>&2 # a failed run's log, past time_rounds' redirection of stderr
 export PATH="$(dirname "$zeek"):$PATH"
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-ids-feed.XXXXXX")
 out=$(mktemp -d "${OUT_DIR:-/tmp}/bench-ids-feed-out.XXXXXX")
@@ -40,7 +47,7 @@ else
   mapfile -t inputs < <(find "$work/in" -type f | sort)
 fi
 plugin=${ZEEK_PLUGIN:-}
-if [ -z "$plugin" ]; then
+if [ -z "$plugin" ] && [[ " $idses " == *" zeek "* ]]; then
   plugin=$work/zeek-plugin
   (cd zeek-plugin && sh ./configure --builddir="$plugin" && cmake --build "$plugin" -j2) >"$work/plugin.log" 2>&1 ||
     { cat "$work/plugin.log"; exit 1; }
@@ -48,7 +55,7 @@ fi
 cat "${inputs[@]}" >/dev/null # page cache
 packets=$("$BIN" scan "${inputs[@]}" | python3 -c 'import json,sys; print(sum(json.loads(l)["packets"] for l in sys.stdin if l.strip()))' 2>/dev/null || echo '?')
 echo "input: ${#inputs[@]} files, $(du -cm "${inputs[@]}" | tail -1 | cut -f1) MB, $packets packets;" \
-  "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(suricata -V | head -1); $("$zeek" --version)"
+  "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(suricata -V 2>/dev/null | head -1); $("$zeek" --version 2>/dev/null)"
 
 extra=()
 [ -n "${SEGMENT_SIZE:-}" ] && extra+=(--segment-size "$SEGMENT_SIZE")
@@ -60,12 +67,12 @@ feed_run() {
   [ "$feed" = spool ] && opts+=(-o "dir:$out/spool")
   [ "$ids" = zeek ] && opts+=(--zeek-plugin "$plugin")
   "$BIN" -v run --ids "$ids" -n "$n" --log-dir "$out/logs" "${opts[@]}" "${extra[@]}" "${inputs[@]}" \
-    >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+    >/dev/null 2>"$work/err" || { cat "$work/err" >&3; exit 1; }
   sed -n 's/.*CPU time: shardcap \([0-9.]*\)s, its consumers \([0-9.]*\)s.*/\1 \2/p' "$work/err" \
     >>"$work/split-$name"
 }
 cases=()
-for ids in ${IDS:-suricata zeek}; do
+for ids in $idses; do
   for n in 1 2; do
     for feed in fifo spool; do
       c=$ids-$feed-$n
@@ -88,7 +95,7 @@ for c in "${cases[@]}"; do
 done
 echo "spool / FIFO (medians):"
 printf '%-16s %9s %9s %13s %6s\n' '' 'IDS CPU' 'all CPU' 'shardcap CPU' wall
-for ids in ${IDS:-suricata zeek}; do
+for ids in $idses; do
   for n in 1 2; do
     f=$ids-fifo-$n s=$ids-spool-$n
     printf '%-16s %9.2f %9.2f %13.2f %6.2f\n' "$ids -n $n" \
