@@ -369,6 +369,7 @@ mod tests {
         let brake = Brake {
             flag: Arc::new(AtomicBool::new(false)),
             chunk,
+            fence: Fence::open(),
         };
         let mut w = ShardWriter::start_braked(Box::new(out), header, true, brake).unwrap();
         let data = [7u8; 984];
