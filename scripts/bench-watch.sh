@@ -63,7 +63,7 @@ drop() {
   mv "$dir/stage/$2" "$dir/spool/$2"
 }
 
-# One run of CASE: prints "stall_s rchar".
+# One run of CASE: prints "stall_s rchar longest_intake_ms" (the last 0 where not kept).
 run_case() {
   local b=${bins[$1]} pid sampler t_drop t_end k
   rm -rf "$dir"/spool/* "$dir"/out/* "$dir/stats.json" "$dir/samples"
@@ -91,28 +91,32 @@ run_case() {
   kill -TERM "$pid"
   wait "$pid" || true
   wait "$sampler" || true
-  awk -v a="$t_drop" -v z="$t_end" -v r="$rchar" '
+  local look
+  look=$(stat_of longest_intake_ms)
+  awk -v a="$t_drop" -v z="$t_end" -v r="$rchar" -v l="$look" '
     NR == 1 || $2 != size { if (NR > 1) note($1); size = $2; last = $1 }
     function note(t,   from, to) {
       from = (last > a) ? last : a; to = (t < z) ? t : z
       if (to - from > worst) worst = to - from
     }
-    END { note(z); printf "%.2f %d\n", worst, r }' "$dir/samples"
+    END { note(z); printf "%.2f %s %s\n", worst, r, l }' "$dir/samples"
 }
 
-declare -A stalls reads
+declare -A stalls reads looks
 for ((r = 1; r <= rounds; r++)); do
   for c in "${cases[@]}"; do
-    read -r s x < <(run_case "$c")
-    echo "round $r $c: longest stall ${s}s, read $x bytes"
+    read -r s x l < <(run_case "$c")
+    echo "round $r $c: longest stall ${s}s, read $x bytes, longest intake look ${l} ms"
     stalls[$c]+="$s "
     reads[$c]+="$x "
+    looks[$c]+="$l "
   done
 done
 input=$((small_bytes + big_bytes))
 for c in "${cases[@]}"; do
   s=$(echo "${stalls[$c]}" | median)
   x=$(echo "${reads[$c]}" | median)
-  printf '%-7s longest stall %5.2f s  read %6.2f bytes per input byte (%s of %s)  [%s]\n' \
-    "$c" "$s" "$(echo "scale=4; $x / $input" | bc)" "$x" "$input" "${bins[$c]}"
+  l=$(echo "${looks[$c]}" | median)
+  printf '%-7s longest stall %5.2f s  read %6.2f bytes per input byte (%s of %s)  longest intake look %s ms  [%s]\n' \
+    "$c" "$s" "$(echo "scale=4; $x / $input" | bc)" "$x" "$input" "$l" "${bins[$c]}"
 done

@@ -158,3 +158,67 @@ impl Drop for RangeReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A pcap file of `n` records, one a second from second 1000, the first one last in time.
+    fn pcap(n: u32) -> Vec<u8> {
+        let mut b = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        b.extend([0xff, 0xff, 0, 0, 1, 0, 0, 0]);
+        for i in 0..n {
+            let sec = if i == 0 { 1000 + n } else { 1000 + i };
+            b.extend(sec.to_le_bytes());
+            b.extend([0, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0]);
+            b.extend(i.to_le_bytes());
+        }
+        b
+    }
+
+    fn secs(s: u32) -> u64 {
+        u64::from(s) * 1_000_000_000
+    }
+
+    #[test]
+    fn ends_tell_a_plain_file_and_a_compressed_one_is_read_off_the_thread() {
+        let d = tempfile::tempdir().unwrap();
+        let plain = d.path().join("a.pcap");
+        std::fs::write(&plain, pcap(50)).unwrap();
+        let packed = d.path().join("b.pcap.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+        std::io::Write::write_all(&mut gz, &pcap(50)).unwrap();
+        std::fs::write(&packed, gz.finish().unwrap()).unwrap();
+        let not_capture = d.path().join("c.txt");
+        std::fs::write(&not_capture, "hello").unwrap();
+
+        let mut ranges = RangeReader::new();
+        // The first packet is the latest: the range is never earlier than it.
+        let whole = Range {
+            first_ts: secs(1050),
+            last_ts: secs(1050),
+        };
+        assert_eq!(ranges.learn(&plain), Learned::Known(whole));
+        assert_eq!(
+            ranges.learn(&not_capture),
+            Learned::Known(Range::EMPTY),
+            "the catalog reports it"
+        );
+        assert_eq!(
+            ranges.learn(&packed),
+            Learned::Reading {
+                first_ts: secs(1050)
+            }
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let done = loop {
+            let done = ranges.done();
+            if !done.is_empty() || Instant::now() > deadline {
+                break done;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(done, [(packed, whole)]);
+    }
+}
