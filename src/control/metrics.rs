@@ -218,7 +218,7 @@ fn run_metrics(out: &mut Exposition, s: &Snapshot, redis_up: Option<bool>) {
     out.single(
         "shardcap_input_file_bytes_read_total",
         c,
-        "Bytes read from input files by every reader (heads, tails, streaming, ranges, duplicate checks).",
+        "Bytes read from input files by every reader (heads, tails, streams, ranges, duplicates).",
         s.input_bytes_read as f64,
     );
     out.single(

@@ -1,9 +1,10 @@
 //! The time ranges of completed spool files, which continuous mode's release decision needs. A
-//! range is learned from the file's two ends where the format allows it — the head up to the
-//! first packet and the last [`shardcap_capture::tail::WINDOW`] bytes of an uncompressed pcap or pcapng file, a
-//! bounded read on the dispatch thread — and otherwise (gzip or zstd, whose end cannot be reached
-//! without decompressing everything before it; a tail whose records cannot be told apart) by
-//! reading the file to its end on a thread of its own, one file at a time, while the shards go on.
+//! range is learned from the file's two ends where the format allows it — the head up to the first
+//! packet and the last [`shardcap_capture::tail::WINDOW`] bytes of an uncompressed pcap or pcapng
+//! file, a bounded read on the dispatch thread — and otherwise (gzip or zstd, whose end cannot be
+//! reached without decompressing everything before it; a tail whose records cannot be told apart)
+//! by reading the file to its end on a thread of its own, one file at a time, while the shards go
+//! on.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

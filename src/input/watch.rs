@@ -4,14 +4,13 @@
 //! files open, when its size and mtime have not changed for `--settle`. Files matching an ignore
 //! pattern (temporary and partial names) are never taken. A completed file's time range is
 //! learned from its two ends, or read off this thread when they do not tell (see
-//! [`super::ranges`]); a file is not released before its range is known. Completed files are held
-//! back until their time range is closed — every source (sensor) seen so far, its own included, has a complete
-//! file starting at or after the held file's last packet — or until `--horizon` has passed (held
-//! files overlapping a released one go with it), so independently rotating sensors still
-//! interleave by packet time. A held file that overlaps anything released earlier goes at once:
-//! holding it would only make it later, while the merge may still be streaming what it overlaps.
-//! A disk guard pauses intake
-//! below `--min-free`.
+//! [`super::ranges`]); a file is not released before its range is known. Completed files are
+//! held back until their time range is closed — every source (sensor) seen so far, its own
+//! included, has a complete file starting at or after the held file's last packet — or until
+//! `--horizon` has passed (held files overlapping a released one go with it), so independently
+//! rotating sensors still interleave by packet time. A held file that overlaps anything released
+//! earlier goes at once: holding it would only make it later, while the merge may still be
+//! streaming what it overlaps. A disk guard pauses intake below `--min-free`.
 //!
 //! Only regular files are taken: a symlink in the spool is ignored, whether it was there at start
 //! or arrived later. A taken file is remembered by its identity (device, inode, head hash); another

@@ -213,8 +213,9 @@ impl PcapReader {
 
     /// The latest packet time among the records that fill `bytes`, the last bytes of the file
     /// starting at file offset `start`, found without a record index: the chain of records that
-    /// ends exactly at the end of the file ([`tail::latest_in_chain`]). `first_ts` is the file's first
-    /// packet time (records far from it are not records). `None` when no such chain is found.
+    /// ends exactly at the end of the file ([`tail::latest_in_chain`]). `first_ts` is the file's
+    /// first packet time (records far from it are not records). `None` when no such chain is
+    /// found.
     pub fn last_ts_in_tail(&self, start: u64, bytes: &[u8], first_ts: u64) -> Option<u64> {
         let hl = self.record_header;
         let be = self.variant.big_endian;
