@@ -5,9 +5,10 @@
 #
 # One sensor rotates small captures into a watched spool, one every FEED_MS; two seconds in, a
 # gzip capture of BIG (uncompressed) bytes from another sensor, its packets later than the small
-# files', is moved in. The shard outputs' total size is sampled every 50 ms: the longest time it
-# did not grow while small files kept arriving (from the drop of the large capture to the last
-# small file) is the shards' longest stall. Bytes read come from /proc/PID/io (rchar: every byte
+# files', is moved in. What shardcap has written (wchar of /proc/PID/io) is sampled every 50 ms:
+# the longest time it did not grow by 64 KiB (more than a stats file) while small files kept
+# arriving (from the drop of the large capture to the last small file) is the shards' longest
+# stall. Bytes read come from /proc/PID/io (rchar: every byte
 # the process read, from the page cache or not) once every file is done.
 #
 #   scripts/bench-watch.sh
@@ -71,20 +72,28 @@ run_case() {
     -o "file:$dir/out/shard-{shard}.pcap" --stats-file "$dir/stats.json" --stats-interval 50ms &
   pid=$!
   while [ ! -e "$dir/stats.json" ]; do sleep 0.05; done
-  (while kill -0 "$pid" 2> /dev/null; do
-    echo "$(date +%s.%N) $(stat -c %s "$dir"/out/* 2> /dev/null | awk '{s += $1} END {print s + 0}')"
-    sleep 0.05
-  done > "$dir/samples") &
+  # The sampler forks nothing (a starved fork would read as a stall): bash builtins only, and a
+  # read with a timeout on a FIFO nobody writes as its 50 ms sleep.
+  rm -f "$dir/tick"
+  mkfifo "$dir/tick"
+  (
+    exec {tick}<> "$dir/tick"
+    while kill -0 "$pid" 2> /dev/null; do
+      while read -r key value; do [ "$key" = wchar: ] && w=$value; done < "/proc/$pid/io"
+      echo "$EPOCHREALTIME $w"
+      read -r -t 0.05 -u "$tick" || true
+    done > "$dir/samples"
+  ) &
   sampler=$!
   for ((k = 0; k < ${#files[@]}; k++)); do
     if ((k == 2000 / feed_ms)); then
-      t_drop=$(date +%s.%N)
+      t_drop=$EPOCHREALTIME
       drop "$dir" late.pcap.gz
     fi
     drop "$dir/small" "${files[k]}"
     sleep "$(echo "scale=3; $feed_ms / 1000" | bc)"
   done
-  t_end=$(date +%s.%N)
+  t_end=$EPOCHREALTIME
   while [ "$(stat_of files_done)" -lt $((${#files[@]} + 1)) ]; do sleep 0.1; done
   local rchar
   rchar=$(awk '/^rchar/ {print $2}' "/proc/$pid/io")
@@ -94,7 +103,8 @@ run_case() {
   local look
   look=$(stat_of longest_intake_ms)
   awk -v a="$t_drop" -v z="$t_end" -v r="$rchar" -v l="$look" '
-    NR == 1 || $2 != size { if (NR > 1) note($1); size = $2; last = $1 }
+    NR == 1 { written = $2; last = $1 }
+    $2 - written >= 65536 { note($1); written = $2; last = $1 }
     function note(t,   from, to) {
       from = (last > a) ? last : a; to = (t < z) ? t : z
       if (to - from > worst) worst = to - from
