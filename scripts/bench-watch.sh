@@ -64,7 +64,8 @@ drop() {
   mv "$dir/stage/$2" "$dir/spool/$2"
 }
 
-# One run of CASE: prints "stall_s rchar longest_intake_ms" (the last 0 where not kept).
+# One run of CASE: prints "stall_s rchar longest_intake_ms feed_gap_s" (the intake look 0 where
+# not kept).
 run_case() {
   local b=${bins[$1]} pid sampler t_drop t_end k
   rm -rf "$dir"/spool/* "$dir"/out/* "$dir/stats.json" "$dir/samples"
@@ -85,15 +86,22 @@ run_case() {
     done > "$dir/samples"
   ) &
   sampler=$!
+  local nap fed=() feed_gap
+  nap=$(echo "scale=3; $feed_ms / 1000" | bc)
   for ((k = 0; k < ${#files[@]}; k++)); do
     if ((k == 2000 / feed_ms)); then
       t_drop=$EPOCHREALTIME
       drop "$dir" late.pcap.gz
     fi
     drop "$dir/small" "${files[k]}"
-    sleep "$(echo "scale=3; $feed_ms / 1000" | bc)"
+    fed+=("$EPOCHREALTIME")
+    sleep "$nap"
   done
   t_end=$EPOCHREALTIME
+  # The feeder's own longest pause after the drop (a loaded machine stretches it): the shards
+  # cannot be busier than their input.
+  feed_gap=$(printf '%s\n' "${fed[@]}" | awk -v a="$t_drop" \
+    '$1 > a && p > a && $1 - p > g { g = $1 - p } { p = $1 } END { printf "%.2f", g }')
   while [ "$(stat_of files_done)" -lt $((${#files[@]} + 1)) ]; do sleep 0.1; done
   local rchar
   rchar=$(awk '/^rchar/ {print $2}' "/proc/$pid/io")
@@ -102,21 +110,22 @@ run_case() {
   wait "$sampler" || true
   local look
   look=$(stat_of longest_intake_ms)
-  awk -v a="$t_drop" -v z="$t_end" -v r="$rchar" -v l="$look" '
+  awk -v a="$t_drop" -v z="$t_end" -v r="$rchar" -v l="$look" -v f="$feed_gap" '
     NR == 1 { written = $2; last = $1 }
     $2 - written >= 65536 { note($1); written = $2; last = $1 }
     function note(t,   from, to) {
       from = (last > a) ? last : a; to = (t < z) ? t : z
       if (to - from > worst) worst = to - from
     }
-    END { note(z); printf "%.2f %s %s\n", worst, r, l }' "$dir/samples"
+    END { note(z); printf "%.2f %s %s %s\n", worst, r, l, f }' "$dir/samples"
 }
 
 declare -A stalls reads looks
 for ((r = 1; r <= rounds; r++)); do
   for c in "${cases[@]}"; do
-    read -r s x l < <(run_case "$c")
-    echo "round $r $c: longest stall ${s}s, read $x bytes, longest intake look ${l} ms"
+    read -r s x l f < <(run_case "$c")
+    echo "round $r $c: longest stall ${s}s, read $x bytes, longest intake look ${l} ms," \
+      "longest feed gap ${f}s"
     stalls[$c]+="$s "
     reads[$c]+="$x "
     looks[$c]+="$l "
