@@ -5,7 +5,9 @@
 #
 # One sensor rotates small captures into a watched spool, one every FEED_MS; two seconds in, a
 # gzip capture of BIG (uncompressed) bytes from another sensor, its packets later than the small
-# files', is moved in. What shardcap has written (wchar of /proc/PID/io) is sampled every 50 ms:
+# files', is moved in. Four shards go to FIFOs read by `cat` (as to IDS instances; a file output
+# would add an fsync whenever the spool runs dry). What shardcap has written (wchar of
+# /proc/PID/io) is sampled every 50 ms:
 # the longest time it did not grow by 64 KiB (more than a stats file) while small files kept
 # arriving (from the drop of the large capture to the last small file) is the shards' longest
 # stall. Bytes read come from /proc/PID/io (rchar: every byte
@@ -68,9 +70,10 @@ drop() {
 # not kept).
 run_case() {
   local b=${bins[$1]} pid sampler t_drop t_end k
-  rm -rf "$dir"/spool/* "$dir"/out/* "$dir/stats.json" "$dir/samples"
+  rm -rf "$dir"/spool/* "$dir"/out/* "$dir/logs" "$dir/stats.json" "$dir/samples"
   "$b" run --watch "$dir/spool" --settle 0 --horizon 2s -n 4 -q \
-    -o "file:$dir/out/shard-{shard}.pcap" --stats-file "$dir/stats.json" --stats-interval 50ms &
+    -o "fifo:$dir/out/shard-{shard}" --exec 'cat {input} > /dev/null' --log-dir "$dir/logs" \
+    --stats-file "$dir/stats.json" --stats-interval 50ms &
   pid=$!
   while [ ! -e "$dir/stats.json" ]; do sleep 0.05; done
   # The sampler forks nothing (a starved fork would read as a stall): bash builtins only, and a
