@@ -1,6 +1,7 @@
 //! Continuous mode (`run --watch`): writers rotate captures into a spool while shardcap watches.
 //! Every packet must arrive exactly once, in time order per shard; files are read only once
-//! complete; renamed-in files are taken; the retention limit bounds what the spool keeps.
+//! complete, and their bytes once for streaming; renamed-in files are taken; the retention limit
+//! bounds what the spool keeps.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -14,7 +15,7 @@ use pcap_file::{DataLink, TsResolution};
 
 mod common;
 
-use common::{wait_until, ChildGuard};
+use common::{wait_until, ChildGuard, Endpoint, Rec};
 
 /// An Ethernet/IPv4/UDP frame whose payload carries a unique packet id.
 fn frame(id: u64, flow: u16) -> Vec<u8> {
@@ -578,4 +579,124 @@ fn a_symlink_renamed_into_the_spool_after_start_is_ignored() {
         "only the regular capture is streamed"
     );
     assert_eq!(stat(&stats, "files_done"), 1);
+}
+
+/// `n` UDP packets of ~1 KB (compressible payloads) from `t0_ns`, 100 µs apart, over 40 flows.
+fn kilobyte_packets(t0_ns: u64, n: u64) -> Vec<Rec> {
+    (0..n)
+        .map(|i| {
+            let client = Endpoint {
+                ip: [10, 1, 0, (i % 40) as u8],
+                port: 30_000 + (i % 40) as u16,
+            };
+            let server = Endpoint {
+                ip: [10, 2, 0, 1],
+                port: 53,
+            };
+            let payload = vec![(i % 7) as u8; 950 + (i % 50) as usize];
+            common::rec(
+                t0_ns + i * 100_000,
+                common::ipv4_frame(client, server, None, &payload),
+            )
+        })
+        .collect()
+}
+
+/// What one probe of an uncompressed file's head reads at most (its buffer holds 8 KiB).
+const PLAIN_HEAD: u64 = 64 << 10;
+/// What one probe of a compressed file's head decompresses at most: a decompressor hands over
+/// chunks of 64, 128, 256 and 512 KiB before it notices that nobody reads on.
+const PACKED_HEAD: u64 = 1 << 20;
+/// The end of an uncompressed file read for its latest packet time (the reader's window).
+const TAIL: u64 = 256 << 10;
+
+#[test]
+fn each_file_is_read_once_for_streaming_and_the_outputs_match_a_static_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, stage) = (tmp.path().join("spool"), tmp.path().join("stage"));
+    let (watched, fixed) = (tmp.path().join("watched"), tmp.path().join("static"));
+    for d in [&spool, &stage, &watched, &fixed] {
+        fs::create_dir_all(d).unwrap();
+    }
+    // One sensor's four files, one a second, ~3 MB of packets each: pcap, pcapng, gzip pcap, zstd
+    // pcapng (nanosecond resolution throughout, so the stream header does not depend on which
+    // file comes first).
+    let per_file = 3000;
+    let mut plain = 0; // uncompressed files' bytes
+    let mut packed = 0; // compressed files' bytes
+    let mut unpacked = 0; // what they decompress to
+    let mut names = Vec::new();
+    for k in 0..4u64 {
+        let recs = kilobyte_packets(1_700_000_000_000_000_000 + k * 1_000_000_000, per_file);
+        let name = format!("sensor.pcap{k}");
+        let path = stage.join(&name);
+        if k % 2 == 0 {
+            common::write_pcap(&path, 1, true, &recs);
+        } else {
+            common::write_pcapng(&path, 1, &recs);
+        }
+        let raw = fs::read(&path).unwrap();
+        let bytes = match k {
+            2 => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+                std::io::Write::write_all(&mut gz, &raw).unwrap();
+                gz.finish().unwrap()
+            }
+            3 => zstd::encode_all(&raw[..], 3).unwrap(),
+            _ => raw.clone(),
+        };
+        if k >= 2 {
+            packed += bytes.len() as u64;
+            unpacked += raw.len() as u64;
+        } else {
+            plain += raw.len() as u64;
+        }
+        fs::write(&path, bytes).unwrap();
+        names.push(name);
+    }
+    let stats = watched.join("stats.json");
+    let running = watch(&watched, &spool, &["--horizon", "1s"]);
+    for name in &names {
+        fs::rename(stage.join(name), spool.join(name)).unwrap();
+    }
+    wait_until("shardcap to stream every packet", || {
+        stats_packets(&stats) >= 4 * per_file
+    });
+    stop(running);
+
+    // Uncompressed files: read once, plus their heads and tails. Compressed ones: read and
+    // decompressed once to stream, once (off the dispatch thread) for their time range.
+    let read = stat(&stats, "input_bytes_read");
+    // Two head probes a file: the range's and the catalog's (a compressed head may be all of it).
+    let most = plain + 2 * (TAIL + 2 * PLAIN_HEAD) + 2 * packed + 2 * packed;
+    assert!(
+        (plain + packed..=most).contains(&read),
+        "{read} bytes read from {plain} plain and {packed} compressed bytes (at most {most})"
+    );
+    let decompressed = stat(&stats, "input_bytes_decompressed");
+    let most = 2 * unpacked + 2 * 2 * PACKED_HEAD;
+    assert!(
+        (unpacked..=most).contains(&decompressed),
+        "{decompressed} bytes decompressed from files of {unpacked} (at most {most})"
+    );
+
+    // The same files named on the command line give the same bytes.
+    let inputs: Vec<PathBuf> = names.iter().map(|n| spool.join(n)).collect();
+    let run = common::shardcap(
+        ["run", "-n", "3", "-o"]
+            .map(String::from)
+            .into_iter()
+            .chain([format!("file:{}/out-{{shard}}.pcap", fixed.display())])
+            .chain(inputs.iter().map(|p| p.display().to_string())),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for k in 0..3 {
+        let name = format!("out-{k}.pcap");
+        let (w, s) = (
+            fs::read(watched.join(&name)).unwrap(),
+            fs::read(fixed.join(&name)).unwrap(),
+        );
+        assert!(s.len() > 24, "shard {k} has packets");
+        assert!(w == s, "shard {k}: continuous and static outputs differ");
+    }
 }

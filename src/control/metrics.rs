@@ -216,6 +216,24 @@ fn run_metrics(out: &mut Exposition, s: &Snapshot, redis_up: Option<bool>) {
         s.input_bytes_done as f64,
     );
     out.single(
+        "shardcap_input_file_bytes_read_total",
+        c,
+        "Bytes read from input files by every reader (heads, tails, streams, ranges, duplicates).",
+        s.input_bytes_read as f64,
+    );
+    out.single(
+        "shardcap_input_decompressed_bytes_total",
+        c,
+        "Bytes gzip and zstd decompression of input files produced.",
+        s.input_bytes_decompressed as f64,
+    );
+    out.single(
+        "shardcap_intake_longest_seconds",
+        "gauge",
+        "Longest time one look at the intake for new files held the shards while packets flowed.",
+        s.longest_intake_ms as f64 / 1e3,
+    );
+    out.single(
         "shardcap_input_known_bytes",
         "gauge",
         "Size of every input file known so far.",

@@ -71,6 +71,14 @@ pub struct Snapshot {
     pub lengths: u64,
     pub input_bytes_done: u64,
     pub input_bytes_total: u64,
+    /// Bytes read from capture files by every reader (heads, tails, streaming, ranges read to
+    /// the end, duplicate checks; compressed bytes for compressed files).
+    pub input_bytes_read: u64,
+    /// Bytes gzip and zstd decompression produced, by every reader.
+    pub input_bytes_decompressed: u64,
+    /// Longest time one look at the intake for new files (and their admission) held the shards
+    /// while packets were flowing, in milliseconds.
+    pub longest_intake_ms: u64,
     pub packets_per_s: f64,
     pub mbytes_per_s: f64,
     pub eta_s: Option<f64>,
@@ -105,6 +113,8 @@ pub struct RunStats {
     pub files_duplicate: u64,
     pub input_bytes_done: u64,
     pub input_bytes_total: u64,
+    /// Longest time one look at the intake held the shards while packets were flowing.
+    pub longest_intake: Duration,
     pub dropped_linktype: u64,
     /// Packets of another link type written as Ethernet frames.
     pub normalised_linktype: u64,
@@ -130,6 +140,7 @@ impl RunStats {
             files_duplicate: 0,
             input_bytes_done: 0,
             input_bytes_total: 0,
+            longest_intake: Duration::ZERO,
             dropped_linktype: 0,
             normalised_linktype: 0,
             reorder: ReorderStats::default(),
@@ -154,6 +165,7 @@ impl RunStats {
         let done = self.input_bytes_done + in_flight_bytes;
         let rate = done as f64 / active;
         let left = self.input_bytes_total.saturating_sub(done) as f64;
+        let read = shardcap_capture::stream::read_totals();
         Snapshot {
             start_time: self
                 .start_wall
@@ -175,6 +187,9 @@ impl RunStats {
             lengths: wire,
             input_bytes_done: done,
             input_bytes_total: self.input_bytes_total,
+            input_bytes_read: read.file,
+            input_bytes_decompressed: read.decompressed,
+            longest_intake_ms: self.longest_intake.as_millis() as u64,
             packets_per_s: packets as f64 / active,
             mbytes_per_s: rate / 1e6,
             eta_s: (rate > 0.0).then(|| left / rate),
@@ -244,6 +259,15 @@ impl Snapshot {
         l("Files duplicate", self.files_duplicate.to_string())?;
         l("Bytes done", self.input_bytes_done.to_string())?;
         l("Bytes total", self.input_bytes_total.to_string())?;
+        l("Bytes read", self.input_bytes_read.to_string())?;
+        l(
+            "Bytes decompressed",
+            self.input_bytes_decompressed.to_string(),
+        )?;
+        l(
+            "Longest intake look",
+            format!("{} (ms)", self.longest_intake_ms),
+        )?;
         l("Packets per second", format!("{:.0}", self.packets_per_s))?;
         l("MB per second", format!("{:.1}", self.mbytes_per_s))?;
         l(

@@ -614,11 +614,15 @@ impl Dispatcher {
                     return Ok(true);
                 }
                 self.checkpoint_if_due()?;
+                // The shards wait meanwhile: how long is kept (`longest_intake_ms`).
+                let looked = Instant::now();
                 if self.ctx.intake.batched() {
                     // The next batch waits until this one is streamed.
                 } else if let Arrivals::Files(c) = self.ctx.intake.poll(None, &self.ctx.signals)? {
                     self.admit(&c)?;
                 }
+                let stats = &mut self.ctx.stats;
+                stats.longest_intake = stats.longest_intake.max(looked.elapsed());
             }
         }
         Ok(false)

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod discover;
 pub mod duplicates;
 pub mod intake;
+pub mod ranges;
 pub mod retention;
 pub mod span;
 pub mod survey;

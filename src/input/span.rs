@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::{self, Entry};
 use super::discover::Candidate;
+use super::survey::read_range;
 use crate::select::{Side, TimeRange};
 use crate::state::identity::FileId;
-use shardcap_capture::capture::Capture;
+use std::sync::atomic::AtomicBool;
 
 /// One cached span.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,10 +140,5 @@ impl SpanCache {
 
 /// Reads a capture to its end; its latest packet time.
 fn read_last_ts(path: &Path) -> Option<u64> {
-    let (mut cap, _, _) = Capture::open(path).ok()??;
-    let mut last = None;
-    while let Ok(true) = cap.advance() {
-        last = Some(last.map_or(cap.ts(), |l: u64| l.max(cap.ts())));
-    }
-    last
+    read_range(path, &AtomicBool::new(false)).map(|(_, last)| last)
 }

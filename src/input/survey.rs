@@ -1,5 +1,8 @@
 //! What a capture holds, read to its end: format, link types, time range, packets, problems
-//! (`shardcap scan` prints it; continuous mode reads a completed file's time range from it).
+//! (`shardcap scan` prints it), and the time range alone ([`read_range`]).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
@@ -27,8 +30,20 @@ pub struct ScanReport {
     pub prefix_of: Option<String>,
 }
 
+/// The first and the latest packet time of a capture read to its end (or to damage); `None`
+/// when it has no packets or cannot be opened. Reading stops early once `stop` is set.
+pub fn read_range(path: &Path, stop: &AtomicBool) -> Option<(u64, u64)> {
+    let (mut cap, _, _) = Capture::open(path).ok()??;
+    let mut range: Option<(u64, u64)> = None;
+    while !stop.load(Ordering::Relaxed) && cap.advance().unwrap_or(false) {
+        let ts = cap.ts();
+        range = Some(range.map_or((ts, ts), |(first, last)| (first, last.max(ts))));
+    }
+    range
+}
+
 /// Reads one capture to its end.
-pub fn scan_file(path: &std::path::Path) -> ScanReport {
+pub fn scan_file(path: &Path) -> ScanReport {
     let mut r = ScanReport {
         path: path.display().to_string(),
         format: None,

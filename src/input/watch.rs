@@ -2,14 +2,15 @@
 //!
 //! A file is taken when complete: on inotify close-write or moved-to, or, for writers that keep
 //! files open, when its size and mtime have not changed for `--settle`. Files matching an ignore
-//! pattern (temporary and partial names) are never taken. Completed files are held back until
-//! their time range is closed — every source (sensor) seen so far, its own included, has a complete
-//! file starting at or after the held file's last packet — or until `--horizon` has passed (held
-//! files overlapping a released one go with it), so independently rotating sensors still
-//! interleave by packet time. A held file that overlaps anything released earlier goes at once:
-//! holding it would only make it later, while the merge may still be streaming what it overlaps.
-//! A disk guard pauses intake
-//! below `--min-free`.
+//! pattern (temporary and partial names) are never taken. A completed file's time range is
+//! learned from its two ends, or read off this thread when they do not tell (see
+//! [`super::ranges`]); a file is not released before its range is known. Completed files are
+//! held back until their time range is closed — every source (sensor) seen so far, its own
+//! included, has a complete file starting at or after the held file's last packet — or until
+//! `--horizon` has passed (held files overlapping a released one go with it), so independently
+//! rotating sensors still interleave by packet time. A held file that overlaps anything released
+//! earlier goes at once: holding it would only make it later, while the merge may still be
+//! streaming what it overlaps. A disk guard pauses intake below `--min-free`.
 //!
 //! Only regular files are taken: a symlink in the spool is ignored, whether it was there at start
 //! or arrived later. A taken file is remembered by its identity (device, inode, head hash); another
@@ -29,8 +30,8 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use super::catalog::Entry;
 use super::discover::Candidate;
 use super::intake::{Arrivals, Intake};
+use super::ranges::{Learned, RangeReader};
 use super::retention::{FileIdentity, Retention};
-use super::survey::scan_file;
 use crate::control::signals::Signals;
 use crate::error::{Error, Result};
 use crate::input::FileEnd;
@@ -67,7 +68,8 @@ struct Growing {
 struct Held {
     path: PathBuf,
     first_ts: u64,
-    last_ts: u64,
+    /// `None` while its range is being read.
+    last_ts: Option<u64>,
     since: Instant,
 }
 
@@ -94,6 +96,8 @@ pub struct WatchIntake {
     released_reach: Option<u64>,
     retention: Retention,
     paused: bool,
+    /// Learns completed files' time ranges.
+    ranges: RangeReader,
 }
 
 impl WatchIntake {
@@ -134,6 +138,7 @@ impl WatchIntake {
             released_reach: None,
             retention,
             paused: false,
+            ranges: RangeReader::new(),
         };
         // Files present at start: their close events are gone. With a settle time they go through
         // the settle check; without one they are taken as they are.
@@ -259,7 +264,7 @@ impl WatchIntake {
         }
     }
 
-    /// A file is complete: read its time range and hold it.
+    /// A file is complete: learn its time range and hold it.
     fn complete(&mut self, path: PathBuf) {
         // Its identity before its content: a file swapped in between is caught when it is done.
         let identity = match FileIdentity::of(&path) {
@@ -271,19 +276,24 @@ impl WatchIntake {
         };
         self.identities.insert(path.clone(), identity);
         self.taken.insert(path.clone());
-        let report = scan_file(&path);
-        let source = source_of(&path);
-        let (first_ts, last_ts) = match (report.first_ts, report.last_ts) {
-            (Some(f), Some(l)) => (f, l),
-            _ => (0, 0),
+        let (first_ts, last_ts) = match self.ranges.learn(&path) {
+            Learned::Known(r) => {
+                log::info!("{}: complete; held", path.display());
+                (r.first_ts, Some(r.last_ts))
+            }
+            Learned::Reading { first_ts } => {
+                log::info!(
+                    "{}: complete; held while its time range is read",
+                    path.display()
+                );
+                (first_ts, None)
+            }
         };
-        let front = self.source_front.entry(source).or_insert(first_ts);
+        let front = self
+            .source_front
+            .entry(source_of(&path))
+            .or_insert(first_ts);
         *front = (*front).max(first_ts);
-        log::info!(
-            "{}: complete ({} packets); queued",
-            path.display(),
-            report.packets
-        );
         self.held.push(Held {
             path,
             first_ts,
@@ -317,20 +327,33 @@ impl WatchIntake {
         }
     }
 
+    /// Ranges read off this thread since the last look.
+    fn learn_ranges(&mut self) {
+        for (path, range) in self.ranges.done() {
+            if let Some(h) = self.held.iter_mut().find(|h| h.path == path) {
+                h.last_ts = Some(range.last_ts.max(h.first_ts));
+            }
+        }
+    }
+
     /// Held files whose time range is closed, whose horizon passed, or that overlap what is
-    /// released now or was released before (transitively), sorted by first packet.
+    /// released now or was released before (transitively), sorted by first packet. A file whose
+    /// range is still being read stays, and so does every file it would have to go with: only
+    /// the files wholly before it may go.
     fn release(&mut self) -> Vec<Candidate> {
         let fronts = &self.source_front;
         let horizon = self.cfg.horizon;
         let earlier = self.released_reach;
         let closed = |h: &Held| {
-            h.since.elapsed() >= horizon
-                || fronts.values().all(|&front| front >= h.last_ts)
-                || earlier.is_some_and(|reach| h.first_ts <= reach)
+            h.last_ts.is_some_and(|last| {
+                h.since.elapsed() >= horizon
+                    || fronts.values().all(|&front| front >= last)
+                    || earlier.is_some_and(|reach| h.first_ts <= reach)
+            })
         };
         let (mut due, mut keep): (Vec<Held>, Vec<Held>) = self.held.drain(..).partition(closed);
         // Held files overlapping what is released go with it, so they are merged, not appended.
-        while let Some(reach) = due.iter().map(|h| h.last_ts).max() {
+        while let Some(reach) = due.iter().filter_map(|h| h.last_ts).max() {
             let (overlap, rest): (Vec<Held>, Vec<Held>) =
                 keep.into_iter().partition(|h| h.first_ts <= reach);
             keep = rest;
@@ -339,13 +362,27 @@ impl WatchIntake {
             }
             due.extend(overlap);
         }
-        self.held = keep;
-        let reach = due.iter().map(|h| h.last_ts).max();
-        self.released_reach = self.released_reach.max(reach);
         due.sort_by_key(|h| h.first_ts);
+        if due.iter().any(|h| h.last_ts.is_none()) {
+            // Cut before the first file whose range is unknown, where nothing released reaches
+            // into what stays.
+            let (mut cut, mut reach) = (0, None);
+            for (i, h) in due.iter().enumerate() {
+                if reach.is_none_or(|r| r < h.first_ts) {
+                    cut = i;
+                }
+                let Some(last) = h.last_ts else { break };
+                reach = reach.max(Some(last));
+            }
+            keep.extend(due.drain(cut..));
+        }
+        self.held = keep;
+        let reach = due.iter().filter_map(|h| h.last_ts).max();
+        self.released_reach = self.released_reach.max(reach);
         due.into_iter()
             .map(|h| {
-                self.last_ts.insert(h.path.clone(), h.last_ts);
+                let last_ts = h.last_ts.expect("released with a known range");
+                self.last_ts.insert(h.path.clone(), last_ts);
                 Candidate {
                     path: h.path,
                     explicit: true,
@@ -414,6 +451,7 @@ impl Intake for WatchIntake {
         let deadline = Instant::now() + wait.unwrap_or(Duration::ZERO);
         loop {
             self.read_events(deadline.saturating_duration_since(Instant::now()))?;
+            self.learn_ranges();
             self.settle();
             self.retention.enforce()?;
             self.retake_replaced();
@@ -521,7 +559,7 @@ mod tests {
         Held {
             path: PathBuf::from(name),
             first_ts,
-            last_ts,
+            last_ts: Some(last_ts),
             since: Instant::now(),
         }
     }
@@ -556,6 +594,31 @@ mod tests {
         w.held.push(held("late", 61, 70));
         assert_eq!(released(&mut w), ["a2", "late"]);
         assert_eq!(w.held[0].path, Path::new("c"));
+    }
+
+    #[test]
+    fn a_file_whose_range_is_being_read_holds_what_it_would_go_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = watcher(&[dir.path()], Policy::Keep);
+        // Every file is past its horizon; "z" still has its range read.
+        w.held = vec![
+            held("a", 10, 20),
+            held("b", 30, 45),
+            held("c", 40, 50),
+            held("d", 70, 80),
+        ];
+        w.held.push(Held {
+            last_ts: None,
+            ..held("z", 48, 0)
+        });
+        assert_eq!(released(&mut w), ["a"], "b and c reach into z");
+        assert_eq!(w.held.len(), 4);
+        w.held
+            .iter_mut()
+            .find(|h| h.path == Path::new("z"))
+            .unwrap()
+            .last_ts = Some(60);
+        assert_eq!(released(&mut w), ["b", "c", "d", "z"]);
     }
 
     /// A pcap file header and one 4-byte record.

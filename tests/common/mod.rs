@@ -714,6 +714,40 @@ pub fn write_pcap(path: &Path, linktype: u32, nanos: bool, recs: &[Rec]) {
     fs::write(path, out).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
+/// Writes a little-endian pcapng file: one section, one interface of `linktype` with nanosecond
+/// resolution, and an enhanced packet block per record.
+pub fn write_pcapng(path: &Path, linktype: u16, recs: &[Rec]) {
+    fn block(out: &mut Vec<u8>, ty: u32, body: &[u8]) {
+        let len = (12 + body.len().next_multiple_of(4)) as u32;
+        out.extend(ty.to_le_bytes());
+        out.extend(len.to_le_bytes());
+        out.extend(body);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out.extend(len.to_le_bytes());
+    }
+    let mut out = Vec::new();
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend([1, 0, 0, 0]);
+    shb.extend([0xff; 8]);
+    block(&mut out, 0x0a0d_0d0a, &shb);
+    let mut idb = linktype.to_le_bytes().to_vec();
+    idb.extend([0, 0]);
+    idb.extend(65_535u32.to_le_bytes());
+    // if_tsresol 9, then the end of options.
+    idb.extend([9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
+    block(&mut out, 1, &idb);
+    for r in recs {
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend(((r.ts_ns >> 32) as u32).to_le_bytes());
+        epb.extend((r.ts_ns as u32).to_le_bytes());
+        epb.extend((r.data.len() as u32).to_le_bytes());
+        epb.extend(r.len.to_le_bytes());
+        epb.extend(&r.data);
+        block(&mut out, 6, &epb);
+    }
+    fs::write(path, out).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
 /// TCP flags.
 pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;

@@ -7,7 +7,7 @@ use super::buffer::{ReadBuffer, DEFAULT_CAPACITY};
 use super::detect::{Compression, Format};
 use super::pcap::PcapReader;
 use super::pcapng::PcapNgReader;
-use super::{stream, Anomalies, Packet, ReadError};
+use super::{stream, tail, Anomalies, Packet, ReadError};
 
 /// A cursor over the packets of one capture file.
 pub enum Capture {
@@ -32,7 +32,51 @@ pub struct CaptureInfo {
     pub snaplen: u32,
 }
 
+/// What the two ends of a capture tell: its first packet time and, where the format allows it,
+/// its latest packet time near its end ([`Capture::ends`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ends {
+    /// Compression around it.
+    pub compression: Compression,
+    /// Time of the first packet; `None` for a capture without packets.
+    pub first_ts: Option<u64>,
+    /// Latest packet time among the packets of its last [`tail::WINDOW`] bytes; `None` when it
+    /// is compressed (its end cannot be reached without decompressing it all), has no packets,
+    /// or its last records could not be told apart with certainty.
+    pub last_ts: Option<u64>,
+}
+
 impl Capture {
+    /// Reads the head of `path` up to its first packet and, for an uncompressed capture, its last
+    /// [`tail::WINDOW`] bytes: never the whole file. `Ok(None)`: not a capture.
+    pub fn ends(path: &Path) -> Result<Option<Ends>, ReadError> {
+        let file = stream::open_regular(path).map_err(ReadError::open)?;
+        let head = file.try_clone().map_err(ReadError::open)?;
+        let opened = stream::open_file(head).map_err(ReadError::open)?;
+        let Some((mut cap, _, compression)) = Self::from_stream(opened, 8 << 10)? else {
+            return Ok(None);
+        };
+        let mut ends = Ends {
+            compression,
+            first_ts: None,
+            last_ts: None,
+        };
+        if !cap.advance()? {
+            return Ok(Some(ends));
+        }
+        let first_ts = cap.ts();
+        ends.first_ts = Some(first_ts);
+        if compression == Compression::None {
+            let (start, bytes) =
+                stream::read_tail(&file, tail::WINDOW).map_err(|e| ReadError::io(0, e))?;
+            ends.last_ts = match &cap {
+                Capture::Pcap(r) => r.last_ts_in_tail(start, &bytes, first_ts),
+                Capture::PcapNg(r) => r.last_ts_in_tail(start, &bytes, first_ts),
+            };
+        }
+        Ok(Some(ends))
+    }
+
     /// Opens `path`, detecting compression and format by content. `Ok(None)`: not a capture.
     pub fn open(path: &Path) -> Result<Option<(Capture, Format, Compression)>, ReadError> {
         Self::open_with(path, DEFAULT_CAPACITY)

@@ -10,6 +10,7 @@ pub mod format;
 pub mod pcap;
 pub mod pcapng;
 pub mod stream;
+pub mod tail;
 
 use std::io;
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 use super::buffer::ReadBuffer;
 use super::bytes::u32_at;
 use super::detect::PcapVariant;
+use super::tail;
 use super::{Anomalies, Packet, ReadError, MAX_CAPLEN};
 
 const FILE_HEADER: usize = 24;
@@ -210,6 +211,34 @@ impl PcapReader {
         self.buf.offset()
     }
 
+    /// The latest packet time among the records that fill `bytes`, the last bytes of the file
+    /// starting at file offset `start`, found without a record index: the chain of records that
+    /// ends exactly at the end of the file ([`tail::latest_in_chain`]). `first_ts` is the file's
+    /// first packet time (records far from it are not records). `None` when no such chain is
+    /// found.
+    pub fn last_ts_in_tail(&self, start: u64, bytes: &[u8], first_ts: u64) -> Option<u64> {
+        let hl = self.record_header;
+        let be = self.variant.big_endian;
+        let frac_max = if self.variant.nanos {
+            1_000_000_000
+        } else {
+            1_000_000
+        };
+        // Drop whatever lies in the file header.
+        let skip = (FILE_HEADER as u64).saturating_sub(start) as usize;
+        let bytes = bytes.get(skip..)?;
+        let whole = start + skip as u64 == FILE_HEADER as u64;
+        let record = |at: usize| -> Option<(usize, u64)> {
+            let h = bytes.get(at..at + hl)?;
+            let (sec, frac) = (u32_at(h, 0, be) as u64, u32_at(h, 4, be) as u64);
+            let (caplen, len) = (u32_at(h, 8, be) as usize, u32_at(h, 12, be) as usize);
+            let sane = frac < frac_max && caplen <= self.max_caplen && caplen <= len;
+            let ts = sec * 1_000_000_000 + frac * self.frac_ns;
+            (sane && tail::near(ts, first_ts)).then_some((hl + caplen, ts))
+        };
+        tail::latest_in_chain(bytes.len(), hl, whole, record)
+    }
+
     /// Irregularities of the file header (the records were read anyway).
     pub fn anomalies(&self) -> &Anomalies {
         &self.anomalies
@@ -300,5 +329,40 @@ mod tests {
         let e = r.advance().unwrap_err();
         assert_eq!(e.offset, second as u64);
         assert!(e.message.contains("exceeds the limit"), "{e}");
+    }
+
+    /// The latest time the chain search finds in the bytes of `bytes` from `from` on.
+    fn tail_latest(bytes: &[u8], from: usize) -> Option<u64> {
+        let mut r = open(bytes.to_vec(), 1 << 20);
+        assert!(r.advance().unwrap());
+        r.last_ts_in_tail(from as u64, &bytes[from..], r.ts())
+    }
+
+    #[test]
+    fn the_last_records_are_the_chain_that_ends_at_the_end_of_the_file() {
+        // Records of varied lengths whose data looks like record headers (times near the file's).
+        let lens: Vec<usize> = (0..300).map(|i| 16 + (i * 37) % 900).collect();
+        for big_endian in [false, true] {
+            let mut bytes = pcap(big_endian, &lens);
+            let mut at = 24;
+            for &len in &lens {
+                let fake = [100u32, 7, 16, 16];
+                for (k, v) in fake.iter().enumerate() {
+                    let b = if big_endian {
+                        v.to_be_bytes()
+                    } else {
+                        v.to_le_bytes()
+                    };
+                    bytes[at + 16 + 4 * k..at + 20 + 4 * k].copy_from_slice(&b);
+                }
+                at += 16 + len;
+            }
+            let latest = Some((100 + 299) * 1_000_000_000 + 7_000);
+            assert_eq!(tail_latest(&bytes, 0), latest, "the whole file");
+            assert_eq!(tail_latest(&bytes, bytes.len() - 20_000), latest, "its end");
+            let mut cut = bytes.clone();
+            cut.truncate(cut.len() - 3);
+            assert_eq!(tail_latest(&cut, cut.len() - 20_000), None, "cut short");
+        }
     }
 }

@@ -12,6 +12,7 @@
 
 use super::buffer::ReadBuffer;
 use super::bytes::{i64_at, u16_at, u32_at};
+use super::tail;
 use super::{Anomalies, Packet, ReadError, MAX_CAPLEN};
 
 const SECTION_HEADER: u32 = 0x0A0D_0D0A;
@@ -501,6 +502,57 @@ impl PcapNgReader {
     pub fn anomalies(&self) -> &Anomalies {
         &self.anomalies
     }
+
+    /// The latest packet time among the packet blocks that fill `bytes`, the last bytes of the
+    /// file starting at file offset `start`, walked back from the end of the file by each block's
+    /// trailing length, read with the byte order and interfaces of the section read so far
+    /// (after the first packet). `first_ts` is the file's first packet time. `None` when the walk
+    /// meets anything it cannot vouch for: lengths that disagree, a packet on an interface not
+    /// known, a later section, a time before the file's start, or no timestamped packet at all.
+    pub fn last_ts_in_tail(&self, start: u64, bytes: &[u8], first_ts: u64) -> Option<u64> {
+        let be = self.big_endian;
+        let mut end = bytes.len();
+        let mut latest: Option<u64> = None;
+        while end >= 12 {
+            let len = u32_at(bytes, end - 4, be) as usize;
+            if len % 4 != 0 || len < 12 {
+                return None;
+            }
+            let Some(at) = end.checked_sub(len) else {
+                // The block starts before the bytes read: far enough.
+                break;
+            };
+            if u32_at(bytes, at + 4, be) as usize != len {
+                return None;
+            }
+            match u32_at(bytes, at, be) {
+                ty @ (ENHANCED_PACKET | OBSOLETE_PACKET) => {
+                    if len < PACKET_HEADER + 4
+                        || u32_at(bytes, at + 20, be) as usize > len - PACKET_HEADER - 4
+                    {
+                        return None;
+                    }
+                    let iface = match ty {
+                        ENHANCED_PACKET => u32_at(bytes, at + 8, be),
+                        _ => u32::from(u16_at(bytes, at + 8, be)),
+                    };
+                    let ticks = u64::from(u32_at(bytes, at + 12, be)) << 32
+                        | u64::from(u32_at(bytes, at + 16, be));
+                    let ts = self.interfaces.get(iface as usize)?.ts_ns(ticks);
+                    if ts == u64::MAX || !tail::near(ts, first_ts) {
+                        return None;
+                    }
+                    latest = Some(latest.map_or(ts, |l| l.max(ts)));
+                }
+                // The file's own first section: its start.
+                SECTION_HEADER if start + at as u64 == 0 => break,
+                SECTION_HEADER => return None,
+                _ => {}
+            }
+            end = at;
+        }
+        latest
+    }
 }
 
 #[cfg(test)]
@@ -806,5 +858,39 @@ mod tests {
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].starts_with("byte 12: pcapng version 2.0"));
         assert!(lines[1].contains("trailing block length"));
+    }
+
+    /// The latest time the tail walk finds in `bytes` read from `from` on, after the first packet.
+    fn tail_latest(bytes: &[u8], from: usize) -> Option<u64> {
+        let mut r = reader(bytes.to_vec()).unwrap();
+        assert!(r.advance().unwrap());
+        r.last_ts_in_tail(from as u64, &bytes[from..], r.ts())
+    }
+
+    #[test]
+    fn the_tail_is_walked_back_by_block_lengths() {
+        let mut w = Writer::new(true);
+        w.shb().idb(1, 0, &[(9, vec![9])]);
+        for i in 0..200u64 {
+            // Out of order near the end: the latest is not the last.
+            let t = 1_700_000_000_000_000_000 + if i == 190 { 500 } else { i };
+            w.epb(0, t, &[i as u8; 61], 61).block(5, b"stats");
+        }
+        w.spb(b"no time", 7);
+        let bytes = w.out.clone();
+        let latest = Some(1_700_000_000_000_000_500);
+        assert_eq!(tail_latest(&bytes, 0), latest, "the whole file");
+        assert_eq!(tail_latest(&bytes, bytes.len() - 4000), latest, "its end");
+        assert_eq!(
+            tail_latest(&bytes, bytes.len() - 24),
+            None,
+            "no timed packet"
+        );
+        let mut cut = bytes.clone();
+        cut.truncate(cut.len() - 6);
+        assert_eq!(tail_latest(&cut, cut.len() - 4000), None, "cut short");
+        // A later section: its interfaces are not those read at the head.
+        w.shb().idb(1, 0, &[]).epb(0, 9, b"x", 1);
+        assert_eq!(tail_latest(&w.out, 0), None);
     }
 }

@@ -1,15 +1,75 @@
 //! Opens a capture file as a byte stream, decompressing gzip or zstd on a thread beside the hot loop.
+//! Every byte read from a capture file this way, and every byte a decompressor produced, is
+//! counted process-wide ([`read_totals`]), so a run can tell how often it read its inputs.
 
 use std::fs::{File, FileType, OpenOptions};
 use std::io::{self, Cursor, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread;
 
 use super::detect::Compression;
 
+/// Largest chunk a decompression thread hands over.
 const CHUNK: usize = 1 << 20;
+/// Its first chunk: a probe that reads only a file's head does not wait for a whole [`CHUNK`].
+const FIRST_CHUNK: usize = 64 << 10;
+
+/// Bytes read from capture files by this process (compressed bytes for compressed files).
+static FILE_BYTES: AtomicU64 = AtomicU64::new(0);
+/// Bytes decompressors produced in this process.
+static DECOMPRESSED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// What this process has read from capture files so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadTotals {
+    /// Bytes read from the files themselves (compressed bytes for compressed files).
+    pub file: u64,
+    /// Bytes gzip and zstd decompression produced.
+    pub decompressed: u64,
+}
+
+/// The bytes read from capture files (by [`open`] and [`read_tail`]) and decompressed, by every
+/// reader of this process since it started.
+pub fn read_totals() -> ReadTotals {
+    ReadTotals {
+        file: FILE_BYTES.load(Ordering::Relaxed),
+        decompressed: DECOMPRESSED_BYTES.load(Ordering::Relaxed),
+    }
+}
+
+/// A file whose reads are counted in [`read_totals`].
+struct Counted(File);
+
+impl Read for Counted {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(out)?;
+        FILE_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// The last `window` bytes of `file` (all of it when it is smaller), read without moving its
+/// position and counted in [`read_totals`]; with the offset they start at.
+pub fn read_tail(file: &File, window: u64) -> io::Result<(u64, Vec<u8>)> {
+    let size = file.metadata()?.len();
+    let start = size.saturating_sub(window);
+    let mut buf = vec![0u8; (size - start) as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], start + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    FILE_BYTES.fetch_add(got as u64, Ordering::Relaxed);
+    buf.truncate(got);
+    Ok((start, buf))
+}
 /// Largest zstd window accepted: 2^27 bytes (128 MiB), the most `zstd --long` or `--ultra` use;
 /// the decoder of one open file holds at most this much.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
@@ -53,9 +113,14 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 }
 
 /// Opens `path` ([`open_regular`]), detects compression by content and returns the decompressed
-/// stream.
+/// stream; its reads are counted in [`read_totals`].
 pub fn open(path: &Path) -> io::Result<(Compression, Box<dyn Read + Send>)> {
-    decompress(Box::new(open_regular(path)?))
+    open_file(open_regular(path)?)
+}
+
+/// [`open`] for a file already open (read from its current position).
+pub fn open_file(file: File) -> io::Result<(Compression, Box<dyn Read + Send>)> {
+    decompress(Box::new(Counted(file)))
 }
 
 /// Detects compression by content and returns the decompressed stream of `file`.
@@ -98,27 +163,32 @@ impl Decompressed {
         let (tx, rx) = sync_channel(2);
         thread::Builder::new()
             .name("decompress".into())
-            .spawn(move || loop {
-                let mut chunk = vec![0u8; CHUNK];
-                let mut filled = 0;
-                let result = loop {
-                    match decoder.read(&mut chunk[filled..]) {
-                        Ok(0) => break Ok(()),
-                        Ok(n) => {
-                            filled += n;
-                            if filled == chunk.len() {
-                                break Ok(());
+            .spawn(move || {
+                let mut size = FIRST_CHUNK;
+                loop {
+                    let mut chunk = vec![0u8; size];
+                    size = (size * 2).min(CHUNK);
+                    let mut filled = 0;
+                    let result = loop {
+                        match decoder.read(&mut chunk[filled..]) {
+                            Ok(0) => break Ok(()),
+                            Ok(n) => {
+                                filled += n;
+                                if filled == chunk.len() {
+                                    break Ok(());
+                                }
                             }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => break Err(e),
                         }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => break Err(e),
+                    };
+                    chunk.truncate(filled);
+                    DECOMPRESSED_BYTES.fetch_add(filled as u64, Ordering::Relaxed);
+                    let last = filled == 0 || result.is_err();
+                    let msg = result.map(|_| chunk);
+                    if tx.send(msg).is_err() || last {
+                        return;
                     }
-                };
-                chunk.truncate(filled);
-                let last = filled == 0 || result.is_err();
-                let msg = result.map(|_| chunk);
-                if tx.send(msg).is_err() || last {
-                    return;
                 }
             })
             .expect("spawn decompression thread");
