@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{address_pair, files, finish, pile, read_stream, spawn, wait_for, ChildGuard, Run};
 use nix::sys::signal::Signal;
-use redis_support::{certificates, expect_exit, RedisServer};
+use redis_support::{expect_exit, RedisServer, TlsRedis};
 use serde_json::Value;
 
 /// Partitions, and shards a partition.
@@ -289,40 +289,30 @@ fn three_nodes_and_a_standby_write_what_one_run_writes() {
     let o = format!("file:{}/x{{global}}.pcap", job.tmp.path().display());
     let state = job.tmp.path().join("state");
     let url = redis.url();
-    let r = finish(spawn(&[
-        "run",
-        "--cluster",
-        &url,
-        "--job",
-        "union",
-        "--partitions",
-        "3",
-        "-n",
-        "4",
-        "-o",
-        &o,
-        "--state",
-        state.to_str().unwrap(),
-    ]));
+    let node = |n: &str, extra: &[&str]| {
+        let mut argv = vec![
+            "run",
+            "--cluster",
+            &url,
+            "--job",
+            "union",
+            "--partitions",
+            "3",
+            "-n",
+            n,
+            "-o",
+            &o,
+            "--state",
+            state.to_str().unwrap(),
+        ];
+        argv.extend_from_slice(extra);
+        finish(spawn(&argv))
+    };
+    let r = node("4", &[]);
     expect_exit(&r, 2);
     assert!(r.stderr.contains("-n 2 (this node: 4)"), "{}", r.stderr);
     // Files come from the catalog only.
-    let r = finish(spawn(&[
-        "run",
-        "--cluster",
-        &url,
-        "--job",
-        "union",
-        "--partitions",
-        "3",
-        "-n",
-        "2",
-        "-o",
-        &o,
-        "--state",
-        state.to_str().unwrap(),
-        "/tmp",
-    ]));
+    let r = node("2", &["/tmp"]);
     expect_exit(&r, 2);
     assert!(r.stderr.contains("catalog"), "{}", r.stderr);
     // A sealed catalog takes no more.
@@ -440,29 +430,10 @@ fn nodes_wait_through_a_redis_restart_and_carry_on() {
 /// One node over TLS does every partition, one after another.
 #[test]
 fn a_node_over_tls_does_every_partition() {
-    let certs = tempfile::tempdir().unwrap();
-    certificates(certs.path());
-    let tls_port = common::free_port();
-    let file = |n: &str| certs.path().join(n).to_str().unwrap().to_string();
-    let port = tls_port.to_string();
-    let _redis = RedisServer::start_with_password(
-        "pw",
-        &[
-            "--tls-port",
-            &port,
-            "--tls-cert-file",
-            &file("server.pem"),
-            "--tls-key-file",
-            &file("server.key"),
-            "--tls-ca-cert-file",
-            &file("ca.pem"),
-            "--tls-auth-clients",
-            "no",
-        ],
-    );
-    let url = format!("rediss://127.0.0.1:{tls_port}");
-    let ca = file("ca.pem");
-    let pw = file("pw");
+    let tls = TlsRedis::start("pw");
+    let url = format!("rediss://127.0.0.1:{}", tls.tls_port);
+    let ca = tls.ca.clone();
+    let pw = tls.path("pw");
     fs::write(&pw, "pw\n").unwrap();
     let job = Job::new(
         &url,

@@ -114,28 +114,10 @@ fn refused_credentials_at_start_are_exit_2_and_a_password_works() {
 
 #[test]
 fn tls_with_a_password() {
-    let certs = tempfile::tempdir().unwrap();
-    certificates(certs.path());
-    let tls_port = free_port();
-    let file = |n: &str| certs.path().join(n).to_str().unwrap().to_string();
-    let port = tls_port.to_string();
-    let redis = RedisServer::start_with_password(
-        "pw",
-        &[
-            "--tls-port",
-            &port,
-            "--tls-cert-file",
-            &file("server.pem"),
-            "--tls-key-file",
-            &file("server.key"),
-            "--tls-ca-cert-file",
-            &file("ca.pem"),
-            "--tls-auth-clients",
-            "no",
-        ],
-    );
-    let url = format!("rediss://:pw@127.0.0.1:{tls_port}");
-    let ca = file("ca.pem");
+    let tls = TlsRedis::start("pw");
+    let redis = &tls.server;
+    let url = format!("rediss://:pw@127.0.0.1:{}", tls.tls_port);
+    let ca = tls.ca.clone();
     let capture = corpus(SMALL[0]);
     let enqueue = finish(spawn(&[
         "ctl",

@@ -96,14 +96,7 @@ pub fn run_cluster(args: RunArgs) -> Result<i32> {
         _ => {}
     }
     let signals = Signals::install()?;
-    let metrics = match &args.metrics_listen {
-        Some(addr) => {
-            let published = Published::for_run();
-            metrics::serve(addr, published.clone())?;
-            Some(published)
-        }
-        None => None,
-    };
+    let metrics = serve_metrics(&args)?;
     cluster::run_node(&cfg, &signals, |a| {
         let mut part = args.clone();
         part.partition = a.partition;
@@ -126,6 +119,16 @@ pub fn run_cluster(args: RunArgs) -> Result<i32> {
             }),
         )
     })
+}
+
+/// Starts the metrics endpoint of `--metrics-listen` (none without it).
+fn serve_metrics(args: &RunArgs) -> Result<Option<Arc<Published>>> {
+    let Some(addr) = &args.metrics_listen else {
+        return Ok(None);
+    };
+    let published = Published::for_run();
+    metrics::serve(addr, published.clone())?;
+    Ok(Some(published))
 }
 
 /// Runs the dispatcher, with what a cluster node gives it.
@@ -151,17 +154,7 @@ fn run_with(mut args: RunArgs, given: Option<Given>) -> Result<i32> {
     }
     let (signals, metrics, given_intake, lease) = match given {
         Some(g) => (g.signals, g.metrics, Some(g.intake), Some(g.lease)),
-        None => {
-            let metrics = match &args.metrics_listen {
-                Some(addr) => {
-                    let published = Published::for_run();
-                    metrics::serve(addr, published.clone())?;
-                    Some(published)
-                }
-                None => None,
-            };
-            (Signals::install()?, metrics, None, None)
-        }
+        None => (Signals::install()?, serve_metrics(&args)?, None, None),
     };
     let consumers = ids::plan(&(&args).into(), &spec)?;
     spec.validate(shards)?;

@@ -452,6 +452,52 @@ impl Drop for Monitor {
     }
 }
 
+/// A redis-server requiring `password`, listening with TLS on `tls_port` (and in plain text on its
+/// usual port), with its CA at `ca` and its certificates in a temp dir of their own.
+pub struct TlsRedis {
+    pub server: RedisServer,
+    pub tls_port: u16,
+    pub ca: String,
+    certs: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    /// Makes the certificates and starts the server.
+    pub fn start(password: &str) -> Self {
+        let certs = tempfile::tempdir().unwrap();
+        certificates(certs.path());
+        let tls_port = free_port();
+        let file = |n: &str| certs.path().join(n).to_str().unwrap().to_string();
+        let port = tls_port.to_string();
+        let server = RedisServer::start_with_password(
+            password,
+            &[
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                &file("server.pem"),
+                "--tls-key-file",
+                &file("server.key"),
+                "--tls-ca-cert-file",
+                &file("ca.pem"),
+                "--tls-auth-clients",
+                "no",
+            ],
+        );
+        TlsRedis {
+            server,
+            tls_port,
+            ca: file("ca.pem"),
+            certs,
+        }
+    }
+
+    /// A file beside the certificates.
+    pub fn path(&self, name: &str) -> String {
+        self.certs.path().join(name).to_str().unwrap().to_string()
+    }
+}
+
 /// A CA and a server certificate for 127.0.0.1, made with the openssl command.
 pub fn certificates(dir: &Path) {
     let sh = |script: &str| common::shell(script, dir);
