@@ -706,6 +706,7 @@ impl ShipOptions {
             close_inactive: self.close_inactive,
             stats_file: None,
             stats_interval: Duration::from_secs(10),
+            content_ids: None,
         }
     }
 }

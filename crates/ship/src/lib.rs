@@ -7,6 +7,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod client;
 pub mod config;
+pub mod content_id;
 pub mod deadletter;
 pub mod document;
 pub mod ecs;

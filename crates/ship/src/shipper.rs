@@ -19,7 +19,8 @@ use crate::deadletter::{DeadLetter, Entry, Reason};
 use crate::document::{Encoded, Encoder};
 use crate::error::{Error, Result};
 use crate::handle::ShipHandle;
-use crate::identity::{file_key, FileId, Fingerprint};
+use crate::content_id::{content_hash, content_key};
+use crate::identity::{file_key, DocId, FileId, Fingerprint};
 use crate::in_order::{newly_acknowledged, InOrder};
 use crate::ndjson_out::NdjsonOut;
 use crate::sender::{Delivered, Interrupted, Outcome, Senders, Transport};
@@ -574,6 +575,13 @@ impl Shipper {
             // It shrank between the look and the read: the next pass sees the truncation.
             return Ok(Step::Nothing);
         }
+        let content = self.cfg.content_ids.and_then(|first| {
+            let shard = t.source.as_ref()?.shard()?;
+            Some(first + u64::from(shard))
+        });
+        if content.is_some() && t.counted < t.read_pos {
+            count_occurrences(t).map_err(|e| read_error(t, e))?;
+        }
         let avail = usize::try_from(size - t.read_pos).unwrap_or(usize::MAX);
         let mut want = CHUNK.min(avail);
         loop {
@@ -602,6 +610,8 @@ impl Shipper {
             read_pos,
             closed_by_writer,
             last_activity,
+            occurrences,
+            counted,
             ..
         } = t;
         let source = source.as_mut().expect("identified above");
@@ -613,9 +623,20 @@ impl Shipper {
             let start = self.batch.body.len();
             let text = &line[..line.len() - 1];
             let mut ts = 0;
+            let id = match content.zip(content_hash(source.format, text)) {
+                Some((global, c)) => {
+                    let seen = occurrences.entry(c).or_insert(0);
+                    *seen += 1;
+                    DocId {
+                        key: content_key(global, c),
+                        n: u64::from(*seen - 1),
+                    }
+                }
+                None => DocId { key, n: offset },
+            };
             match self
                 .encoder
-                .encode(source, text, offset, key, &mut self.batch.body)
+                .encode(source, text, offset, id, &mut self.batch.body)
             {
                 Ok(Encoded::Item { doc_start, ts_ns }) => {
                     ts = ts_ns;
@@ -644,6 +665,7 @@ impl Shipper {
             }
         }
         *read_pos += consumed as u64;
+        *counted = *read_pos;
         *last_activity = Instant::now();
         Ok(Step::Progress)
     }
@@ -676,6 +698,7 @@ impl Shipper {
                 None => pos += k as u64,
             }
         }
+        t.counted = t.read_pos;
         self.batch.advance(slot, t.generation, t.read_pos, 0);
         Ok(Step::Progress)
     }
@@ -900,6 +923,38 @@ fn register(t: &mut Tailed, store: &mut Option<CheckpointStore>, size: u64) -> i
     Ok(())
 }
 
+/// Counts the content hashes of the records between `t.counted` and `t.read_pos` (a file resumed
+/// mid-way: its earlier records were shipped by an earlier run), as reading them would have.
+fn count_occurrences(t: &mut Tailed) -> io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+    let format = t.source.as_ref().expect("identified").format;
+    let mut f = BufReader::with_capacity(CHUNK, t.open()?.try_clone()?);
+    f.seek(SeekFrom::Start(t.counted))?;
+    let mut reader = f.take(t.read_pos - t.counted);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') {
+            // Longer than MAX_LINE (skipped when it was read) or cut: skip to its end.
+            if n > MAX_LINE {
+                (&mut reader).skip_until(b'\n')?;
+            }
+            continue;
+        }
+        if let Some(c) = content_hash(format, &line[..line.len() - 1]) {
+            *t.occurrences.entry(c).or_insert(0) += 1;
+        }
+    }
+    t.counted = t.read_pos;
+    Ok(())
+}
+
 fn read_error(t: &Tailed, e: io::Error) -> Error {
     Error::runtime(format!("{}: byte {}: {e}", t.path.display(), t.read_pos))
 }
@@ -1053,6 +1108,7 @@ mod tests {
             close_inactive: Duration::from_secs(60),
             stats_file: None,
             stats_interval: Duration::from_secs(3600),
+            content_ids: None,
         }
     }
 
