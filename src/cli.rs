@@ -372,6 +372,7 @@ impl From<&RunArgs> for IdsConfig {
             shipping: a.ship.is_some(),
             shards: a.shards.into(),
             partition: a.partition,
+            replay: false,
         }
     }
 }
@@ -387,11 +388,22 @@ impl From<&RunArgs> for crate::state::StateConfig {
             checkpoint_interval: a.checkpoint_interval,
             checkpoint_bytes: a.checkpoint_bytes,
             select: a.selection(),
+            replays: a.replays_on_restart(),
         }
     }
 }
 
 impl RunArgs {
+    /// True when a restart on this run's `--state` replays the stream from its start into fresh
+    /// IDS instances (`StateConfig::replays`): Suricata instances fed through FIFOs over a fixed
+    /// input list (a watched spool or a Redis queue cannot hand out its files again).
+    pub fn replays_on_restart(&self) -> bool {
+        self.ids == Some(crate::ids::IdsKind::Suricata)
+            && self.output.as_deref().is_none_or(|o| o.starts_with("fifo:"))
+            && self.watch.is_empty()
+            && self.auth != AuthMode::Redis
+    }
+
     /// The selection options as given, in one canonical line (empty without any).
     pub fn selection(&self) -> String {
         let time = |t: u64| format!("{}.{:09}", t / 1_000_000_000, t % 1_000_000_000);
@@ -654,8 +666,13 @@ impl ShipArgs {
 impl From<&RunArgs> for Option<crate::shipping::RunShipping> {
     fn from(a: &RunArgs) -> Self {
         let url = a.ship.as_deref()?;
+        let mut config = a.ship_options.config(ship::es(url), None, true);
+        // Records of the Suricata instances started here get `_id`s by content, in their global
+        // shard: a replay after a restart reproduces them (see `ids::replay`).
+        config.content_ids = (a.ids == Some(crate::ids::IdsKind::Suricata))
+            .then(|| a.partition.global(0, a.shards.into()) as u64);
         Some(crate::shipping::RunShipping {
-            config: a.ship_options.config(ship::es(url), None, true),
+            config,
             log_dir: a.log_dir.clone(),
         })
     }

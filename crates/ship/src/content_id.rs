@@ -13,8 +13,9 @@
 //! (the moment a flow or a transaction logged at flow end was written, which depends on when the
 //! instance's flow manager got to it), `flow_id` and `parent_id` (random per process), `pcap_cnt`
 //! (counted from where the instance's stream began), and `reason` inside `flow` (`timeout` or
-//! `shutdown`, by the same timing). `stats` records describe an instance, not traffic (uptime,
-//! counters at a wall-clock moment): they keep positional `_id`s (see `identity`).
+//! `shutdown`, by the same timing). `stats` records describe an instance, not traffic (uptime and
+//! counters at wall-clock moments): only their `event_type` counts, so `N` is their ordinal, and the
+//! n-th stats record of a global shard is one document, whichever instance wrote it first.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -31,8 +32,8 @@ const SALT: u64 = 0x5348_4152_4443_4150;
 const EVE_VOLATILE: [&str; 4] = ["timestamp", "flow_id", "parent_id", "pcap_cnt"];
 /// Members of eve's `flow` object left out of the content hash.
 const FLOW_VOLATILE: [&str; 1] = ["reason"];
-/// Eve event types that keep positional `_id`s.
-const POSITIONAL: [&str; 1] = ["\"stats\""];
+/// Eve event types keyed by their ordinal (only `event_type` counts).
+const ORDINAL: [&str; 1] = ["\"stats\""];
 
 /// The key of a record with content hash `content` in global shard `global`.
 pub fn content_key(global: u64, content: u64) -> u64 {
@@ -40,8 +41,8 @@ pub fn content_key(global: u64, content: u64) -> u64 {
 }
 
 /// The content hash of one record of a log in `format` (see the module doc), or `None` when the
-/// record keeps a positional `_id`: not an eve record, a `stats` record, or a line that is not a
-/// JSON object with plain keys (the shipper dead-letters those anyway).
+/// record keeps a positional `_id`: not an eve record, or a line that is not a JSON object with
+/// plain keys (the shipper dead-letters those anyway).
 pub fn content_hash(format: LogFormat, line: &[u8]) -> Option<u64> {
     if format != LogFormat::Eve {
         return None;
@@ -79,7 +80,8 @@ impl Fnv {
 }
 
 /// Hashes an object's members, leaving out `volatile` ones; at the top level, `flow` is hashed
-/// without its volatile members and a positional event type ends the walk with `None`.
+/// without its volatile members, and a record of an ordinal event type hashes as its `event_type`
+/// alone.
 struct Members<'a> {
     volatile: &'a [&'a str],
     top: bool,
@@ -94,14 +96,15 @@ impl<'de> Visitor<'de> for Members<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<u64>, A::Error> {
         let mut h = Fnv::new();
+        let mut ordinal = None;
         while let Some(key) = map.next_key::<&'de str>()? {
             let value: &'de RawValue = map.next_value()?;
             if self.volatile.contains(&key) {
                 continue;
             }
             let raw = value.get();
-            if self.top && key == "event_type" && POSITIONAL.contains(&raw) {
-                return Ok(None);
+            if self.top && key == "event_type" && ORDINAL.contains(&raw) {
+                ordinal = Some(raw);
             }
             if self.top && key == "flow" && raw.starts_with('{') {
                 let mut de = serde_json::Deserializer::from_str(raw);
@@ -116,6 +119,10 @@ impl<'de> Visitor<'de> for Members<'_> {
                 continue;
             }
             h.member(key, raw.as_bytes());
+        }
+        if let Some(event_type) = ordinal {
+            h = Fnv::new();
+            h.member("event_type", event_type.as_bytes());
         }
         Ok(Some(h.0))
     }
@@ -144,10 +151,12 @@ mod tests {
     }
 
     #[test]
-    fn stats_zeek_and_broken_lines_keep_positional_ids() {
+    fn stats_records_hash_alike_and_zeek_and_broken_lines_keep_positional_ids() {
+        let stats = hash(r#"{"timestamp":"x","event_type":"stats","stats":{"uptime":3}}"#);
+        assert!(stats.is_some());
         assert_eq!(
-            hash(r#"{"timestamp":"x","event_type":"stats","stats":{"uptime":3}}"#),
-            None
+            stats,
+            hash(r#"{"timestamp":"y","event_type":"stats","stats":{"uptime":60}}"#)
         );
         assert_eq!(
             content_hash(LogFormat::ZeekJson, br#"{"ts":1.0,"uid":"C1"}"#),

@@ -277,14 +277,27 @@ impl Shipper {
         let latest = Arc::new(Mutex::new(ShipSnapshot::default()));
         shipper.publish_to(latest.clone());
         let watermark = shipper.marks.shared();
+        let ended = Arc::new(AtomicBool::new(false));
+        let ended_in_thread = ended.clone();
         let thread = std::thread::Builder::new()
             .name("ship".into())
-            .spawn(move || shipper.run())?;
+            .spawn(move || {
+                /// Raises the flag however the loop ends (a panic included).
+                struct Ended(Arc<AtomicBool>);
+                impl Drop for Ended {
+                    fn drop(&mut self) {
+                        self.0.store(true, Ordering::SeqCst);
+                    }
+                }
+                let _ended = Ended(ended_in_thread);
+                shipper.run()
+            })?;
         Ok(ShipHandle {
             finish,
             stop,
             latest,
             watermark,
+            ended,
             thread: Some(thread),
         })
     }
