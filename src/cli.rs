@@ -399,7 +399,10 @@ impl RunArgs {
     /// input list (a watched spool or a Redis queue cannot hand out its files again).
     pub fn replays_on_restart(&self) -> bool {
         self.ids == Some(crate::ids::IdsKind::Suricata)
-            && self.output.as_deref().is_none_or(|o| o.starts_with("fifo:"))
+            && self
+                .output
+                .as_deref()
+                .is_none_or(|o| o.starts_with("fifo:"))
             && self.watch.is_empty()
             && self.auth != AuthMode::Redis
     }

@@ -211,7 +211,9 @@ mod tests {
         let mut src = LogSource::new(LogFormat::Eve, Path::new("/logs/shard-2/eve.json"));
         let line = br#"{"timestamp":"2024-03-01T01:00:00.000001+0100","event_type":"alert","src_ip":"10.0.0.1","src_port":1,"dest_ip":"10.0.0.2","dest_port":80,"proto":"TCP","alert":{"signature_id":7,"signature":"s","category":"c","severity":2}}"#;
         let mut out = Vec::new();
-        let r = enc.encode(&mut src, line, 4096, at(0xab, 4096), &mut out).unwrap();
+        let r = enc
+            .encode(&mut src, line, 4096, at(0xab, 4096), &mut out)
+            .unwrap();
         let Encoded::Item { doc_start, ts_ns } = r else {
             panic!("{r:?}")
         };
@@ -271,7 +273,9 @@ mod tests {
             Ok(Encoded::Closed)
         );
         let before = out.len();
-        assert!(enc.encode(&mut src, b"1.0\tC2", 120, at(1, 120), &mut out).is_err());
+        assert!(enc
+            .encode(&mut src, b"1.0\tC2", 120, at(1, 120), &mut out)
+            .is_err());
         assert_eq!(out.len(), before, "nothing appended on error");
     }
 
