@@ -671,7 +671,7 @@ impl From<&RunArgs> for Option<crate::shipping::RunShipping> {
         let url = a.ship.as_deref()?;
         let mut config = a.ship_options.config(ship::es(url), None, true);
         // Records of the Suricata instances started here get `_id`s by content, in their global
-        // shard: a replay after a restart reproduces them (see `ids::replay`).
+        // shard: a replay after a restart reproduces them (see `StateConfig::replays`).
         config.content_ids = (a.ids == Some(crate::ids::IdsKind::Suricata))
             .then(|| a.partition.global(0, a.shards.into()) as u64);
         Some(crate::shipping::RunShipping {

@@ -997,7 +997,9 @@ mod tests {
     use std::sync::Condvar;
 
     use crate::client::{EsTarget, ItemReply};
+    use crate::logformat::LogFormat;
     use crate::naming::Naming;
+    use std::io::Write;
 
     /// A bulk endpoint: answers every item 201 and notes its `_id`, except a request holding the
     /// record at byte `hold`, which waits until released and then fails for now.
@@ -1136,9 +1138,21 @@ mod tests {
         Arc<AtomicBool>,
         std::sync::mpsc::Receiver<Result<ShipSummary>>,
     ) {
+        start_with(config(state, follow, run_id), logs, state, bulk)
+    }
+
+    /// [`start`] with a configuration of its own.
+    fn start_with(
+        cfg: ShipConfig,
+        logs: &Path,
+        state: &Path,
+        bulk: &Arc<Bulk>,
+    ) -> (
+        Arc<AtomicBool>,
+        std::sync::mpsc::Receiver<Result<ShipSummary>>,
+    ) {
         let ctl = Control::default();
         let stop = ctl.stop.clone();
-        let cfg = config(state, follow, run_id);
         let transport: Arc<dyn Transport> = bulk.clone();
         let mut s = Shipper::assemble(
             cfg,
@@ -1233,6 +1247,68 @@ mod tests {
             format!("{}-{}", key(&first_ids.0), at[1])
         );
         assert_eq!(checkpoint_of(state.path(), &log).offset, text.len() as u64);
+    }
+
+    /// With content `_id`s, a file shipped in two runs (the second resuming at the checkpoint)
+    /// gives every record the `_id` one run over the whole file gives, in another file and
+    /// directory: identical records numbered in order, the global shard from `shard-K`.
+    #[test]
+    fn content_ids_count_identical_records_across_a_resume() {
+        let line = |n: u32| {
+            format!(
+                "{{\"timestamp\":\"2024-03-01T12:00:{n:02}.000000+0000\",\"flow_id\":{n},\"event_type\":\"anomaly\",\"anomaly\":{{\"event\":\"x\"}}}}\n"
+            )
+        };
+        let other = "{\"event_type\":\"alert\",\"alert\":{\"signature_id\":1}}\n";
+        let first: String = [line(1), other.into(), line(2)].concat();
+        let more: String = [line(3), other.into()].concat();
+        let ship = |logs: &Path, state: &Path| {
+            let mut cfg = config(state, false, "r");
+            cfg.content_ids = Some(10);
+            let bulk = Arc::new(Bulk::default());
+            let (_, end) = start_with(cfg, logs, state, &bulk);
+            end.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
+            let mut ids: Vec<(u64, String)> = bulk
+                .indexed
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|i| (i.0, i.1.clone()))
+                .collect();
+            ids.sort();
+            ids
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (sa, sb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let log_a = a.path().join("shard-4/eve.json");
+        std::fs::create_dir_all(log_a.parent().unwrap()).unwrap();
+        std::fs::write(&log_a, &first).unwrap();
+        let mut ids = ship(a.path(), sa.path());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_a)
+            .unwrap()
+            .write_all(more.as_bytes())
+            .unwrap();
+        let resumed = ship(a.path(), sa.path());
+        assert_eq!(resumed.len(), 2, "resumed at the checkpoint: {resumed:?}");
+        ids.extend(resumed);
+        let log_b = b.path().join("x/shard-4/eve.json");
+        std::fs::create_dir_all(log_b.parent().unwrap()).unwrap();
+        std::fs::write(&log_b, [first, more].concat()).unwrap();
+        let whole = ship(b.path(), sb.path());
+        assert_eq!(ids, whole, "the same _ids in one run over a copy");
+        let hash = |l: &str| crate::content_id::content_hash(LogFormat::Eve, l.as_bytes()).unwrap();
+        let key = |l: &str| format!("{:016x}", content_key(14, hash(l)));
+        let want: Vec<String> = [
+            format!("{}-0", key(&line(1))),
+            format!("{}-0", key(other)),
+            format!("{}-1", key(&line(1))),
+            format!("{}-2", key(&line(1))),
+            format!("{}-1", key(other)),
+        ]
+        .into();
+        assert_eq!(whole.into_iter().map(|i| i.1).collect::<Vec<_>>(), want);
     }
 
     #[test]
