@@ -956,7 +956,7 @@ fn count_occurrences(t: &mut Tailed) -> io::Result<()> {
         if line.last() != Some(&b'\n') {
             // Longer than MAX_LINE (skipped when it was read) or cut: skip to its end.
             if n > MAX_LINE {
-                (&mut reader).skip_until(b'\n')?;
+                reader.skip_until(b'\n')?;
             }
             continue;
         }
