@@ -12,7 +12,9 @@ mod ids_support;
 use std::path::{Path, PathBuf};
 
 use common::{corpus, shardcap};
-use ids_support::{expect_success, shard_dirs, split_by_time, suricata_once, Eve};
+use ids_support::{
+    assert_fed_by_default_fifos, expect_success, shard_dirs, split_by_time, suricata_once, Eve,
+};
 
 /// Shard counts compared with the reference.
 const SHARDS: [usize; 3] = [1, 2, 4];
@@ -194,4 +196,27 @@ fn shards_without_packets_start_no_suricata() {
         })
         .collect();
     assert_eq!(started.len(), 1, "instances started at N=4: {started:?}");
+}
+
+/// Without `-o` each Suricata reads its FIFO `LOGDIR/shard-K.pipe`: the default feed, cheaper in
+/// CPU than the spool (docs/PERFORMANCE.md, "Suricata and Zeek: FIFO or spool"); the run succeeds,
+/// so every instance decoded the packets its shard was sent.
+#[test]
+fn the_default_feed_is_one_fifo_per_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().join("logs");
+    let input = corpus("pcapplusplus/realistic-mixed-http-dns-2013.pcap");
+    let run = shardcap([
+        "-v".as_ref(),
+        "run".as_ref(),
+        "--ids".as_ref(),
+        "suricata".as_ref(),
+        "-n".as_ref(),
+        "2".as_ref(),
+        "--log-dir".as_ref(),
+        log_dir.as_os_str(),
+        input.as_os_str(),
+    ]);
+    expect_success(&run, "--ids suricata without -o");
+    assert_eq!(assert_fed_by_default_fifos(&run, &log_dir, 2, "-r "), 2);
 }

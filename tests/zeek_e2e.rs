@@ -27,8 +27,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::{finished, manifest, shardcap, stats};
-use ids_support::{expect_success, shard_dirs};
+use common::{finished, manifest, shardcap, stats, Run};
+use ids_support::{assert_fed_by_default_fifos, expect_success, shard_dirs};
 use shardcap::ids::zeek::packets_seen;
 use zeek_support::{ZeekInstall, ZeekLogs};
 
@@ -46,13 +46,13 @@ enum Via {
 /// that each instance processed the packets shardcap sent its shard, and returns the logs of all
 /// shards.
 fn sharded(zeek: &ZeekInstall, inputs: &[PathBuf], n: usize, via: Via, dir: &Path) -> ZeekLogs {
-    let log_dir = run_ids(zeek, inputs, n, via, "zeek", dir);
+    let (log_dir, _) = run_ids(zeek, inputs, n, via, "zeek", dir);
     ZeekLogs::read(&shard_dirs(&log_dir, n))
 }
 
-/// `shardcap run --ids IDS --hash 2-tuple -n N` over `inputs` with `zeek`, through `via`: checks
-/// that each instance processed the packets shardcap sent its shard, and returns the log
-/// directory.
+/// `shardcap -v run --ids IDS --hash 2-tuple -n N` over `inputs` with `zeek`, through `via` (no
+/// `-o` for FIFOs: the default feed): checks that each instance processed the packets shardcap
+/// sent its shard, and returns the log directory and the run.
 fn run_ids(
     zeek: &ZeekInstall,
     inputs: &[PathBuf],
@@ -60,11 +60,12 @@ fn run_ids(
     via: Via,
     ids: &str,
     dir: &Path,
-) -> PathBuf {
+) -> (PathBuf, Run) {
     let tag = format!("{ids}-{via:?}-n{n}").to_lowercase();
     let log_dir = dir.join(format!("logs-{tag}"));
     let stats_file = dir.join(format!("stats-{tag}.json"));
     let mut args: Vec<OsString> = [
+        "-v",
         "run",
         "--ids",
         ids,
@@ -101,7 +102,7 @@ fn run_ids(
             "{tag}: shard {k}: shardcap sent {sent} packets, Zeek processed {seen:?}"
         );
     }
-    log_dir
+    (log_dir, run)
 }
 
 /// One Zeek (`zeek`) over `inputs` merged by time (`shardcap run -n 1 -o file:`), as a user
@@ -312,6 +313,22 @@ fn zeek_lts_through_fifos_and_the_spool_equals_one_zeek() {
     );
 }
 
+/// Without `-o` each Zeek 8.2 reads its FIFO `LOGDIR/shard-K.pipe` through the `pcap::` source:
+/// the default feed, which needs no plugin and no spool directory and costs no more CPU than the
+/// spool (docs/PERFORMANCE.md, "Suricata and Zeek: FIFO or spool"); each instance processed the
+/// packets its shard was sent (checked by `run_ids`).
+#[test]
+fn the_default_feed_is_one_fifo_per_shard() {
+    let zeek = ZeekInstall::latest();
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::corpus("pcapplusplus/realistic-mixed-http-dns-2013.pcap");
+    let (log_dir, run) = run_ids(&zeek, &[input], 2, Via::Fifo, "zeek", dir.path());
+    assert_eq!(
+        assert_fed_by_default_fifos(&run, &log_dir, 2, "-r pcap::"),
+        2
+    );
+}
+
 /// The hosts in `dir`/known_hosts.log, each with the number of its records.
 fn known_hosts(dir: &Path) -> BTreeMap<String, usize> {
     let path = dir.join("known_hosts.log");
@@ -368,7 +385,7 @@ fn zeek_cluster_logger_writes_what_the_plain_instances_write() {
     );
 
     for n in [2, 4] {
-        let log_dir = run_ids(&zeek, &inputs, n, Via::Fifo, "zeek-cluster", dir.path());
+        let (log_dir, _) = run_ids(&zeek, &inputs, n, Via::Fifo, "zeek-cluster", dir.path());
         let label = format!("zeek-cluster, N={n}");
         let logger = log_dir.join("logger");
         assert_eq!(

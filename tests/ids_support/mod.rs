@@ -45,6 +45,38 @@ pub fn expect_success(run: &Run, what: &str) {
     assert_eq!(run.code, 0, "{what}: shardcap failed:\n{}", run.stderr);
 }
 
+/// Checks the feed of a `-v` run given no `-o`: each shard of `n` that started an instance
+/// handed it the FIFO `LOGDIR/shard-K.pipe` as `reader` followed by that path (`-r ` for
+/// Suricata, `-r pcap::` for Zeek 8.2), and that path is a FIFO. Returns the number of instances
+/// started.
+pub fn assert_fed_by_default_fifos(run: &Run, log_dir: &Path, n: usize, reader: &str) -> usize {
+    use std::os::unix::fs::FileTypeExt;
+    let mut started = 0;
+    for k in 0..n {
+        let Some(line) = run
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("shard {k}: started ")))
+        else {
+            continue;
+        };
+        started += 1;
+        let fifo = log_dir.join(format!("shard-{k}.pipe"));
+        let arg = format!("{reader}{} ", fifo.display());
+        assert!(
+            format!("{line} ").contains(&arg),
+            "shard {k}: expected `{arg}` in the command line: {line}"
+        );
+        let kind = fs::symlink_metadata(&fifo).map(|m| m.file_type());
+        assert!(
+            kind.as_ref().is_ok_and(|t| t.is_fifo()),
+            "{}: not a FIFO ({kind:?})",
+            fifo.display()
+        );
+    }
+    started
+}
+
 /// Runs Suricata once over `inputs` in order (a single file, as a user would), logging to `dir`,
 /// with the shipped configuration and rules.
 pub fn suricata_once(input: &Path, dir: &Path) {
