@@ -1,6 +1,6 @@
 //! `--partition K/M --ids suricata --ship` into the noida-db stand-in: M partitions, one of them
 //! killed mid-stream (shardcap alone, leaving its Suricata to end its stream; or shardcap with its
-//! Suricata, as a dead machine) and restarted on the same `--state` and log directory, index
+//! Suricata, as a dead machine) or stopped, and restarted on the same `--state` and log directory, index
 //! exactly the documents of one uninterrupted `-n M` run, with the same `_id`s, never one `_id` on
 //! two nodes; replaying a partition again indexes nothing new. Real parts: Suricata 7, noida-db.
 
@@ -115,6 +115,9 @@ enum Death {
     Shardcap,
     /// `kill -9` of shardcap and its Suricata.
     Machine,
+    /// SIGTERM: shardcap ends the streams and waits for its Suricata, which logs what it holds
+    /// (flows cut short) after the shipper stopped.
+    Stop,
 }
 
 /// Starts partition `KILLED` paced, kills it (`death`) once a third of its packets are written
@@ -165,9 +168,13 @@ fn kill_and_restart(server: &Server, dir: &Path, pile: &str, prefix: &str, death
     let suricata = children(run.pid());
     assert_eq!(suricata.len(), 1, "one Suricata: {suricata:?}");
     let orphan = Pid::from_raw(suricata[0]);
-    run.kill();
-    if death == Death::Machine {
-        kill(orphan, Signal::SIGKILL).unwrap();
+    match death {
+        Death::Shardcap => run.kill(),
+        Death::Machine => {
+            run.kill();
+            kill(orphan, Signal::SIGKILL).unwrap();
+        }
+        Death::Stop => run.stop(Signal::SIGTERM),
     }
     assert!(at < total, "{death:?}: killed before the end");
     let stderr = run_ok(
@@ -230,7 +237,7 @@ fn a_killed_partition_restarted_indexes_exactly_the_documents_of_one_run() {
         assert!(types.contains(t), "no {t} record: {types:?}");
     }
 
-    for death in [Death::Shardcap, Death::Machine] {
+    for death in [Death::Shardcap, Death::Machine, Death::Stop] {
         let prefix = format!("{death:?}-").to_lowercase();
         let dir = tmp.path().join(&prefix);
         kill_and_restart(&server, &dir, &pile, &prefix, death);
