@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::handle::ShipHandle;
 use crate::identity::{file_key, DocId, FileId, Fingerprint};
 use crate::in_order::{newly_acknowledged, InOrder};
+use crate::logformat::in_shard_dir;
 use crate::ndjson_out::NdjsonOut;
 use crate::sender::{Delivered, Interrupted, Outcome, Senders, Transport};
 use crate::stats::{Clock, ShipCounters, ShipSnapshot};
@@ -588,9 +589,12 @@ impl Shipper {
             // It shrank between the look and the read: the next pass sees the truncation.
             return Ok(Step::Nothing);
         }
+        // Only in an instance's own log directory: logs kept from a dead instance
+        // (`shard-K/run-R/`, `--ids-restart`) are not written again and keep positional `_id`s,
+        // so the records of the instance restarted after it never take their `_id`s.
         let content = self.cfg.content_ids.and_then(|first| {
             let shard = t.source.as_ref()?.shard()?;
-            Some(first + u64::from(shard))
+            in_shard_dir(&t.path).then(|| first + u64::from(shard))
         });
         if content.is_some() && t.counted < t.read_pos {
             count_occurrences(t).map_err(|e| read_error(t, e))?;
