@@ -14,7 +14,11 @@
 #        ROUNDS (default 3), SHARDS (default 8), KEEP=1 keeps the generated inputs for a rerun,
 #        SHARDCAP_BIN=PATH measures that binary instead of building target/release/shardcap,
 #        MANY_FILES (default 2000): the many-inputs case, that many 256 KiB files from two sensors,
-#        where the open file descriptors are sampled from /proc during the run (0 skips it).
+#        where the open file descriptors are sampled from /proc during the run (0 skips it);
+#        BEFORE=PATH: another shardcap binary (an earlier version) measured in the same rounds
+#        (its cases end in _before), its shard files checked byte-identical to SHARDCAP_BIN's,
+#        and, with valgrind installed, the user-space instructions a packet of both (callgrind,
+#        `-n 8 -o file:` over the first two input files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-rounds.sh
@@ -37,13 +41,13 @@ in="$dir/in"
 out=${OUT_DIR:-/dev/shm/shardcap-bench-out}
 cleanup() {
   jobs -p | xargs -r kill 2>/dev/null || true
-  rm -rf "$out" "$dir"/rss-* "$dir"/time-* "$dir/many"
+  rm -rf "$out" "$dir"/rss-* "$dir"/time-* "$dir"/stat-* "$dir"/cs-* "$dir/many"
   [ "${KEEP:-0}" = 1 ] || rm -rf "$dir/in"
   rmdir "$dir" 2> /dev/null || true
 }
 trap cleanup EXIT
 mkdir -p "$in" "$out"
-rm -f "$dir"/rss-* "$dir"/time-*
+rm -f "$dir"/rss-* "$dir"/time-* "$dir"/stat-* "$dir"/cs-*
 
 # Rotated files of 128 MiB (smaller for small sizes), two sensors.
 bytes=$(numfmt --from=iec "$size")
@@ -74,18 +78,34 @@ fifo_readers() {
     cat "$out/fifo-$k" > /dev/null &
   done
 }
-# shardcap NAME ARGS...: shardcap under GNU time, peak RSS (KiB) appended to $dir/rss-NAME.
-shardcap() { local name=$1; shift; /usr/bin/time -a -f %M -o "$dir/rss-$name" "$bin" "$@"; }
+# shardcap NAME ARGS...: shardcap ($measured, default $bin) under GNU time; its peak RSS (KiB)
+# appended to $dir/rss-NAME, its voluntary and involuntary context switches to $dir/cs-NAME.
+shardcap() {
+  local name=$1; shift
+  /usr/bin/time -a -f '%M %w %c' -o "$dir/stat-$name" "${measured:-$bin}" "$@"
+  tail -1 "$dir/stat-$name" | awk '{print $1}' >> "$dir/rss-$name"
+  tail -1 "$dir/stat-$name" | awk '{print $2 + $3}' >> "$dir/cs-$name"
+}
 
 cat_null()  { cat "${files[@]}" > /dev/null; }
 cat_file()  { cat "${files[@]}" > "$out/cat.pcap"; sync "$out/cat.pcap"; }
 cat_fifo()  { fifo_readers 1; cat "${files[@]}" > "$out/fifo-0"; wait; }
-run_files() { shardcap run_files run -q -n "$shards" -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
-run_fifos() { fifo_readers "$shards"; shardcap run_fifos run -q -n "$shards" -o "fifo:$out/fifo-{shard}" "${files[@]}"; wait; }
-run_one()   { shardcap run_one run -q -n 1 -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
+run_files_named() { shardcap "$1" run -q -n "$shards" -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
+run_fifos_named() { fifo_readers "$shards"; shardcap "$1" run -q -n "$shards" -o "fifo:$out/fifo-{shard}" "${files[@]}"; wait; }
+run_one_named()   { shardcap "$1" run -q -n 1 -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
+run_files() { run_files_named run_files; }
+run_fifos() { run_fifos_named run_fifos; }
+run_one()   { run_one_named run_one; }
 run_given() { shardcap run_given run -q -n "$shards" --order given -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
 
 cases=(cat_null cat_file run_files run_one run_given cat_fifo run_fifos)
+if [ -n "${BEFORE:-}" ]; then
+  before=$(realpath "$BEFORE")
+  run_files_before() { measured=$before run_files_named run_files_before; }
+  run_one_before()   { measured=$before run_one_named run_one_before; }
+  run_fifos_before() { measured=$before run_fifos_named run_fifos_before; }
+  cases+=(run_files_before run_one_before run_fifos_before)
+fi
 # Each case's wall, user and system time (bash's time: the case and every process it waited for).
 BENCH_SYNC=1 time_rounds "$rounds" "$dir" "${cases[@]}"
 declare -A med cpu
@@ -114,6 +134,42 @@ row run_one   "shardcap run -n 1 -o file:"              cat_file
 row run_given "shardcap run -n $shards --order given"   cat_file
 row cat_fifo  "cat FILES > fifo | cat > /dev/null"      cat_null
 row run_fifos "shardcap run -n $shards -o fifo: | cats" cat_fifo
+if [ -n "${BEFORE:-}" ]; then
+  row run_files_before "BEFORE run -n $shards -o file:"    cat_file
+  row run_one_before   "BEFORE run -n 1 -o file:"          cat_file
+  row run_fifos_before "BEFORE run -n $shards -o fifo: | cats" cat_fifo
+fi
+printf '\ncontext switches of shardcap (voluntary + involuntary, median):'
+for c in run_files run_one run_given run_fifos ${BEFORE:+run_files_before run_one_before run_fifos_before}; do
+  printf ' %s %s;' "$c" "$(median < "$dir/cs-$c")"
+done
+printf '\n'
+
+if [ -n "${BEFORE:-}" ]; then
+  # The same shard files from both binaries.
+  for which in after before; do
+    m=$bin; [ "$which" = before ] && m=$before
+    rm -rf "${out:?}"/*
+    "$m" run -q -n "$shards" -o "file:$out/shard-{shard}.pcap" "${files[@]}"
+    (cd "$out" && sha256sum shard-*.pcap) > "$dir/sums-$which"
+  done
+  if cmp -s "$dir/sums-after" "$dir/sums-before"; then
+    echo "shard files of BEFORE and SHARDCAP_BIN: byte-identical (sha256 of all $shards)"
+  else
+    echo "shard files of BEFORE and SHARDCAP_BIN DIFFER:" >&2
+    diff "$dir/sums-before" "$dir/sums-after" >&2 || true
+  fi
+  rm -f "$dir"/sums-*
+  if command -v valgrind > /dev/null; then
+    for m in "$before" "$bin"; do
+      rm -rf "${out:?}"/*
+      n=$("$m" scan "${files[@]:0:2}" | sed -E 's/.*"packets":([0-9]+).*/\1/' | awk '{n += $1} END {print n}')
+      ir=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$m" run -q -n "$shards" \
+             -o "file:$out/shard-{shard}.pcap" "${files[@]:0:2}" 2>&1 | sed -nE 's/.*Collected : ([0-9]+).*/\1/p')
+      printf 'callgrind %s: %d instructions, %d packets, %.0f a packet\n' "$m" "$ir" "$n" "$(echo "$ir / $n" | bc -l)"
+    done
+  fi
+fi
 
 # Many small inputs: open files and memory stay bounded (files open when packet time reaches
 # them and close at their end; two sensors overlap, so about two inputs are open at a time).

@@ -21,6 +21,7 @@ use common::{
 };
 use shardcap_capture::capture::Capture;
 use shardcap_capture::Packet;
+use shardcap_flow::decode::decode;
 use shardcap_flow::{FlowConfig, HashMode, Sharder, TunnelMode};
 
 const MODES: [HashMode; 3] = [HashMode::Two, HashMode::Four, HashMode::Five];
@@ -373,6 +374,39 @@ fn every_corpus_capture_keeps_flows_fragments_and_icmp_errors_together() {
     assert!(cov.datagrams >= 12 * 20, "{cov:?}");
     assert!(cov.reordered_datagrams >= 12, "{cov:?}");
     assert!(cov.icmp_errors >= 12 * 3, "{cov:?}");
+}
+
+/// The fast path (plain TCP/UDP hashed straight from the headers) gives, for every corpus packet
+/// it takes, the hash of the general decoder, and only for packets the general decoder routes by
+/// that hash alone (no fragment, ICMP error or non-IP frame).
+#[test]
+fn fast_path_hashes_every_corpus_packet_as_the_general_decoder() {
+    let (mut packets, mut fast) = (0usize, 0usize);
+    for path in captures() {
+        for (linktype, r) in read_capture(&path).packets {
+            packets += 1;
+            let d = decode(linktype, &r.data, TunnelMode::Outer);
+            let mut taken = false;
+            for hash in MODES {
+                if let Some(h) = shardcap_flow::fast::hash(linktype, &r.data, hash) {
+                    assert_eq!(h, d.key.hash(hash), "{}: {hash:?}", path.display());
+                    assert!(
+                        d.fragment.is_none() && !d.non_ip && !d.icmp_error,
+                        "{}: fast path for {d:?}",
+                        path.display()
+                    );
+                    taken = true;
+                }
+            }
+            fast += taken as usize;
+        }
+    }
+    eprintln!("{fast} of {packets} corpus packets on the fast path");
+    assert!(
+        packets > 100_000 && fast * 2 > packets,
+        "{fast} of {packets}"
+    );
+    assert!(fast < packets);
 }
 
 #[test]

@@ -41,7 +41,7 @@ use shardcap_capture::format::StreamHeader;
 use shardcap_capture::{Anomalies, Packet};
 use shardcap_flow::link::LINKTYPE_ETHERNET;
 use shardcap_flow::reframe::{self, Reframe};
-use shardcap_flow::{FlowConfig, FlowStats, Sharder};
+use shardcap_flow::{Direct, FlowConfig, FlowStats, Sharder};
 use shardcap_ship::{stats::ShipSnapshot, ShipHandle};
 
 /// Packets between two looks at the clock (stats interval, progress, new arrivals).
@@ -912,7 +912,14 @@ fn deliver(
     writers: &mut [ShardWriter],
     normalised: &mut u64,
 ) -> io::Result<()> {
-    sharder.route(pkt, |k, p| put(&mut writers[k], p, linktype, normalised))
+    // The common case writes in line; the general path takes the same writing as a callback.
+    match sharder.direct(pkt) {
+        Direct::Shard(k) => put(&mut writers[k], pkt, linktype, normalised),
+        Direct::Elsewhere => Ok(()),
+        Direct::General => sharder.route_general(pkt, &mut |k, p| {
+            put(&mut writers[k], p, linktype, normalised)
+        }),
+    }
 }
 
 /// Writes one packet to a shard of link type `linktype`, as an Ethernet frame when it has another.

@@ -106,6 +106,10 @@ impl Output for GuardedOutput {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+
+    fn read_while_written(&self) -> bool {
+        self.inner.read_while_written()
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,13 @@ pub trait Output: Send {
     fn finish(self: Box<Self>) -> io::Result<()>;
     /// Names the output in messages.
     fn describe(&self) -> String;
+    /// Whether a consumer may read the output while it is written (pipes, stdout, spool
+    /// segments): the writer then hands it one brake chunk at a time, so that a suspension bounds
+    /// what reaches the consumer. A file nobody reads before it is complete takes whole buffers
+    /// (a quarter of the write calls, and no walk over the records).
+    fn read_while_written(&self) -> bool {
+        true
+    }
 }
 
 /// A file output, written as `NAME.partial` and renamed to `NAME` when complete.
@@ -57,6 +64,11 @@ impl Output for FileOutput {
 
     fn describe(&self) -> String {
         self.0.path().display().to_string()
+    }
+
+    /// Read once renamed into place, complete.
+    fn read_while_written(&self) -> bool {
+        false
     }
 }
 

@@ -18,6 +18,9 @@ use shardcap_flow::reframe::Reframe;
 pub const BUFFER_SIZE: usize = 256 << 10;
 /// Buffers per shard (one being filled, the rest queued or being written).
 pub const BUFFERS: usize = 4;
+/// An output nobody reads while it is written takes the same memory as two buffers of twice the
+/// size: half the hand-overs to its writer thread (and the thread's wake-ups).
+const FILE_BUFFERS: usize = 2;
 /// How long the writer thread waits for data before it calls `Output::tick`.
 const TICK: Duration = Duration::from_millis(100);
 /// How often a held writer (or a merge waiting for a buffer) looks at the brake.
@@ -25,7 +28,8 @@ const BRAKE_POLL: Duration = Duration::from_millis(5);
 
 /// Holds a shard's output: while `flag` is set the writer thread hands nothing more to it (queued
 /// buffers stay queued). Bytes go out in chunks of at most `chunk`, the flag checked before each,
-/// so at most one chunk is under way when it is set.
+/// so at most one chunk is under way when it is set (whole buffers to an output nobody reads
+/// while it is written, see [`Output::read_while_written`]).
 #[derive(Clone)]
 pub struct Brake {
     pub flag: Arc<AtomicBool>,
@@ -69,6 +73,8 @@ pub struct ShardCounters {
 /// The hot-loop side of one shard's output.
 pub struct ShardWriter {
     header: StreamHeader,
+    /// Size of one buffer.
+    size: usize,
     buf: Vec<u8>,
     tx: Option<SyncSender<Msg>>,
     free: Receiver<Vec<u8>>,
@@ -101,12 +107,15 @@ impl ShardWriter {
             output.write_header(&header)?;
         }
         let name = output.describe();
-        let (tx, rx) = sync_channel::<Msg>(BUFFERS);
-        let (free_tx, free) = sync_channel::<Vec<u8>>(BUFFERS);
-        for _ in 1..BUFFERS {
-            free_tx
-                .send(Vec::with_capacity(BUFFER_SIZE))
-                .expect("buffer pool");
+        let (buffers, chunk) = match output.read_while_written() {
+            true => (BUFFERS, brake.chunk),
+            false => (FILE_BUFFERS, usize::MAX),
+        };
+        let size = BUFFER_SIZE * BUFFERS / buffers;
+        let (tx, rx) = sync_channel::<Msg>(buffers);
+        let (free_tx, free) = sync_channel::<Vec<u8>>(buffers);
+        for _ in 1..buffers {
+            free_tx.send(Vec::with_capacity(size)).expect("buffer pool");
         }
         let flag = brake.flag.clone();
         let thread = thread::Builder::new()
@@ -126,7 +135,7 @@ impl ShardWriter {
                     Msg::Data(mut buf) => {
                         let mut at = 0;
                         while at < buf.len() {
-                            let end = chunk_end(&buf, at, brake.chunk)?;
+                            let end = chunk_end(&buf, at, chunk)?;
                             while brake.on() {
                                 thread::sleep(BRAKE_POLL);
                             }
@@ -135,7 +144,7 @@ impl ShardWriter {
                         }
                         buf.clear();
                         // Back to its size if a large record grew it.
-                        buf.shrink_to(BUFFER_SIZE);
+                        buf.shrink_to(size);
                         // A buffer added while braked is dropped once the pool is full again.
                         let _ = free_tx.try_send(buf);
                     }
@@ -147,7 +156,8 @@ impl ShardWriter {
             })?;
         Ok(ShardWriter {
             header,
-            buf: Vec::with_capacity(BUFFER_SIZE),
+            size,
+            buf: Vec::with_capacity(size),
             tx: Some(tx),
             free,
             thread: Some(thread),
@@ -183,7 +193,7 @@ impl ShardWriter {
     /// Ships the buffer first when a record of `caplen` bytes would not fit.
     #[inline(always)]
     fn room(&mut self, caplen: usize) -> io::Result<()> {
-        if self.buf.len() + RECORD_HEADER_LEN + caplen > BUFFER_SIZE && !self.buf.is_empty() {
+        if self.buf.len() + RECORD_HEADER_LEN + caplen > self.size && !self.buf.is_empty() {
             self.ship()?;
         }
         Ok(())
@@ -217,7 +227,7 @@ impl ShardWriter {
     fn wait_free(&mut self) -> io::Result<Vec<u8>> {
         loop {
             if self.brake.load(Ordering::SeqCst) {
-                return Ok(Vec::with_capacity(BUFFER_SIZE));
+                return Ok(Vec::with_capacity(self.size));
             }
             match self.free.recv_timeout(BRAKE_POLL) {
                 Ok(b) => return Ok(b),
@@ -308,6 +318,82 @@ fn chunk_end(buf: &[u8], at: usize, limit: usize) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// Keeps the size of every write, and says whether it is read while written.
+    struct Writes {
+        sizes: Arc<Mutex<Vec<usize>>>,
+        streamed: bool,
+    }
+
+    impl Output for Writes {
+        fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+            self.sizes.lock().unwrap().push(buf.len());
+            Ok(())
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> io::Result<()> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "writes".into()
+        }
+        fn read_while_written(&self) -> bool {
+            self.streamed
+        }
+    }
+
+    /// The sizes of the writes 3 MB of packets make, after the stream header.
+    fn write_sizes(streamed: bool, chunk: usize) -> Vec<usize> {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let out = Writes {
+            sizes: sizes.clone(),
+            streamed,
+        };
+        let header = StreamHeader {
+            linktype: 1,
+            nanos: false,
+            snaplen: 65535,
+        };
+        let brake = Brake {
+            flag: Arc::new(AtomicBool::new(false)),
+            chunk,
+        };
+        let mut w = ShardWriter::start_braked(Box::new(out), header, true, brake).unwrap();
+        let data = [7u8; 984];
+        for i in 0..3000 {
+            let pkt = Packet {
+                ts_ns: i,
+                len: 984,
+                linktype: 1,
+                data: &data,
+            };
+            w.write(&pkt).unwrap();
+        }
+        w.finish().unwrap();
+        let sizes = sizes.lock().unwrap().split_off(1);
+        assert_eq!(sizes.iter().sum::<usize>(), 3000 * 1000);
+        sizes
+    }
+
+    #[test]
+    fn outputs_read_while_written_take_chunks_and_files_whole_buffers() {
+        let chunk = 64 << 10;
+        let streamed = write_sizes(true, chunk);
+        assert!(streamed.iter().all(|&n| n <= chunk), "{streamed:?}");
+        assert!(streamed.len() >= 3000 * 1000 / chunk, "{streamed:?}");
+        let file = write_sizes(false, chunk);
+        let size = BUFFER_SIZE * BUFFERS / FILE_BUFFERS;
+        let (last, whole) = file.split_last().unwrap();
+        assert!(
+            whole.iter().all(|&n| n > size - 1000 && n <= size),
+            "{file:?}"
+        );
+        assert!(*last <= size);
+        assert_eq!(file.len(), (3000 * 1000usize).div_ceil(size / 1000 * 1000));
+    }
 
     #[test]
     fn chunks_end_at_record_boundaries() {

@@ -9,7 +9,8 @@ use super::hash::shard_of;
 use super::ip::{PROTO_GRE, PROTO_TCP, PROTO_UDP};
 use super::link::LINKTYPE_ETHERNET;
 use super::tunnel::PORT_VXLAN;
-use super::{HashMode, TunnelMode};
+use super::{FlowConfig, HashMode, Sharder, TunnelMode};
+use shardcap_capture::Packet;
 
 /// The packets: TCP over IPv4, UDP over IPv6, GRE, VXLAN, ARP, a non-IP frame.
 fn packets() -> Vec<(&'static str, Vec<u8>)> {
@@ -77,6 +78,41 @@ fn shard_assignment_is_pinned() {
         got, want,
         "shard assignment changed: this re-shards every flow after an upgrade"
     );
+}
+
+/// The sharder, which takes the fast path for plain TCP/UDP, deals every packet to the pinned
+/// shard.
+#[test]
+fn sharder_follows_the_pinned_table() {
+    let want: Vec<&str> = KNOWN.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut rows = want.iter();
+    for (name, frame) in packets() {
+        for (hash, _) in MODES {
+            for tunnel in [TunnelMode::Outer, TunnelMode::Inner] {
+                let row = rows.next().expect("a row for every case");
+                let shards: Vec<String> = [2, 4, 7]
+                    .map(|n| {
+                        let mut got = None;
+                        let pkt = Packet {
+                            ts_ns: 0,
+                            len: frame.len() as u32,
+                            linktype: LINKTYPE_ETHERNET,
+                            data: &frame,
+                        };
+                        Sharder::new(FlowConfig { hash, tunnel }, n)
+                            .route(&pkt, |k, _| {
+                                got = Some(k);
+                                Ok(())
+                            })
+                            .unwrap();
+                        got.expect("routed").to_string()
+                    })
+                    .to_vec();
+                let pinned: Vec<&str> = row.split(' ').skip(4).collect();
+                assert_eq!(shards, pinned, "{name}: {row}");
+            }
+        }
+    }
 }
 
 const KNOWN: &str = "

@@ -3,6 +3,7 @@
 
 pub mod arp;
 pub mod decode;
+pub mod fast;
 pub mod fragments;
 pub mod hash;
 pub mod hold;
@@ -153,6 +154,17 @@ impl FlowStats {
     }
 }
 
+/// Where [`Sharder::direct`] puts a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direct {
+    /// This node's shard `k`.
+    Shard(usize),
+    /// Another partition's shard (counted, not emitted).
+    Elsewhere,
+    /// Left to [`Sharder::route_general`].
+    General,
+}
+
 /// Assigns packets to shards.
 pub struct Sharder {
     cfg: FlowConfig,
@@ -201,14 +213,50 @@ impl Sharder {
     where
         F: FnMut(usize, &Packet) -> io::Result<()>,
     {
-        if self.shards == 1 {
-            return emit(0, pkt);
+        match self.direct(pkt) {
+            Direct::Shard(k) => emit(k, pkt),
+            Direct::Elsewhere => Ok(()),
+            Direct::General => self.route_general(pkt, &mut emit),
         }
+    }
+
+    /// The common case, decided in line: a plain TCP/UDP packet (the fast path) while no
+    /// fragment is held, or any packet with one shard. [`Direct::General`] leaves the packet to
+    /// [`Sharder::route_general`]. [`Sharder::route`] is the two together; a caller that writes
+    /// the packet itself after `direct` keeps its writing code in line on the common path.
+    #[inline(always)]
+    pub fn direct(&mut self, pkt: &Packet) -> Direct {
+        if self.shards == 1 {
+            return Direct::Shard(0);
+        }
+        if self.cfg.tunnel == TunnelMode::Inner || self.fragments.holding() {
+            return Direct::General;
+        }
+        let Some(h) = fast::hash(pkt.linktype, pkt.data, self.cfg.hash) else {
+            return Direct::General;
+        };
+        let g = hash::shard_of(h, self.shards);
+        match g.checked_sub(self.base).filter(|&k| k < self.local) {
+            Some(k) => Direct::Shard(k),
+            None => {
+                self.skipped += 1;
+                Direct::Elsewhere
+            }
+        }
+    }
+
+    /// Routes a packet [`Sharder::direct`] left to the general path, as [`Sharder::route`] does.
+    #[inline(never)]
+    pub fn route_general(
+        &mut self,
+        pkt: &Packet,
+        emit: &mut dyn FnMut(usize, &Packet) -> io::Result<()>,
+    ) -> io::Result<()> {
         let d = decode::decode(pkt.linktype, pkt.data, self.cfg.tunnel);
         self.stats.count(&d);
         let shard = hash::shard_of(d.key.hash(self.cfg.hash), self.shards);
         let (base, local, skipped) = (self.base, self.local, &mut self.skipped);
-        let mut own = |g: usize, p: &Packet| own(g, p, base, local, skipped, &mut emit);
+        let mut own = |g: usize, p: &Packet| own(g, p, base, local, skipped, emit);
         if d.fragment.is_none() && !self.fragments.holding() {
             return own(shard, pkt);
         }
@@ -247,7 +295,7 @@ fn own<F>(
     emit: &mut F,
 ) -> io::Result<()>
 where
-    F: FnMut(usize, &Packet) -> io::Result<()>,
+    F: FnMut(usize, &Packet) -> io::Result<()> + ?Sized,
 {
     match g.checked_sub(base).filter(|&k| k < local) {
         Some(k) => emit(k, p),
