@@ -407,6 +407,7 @@ impl From<&RunArgs> for IdsConfig {
             shipping: a.ship.is_some(),
             shards: a.shards.into(),
             partition: a.partition,
+            replay: false,
         }
     }
 }
@@ -423,6 +424,7 @@ impl From<&RunArgs> for crate::state::StateConfig {
             checkpoint_bytes: a.checkpoint_bytes,
             select: a.selection(),
             exclusive: true,
+            replays: a.replays_on_restart(),
         }
     }
 }
@@ -470,6 +472,19 @@ impl RunArgs {
             node,
             state: state.clone(),
         })
+    }
+
+    /// True when a restart on this run's `--state` replays the stream from its start into fresh
+    /// IDS instances (`StateConfig::replays`): Suricata instances fed through FIFOs over a fixed
+    /// input list (a watched spool or a Redis queue cannot hand out its files again).
+    pub fn replays_on_restart(&self) -> bool {
+        self.ids == Some(crate::ids::IdsKind::Suricata)
+            && self
+                .output
+                .as_deref()
+                .is_none_or(|o| o.starts_with("fifo:"))
+            && self.watch.is_empty()
+            && self.auth != AuthMode::Redis
     }
 
     /// The selection options as given, in one canonical line (empty without any).
@@ -757,8 +772,13 @@ impl ShipArgs {
 impl From<&RunArgs> for Option<crate::shipping::RunShipping> {
     fn from(a: &RunArgs) -> Self {
         let url = a.ship.as_deref()?;
+        let mut config = a.ship_options.config(ship::es(url), None, true);
+        // Records of the Suricata instances started here get `_id`s by content, in their global
+        // shard: a replay after a restart reproduces them (see `StateConfig::replays`).
+        config.content_ids = (a.ids == Some(crate::ids::IdsKind::Suricata))
+            .then(|| a.partition.global(0, a.shards.into()) as u64);
         Some(crate::shipping::RunShipping {
-            config: a.ship_options.config(ship::es(url), None, true),
+            config,
             log_dir: a.log_dir.clone(),
         })
     }
@@ -809,6 +829,7 @@ impl ShipOptions {
             close_inactive: self.close_inactive,
             stats_file: None,
             stats_interval: Duration::from_secs(10),
+            content_ids: None,
         }
     }
 }

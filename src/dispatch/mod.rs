@@ -156,7 +156,22 @@ fn run_with(mut args: RunArgs, given: Option<Given>) -> Result<i32> {
         Some(g) => (g.signals, g.metrics, Some(g.intake), Some(g.lease)),
         None => (Signals::install()?, serve_metrics(&args)?, None, None),
     };
-    let consumers = ids::plan(&(&args).into(), &spec)?;
+    // The journal first: a replay sets the interrupted run's logs aside before anything starts,
+    // and a completed run starts no consumer.
+    let mut state_config = crate::state::StateConfig::from(&args);
+    // A partition's lease keeps other nodes off its journal.
+    state_config.exclusive = lease.is_none();
+    let state = (args.state.as_deref())
+        .map(|d| StateKeeper::open(d, state_config, &spec))
+        .transpose()?;
+    let complete = state.as_ref().is_some_and(StateKeeper::is_complete);
+    let consumers = if complete {
+        Consumers::none()
+    } else {
+        let mut cfg = ids::IdsConfig::from(&args);
+        cfg.replay = state.as_ref().is_some_and(StateKeeper::replaying);
+        ids::plan(&cfg, &spec)?
+    };
     spec.validate(shards)?;
     // The shipper may wait for its server: check the inputs first, unless continuous mode needs
     // the shipper's watermark to build its intake.
@@ -172,13 +187,7 @@ fn run_with(mut args: RunArgs, given: Option<Given>) -> Result<i32> {
             (shipper, intake)
         }
     };
-    let mut state_config = crate::state::StateConfig::from(&args);
-    // A partition's lease keeps other nodes off its journal.
-    state_config.exclusive = lease.is_none();
-    let state = (args.state.as_deref())
-        .map(|d| StateKeeper::open(d, state_config, &spec))
-        .transpose()?;
-    if let Some(s) = state.as_ref().filter(|s| s.is_complete()) {
+    if let Some(s) = state.as_ref().filter(|_| complete) {
         if lease.is_some() {
             // A partition completed before its node could record it.
             return shipping::finish_for_run(shipper, Ok(EXIT_OK));
@@ -186,8 +195,12 @@ fn run_with(mut args: RunArgs, given: Option<Given>) -> Result<i32> {
         let done = discover::expand(&args.inputs).and_then(|c| s.completed_run(&c));
         return shipping::finish_for_run(shipper, done);
     }
+    let replays = state.is_some() && args.replays_on_restart();
     let mut dispatcher = Dispatcher::new(args, spec, intake, signals, state, consumers);
     dispatcher.ctx.ship = shipper.as_ref().map(ShipHandle::latest);
+    if replays {
+        dispatcher.ctx.ship_halter = shipper.as_ref().map(ShipHandle::halter);
+    }
     dispatcher.ctx.stats.select = select.as_ref().map(Selector::stats);
     dispatcher.select = select;
     dispatcher.spans = spans;
@@ -334,6 +347,10 @@ struct Ctx {
     consumers: Consumers,
     /// The log shipper's latest figures (`--ship`).
     ship: Option<Arc<Mutex<ShipSnapshot>>>,
+    /// With a shipper and IDS instances that a restart replays into: stops the shipper when the
+    /// run is stopped, before the instances reach the end of their streams (what they log then,
+    /// flows cut short, is not shipped; the replay produces their records whole).
+    ship_halter: Option<shardcap_ship::Halter>,
     /// What `--metrics-listen` serves.
     metrics: Option<Arc<Published>>,
     /// Files reported only once the consumers have read their last byte (Redis, given order).
@@ -411,6 +428,7 @@ impl Dispatcher {
                 progress: Progress::new(args.progress, args.stats_interval),
                 pacer: Pacer::new(args.max_pps),
                 ship: None,
+                ship_halter: None,
                 metrics: None,
                 args,
                 spec,
@@ -444,7 +462,14 @@ impl Dispatcher {
     fn run(mut self) -> Result<i32> {
         let stopped = match self.stream() {
             Ok(stopped) => stopped,
-            Err(e) => return Err(self.ctx.consumers.explain(e)),
+            Err(e) => {
+                // The instances' records at the end of a broken stream (cut flows) are not
+                // shipped: a restart (or a node taking the partition over) streams it again.
+                if let Some(h) = &self.ctx.ship_halter {
+                    h.halt();
+                }
+                return Err(self.ctx.consumers.explain(e));
+            }
         };
         if !self.opened.is_empty() {
             // Stopped before the first file: the readers get a complete, empty stream.
@@ -468,6 +493,13 @@ impl Dispatcher {
             State::Done
         };
         let snapshot = ctx.snapshot(&merge, &sharder, &writers);
+        if let Some(h) = ctx.ship_halter.as_ref().filter(|_| stopped) {
+            h.halt();
+            log::warn!(
+                "shipping stopped with the run: a restart on the same --state replays the stream \
+                 into fresh IDS instances and ships their records"
+            );
+        }
         let mut sent = Vec::with_capacity(writers.len());
         for w in writers {
             let counters = w.finish().map_err(|e| ctx.consumers.explain(io_err(e)))?;

@@ -58,6 +58,8 @@ pub struct IdsConfig {
     pub shards: usize,
     /// This node's part of the flow-hash space (`{partition}`, `{global}` in `--exec`).
     pub partition: Partition,
+    /// The run replays an interrupted run's stream: its instances' logs are set aside first.
+    pub replay: bool,
 }
 
 /// How a shard's stream reaches its consumer.
@@ -192,6 +194,12 @@ pub fn plan(args: &IdsConfig, spec: &OutputSpec) -> Result<Consumers> {
         _ => None,
     };
     let build = preset(args, shards, cluster.as_ref().map(|c| c.script()))?;
+    if args.replay {
+        let feeds = (0..shards)
+            .map(|k| Feed::of(spec, k))
+            .collect::<Result<Vec<_>>>()?;
+        set_aside(&log_dir, &feeds)?;
+    }
     let mut specs = Vec::with_capacity(shards);
     for k in 0..shards {
         let slot = ShardSlot {
@@ -279,6 +287,48 @@ fn preset(args: &IdsConfig, shards: usize, cluster_script: Option<String>) -> Re
             Ok(Box::new(move |slot| z.command(slot)))
         }
     }
+}
+
+/// Prefix of the directories, inside the log directory, that keep an interrupted run's logs.
+pub const SET_ASIDE_PREFIX: &str = ".replaced-";
+
+/// Before a replay: moves the interrupted run's shard log directories to
+/// `LOGDIR/.replaced-R/shard-K` (R the first free number) and removes its FIFOs. Hidden, the moved
+/// logs are never read by the shipper: what the interrupted instances wrote after the shipper's
+/// last acknowledgement (records the replay produces again, and, at their end of input, records
+/// of flows cut short) is not indexed. An instance of the interrupted run still running keeps
+/// writing there, and keeps only the removed FIFO open.
+fn set_aside(log_dir: &Path, feeds: &[Feed]) -> Result<()> {
+    let fail = |p: &Path, e: std::io::Error| {
+        Error::runtime(format!(
+            "{}: cannot set an interrupted run's logs aside: {e}",
+            p.display()
+        ))
+    };
+    let place = (1..)
+        .map(|r| log_dir.join(format!("{SET_ASIDE_PREFIX}{r}")))
+        .find(|p| !p.exists())
+        .expect("a free number");
+    for (k, feed) in feeds.iter().enumerate() {
+        let shard = log_dir.join(format!("shard-{k}"));
+        if fs::read_dir(&shard).is_ok_and(|mut d| d.next().is_some()) {
+            fs::create_dir_all(&place).map_err(|e| fail(&place, e))?;
+            let to = place.join(format!("shard-{k}"));
+            fs::rename(&shard, &to).map_err(|e| fail(&shard, e))?;
+            log::warn!(
+                "shard {k}: the interrupted run's logs are set aside in {}",
+                to.display()
+            );
+        }
+        if let Feed::Fifo(p) = feed {
+            match fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(fail(p, e)),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates a shard's log directory; refuses one that already holds logs (a rerun would mix them).

@@ -52,6 +52,9 @@ pub struct StateConfig {
     /// Lock the directory against another run (off when a cluster lease guards it instead: a
     /// stopped node that lost its lease must not keep the partition from another).
     pub exclusive: bool,
+    /// The run's consumers are IDS instances that cannot resume mid-stream (FIFO-fed presets over
+    /// a fixed input list): a restart replays the stream from its start instead of resuming.
+    pub replays: bool,
 }
 
 /// Name of the lock file that keeps two runs off one state directory.
@@ -93,6 +96,8 @@ pub struct StateKeeper {
     seq: u64,
     last_at: Instant,
     last_out: u64,
+    /// This run replays an interrupted run's stream from its start (see `StateConfig::replays`).
+    replaying: bool,
     _lock: Option<Flock<File>>,
 }
 
@@ -155,6 +160,19 @@ impl StateKeeper {
                 contents.checkpoint.as_ref().map_or(0, |c| c.seq)
             );
         }
+        let mut contents = contents;
+        // An interrupted run whose IDS instances cannot resume mid-stream starts over: its
+        // finished files are forgotten (they are streamed again), and its last checkpoint stays
+        // in the journal only to bind it until this run writes its own.
+        let replaying = config.replays && contents.checkpoint.is_some() && contents.done.is_none();
+        if replaying {
+            log::warn!(
+                "{}: an interrupted run; its IDS instances cannot resume mid-stream, so the \
+                 stream is replayed from its start into fresh instances",
+                dir.display()
+            );
+            contents.files.clear();
+        }
         let journal = Journal::rewrite(dir, &contents, run)?;
         let mut keeper = StateKeeper {
             dir: dir.to_path_buf(),
@@ -165,7 +183,7 @@ impl StateKeeper {
             finished: Vec::new(),
             by_content: HashMap::new(),
             seq: contents.checkpoint.as_ref().map_or(0, |c| c.seq),
-            previous: contents.checkpoint,
+            previous: contents.checkpoint.filter(|_| !replaying),
             known: HashMap::new(),
             done: contents.done,
             ids: HashMap::new(),
@@ -174,6 +192,7 @@ impl StateKeeper {
             unreported: Vec::new(),
             last_at: Instant::now(),
             last_out: 0,
+            replaying,
             _lock: lock,
         };
         for f in contents.files {
@@ -192,6 +211,11 @@ impl StateKeeper {
                 .insert((f.id.size, f.id.head.clone()), self.finished.len());
         }
         self.finished.push(f);
+    }
+
+    /// True when this run replays an interrupted run's stream from its start.
+    pub fn replaying(&self) -> bool {
+        self.replaying
     }
 
     /// True when an earlier run on this state streamed every input and completed its outputs.
@@ -570,6 +594,7 @@ mod tests {
             checkpoint_bytes: 1 << 20,
             select: String::new(),
             exclusive: true,
+            replays: false,
         }
     }
 

@@ -40,6 +40,9 @@ pub struct ShipConfig {
     pub close_inactive: Duration,
     pub stats_file: Option<PathBuf>,
     pub stats_interval: Duration,
+    /// For the logs of IDS instances that shardcap runs: eve records get `_id`s by content
+    /// (`crate::content_id`), in global shard `content_ids + K` for a `shard-K` directory.
+    pub content_ids: Option<u64>,
 }
 
 /// How the loop is steered from outside (by signals, or by the run that started it).

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::ecs::{self, Origin};
-use crate::identity::write_doc_id;
+use crate::identity::{write_doc_id, DocId};
 use crate::json_line;
 use crate::json_text::{write_bytes, write_str, ObjectWriter};
 use crate::logformat::{self, LogFormat};
@@ -41,6 +41,11 @@ impl LogSource {
             shard: logformat::shard_of(path),
             path_json,
         }
+    }
+
+    /// The shard of its `shard-K` directory, if it is in one.
+    pub fn shard(&self) -> Option<u32> {
+        self.shard
     }
 
     /// Follows a rename: provenance names the file as it is called now.
@@ -89,14 +94,14 @@ impl Encoder {
         }
     }
 
-    /// Appends the bulk item for `line` (without its newline), which starts at byte `offset` of the
-    /// file with key `key`, to `out`. On error nothing is appended; the error says what is wrong.
+    /// Appends the bulk item for `line` (without its newline), which starts at byte `offset` of its
+    /// file and gets the `_id` `id`, to `out`. On error nothing is appended; the error says what is wrong.
     pub fn encode(
         &mut self,
         src: &mut LogSource,
         line: &[u8],
         offset: u64,
-        key: u64,
+        id: DocId,
         out: &mut Vec<u8>,
     ) -> Result<Encoded, String> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -162,7 +167,7 @@ impl Encoder {
         out.extend_from_slice(br#"{"create":{"_index":""#);
         self.naming.write_target(out, family, log_type, meta.ts);
         out.extend_from_slice(br#"","_id":""#);
-        write_doc_id(out, key, offset);
+        write_doc_id(out, id);
         out.extend_from_slice(b"\"}}\n");
         let doc_start = out.len();
         out.extend_from_slice(&self.doc);
@@ -188,6 +193,10 @@ mod tests {
         Encoder::new(naming, ecs, "run-1", "lab")
     }
 
+    fn at(key: u64, n: u64) -> DocId {
+        DocId { key, n }
+    }
+
     fn item(out: &[u8]) -> (Value, Value) {
         let text = std::str::from_utf8(out).unwrap();
         let mut lines = text.lines();
@@ -202,7 +211,9 @@ mod tests {
         let mut src = LogSource::new(LogFormat::Eve, Path::new("/logs/shard-2/eve.json"));
         let line = br#"{"timestamp":"2024-03-01T01:00:00.000001+0100","event_type":"alert","src_ip":"10.0.0.1","src_port":1,"dest_ip":"10.0.0.2","dest_port":80,"proto":"TCP","alert":{"signature_id":7,"signature":"s","category":"c","severity":2}}"#;
         let mut out = Vec::new();
-        let r = enc.encode(&mut src, line, 4096, 0xab, &mut out).unwrap();
+        let r = enc
+            .encode(&mut src, line, 4096, at(0xab, 4096), &mut out)
+            .unwrap();
         let Encoded::Item { doc_start, ts_ns } = r else {
             panic!("{r:?}")
         };
@@ -239,7 +250,7 @@ mod tests {
             "",
         ] {
             assert_eq!(
-                enc.encode(&mut src, l.as_bytes(), 0, 1, &mut out),
+                enc.encode(&mut src, l.as_bytes(), 0, at(1, 0), &mut out),
                 Ok(Encoded::Skipped)
             );
         }
@@ -248,7 +259,7 @@ mod tests {
             &mut src,
             b"1709251200.0\tC1\texample.com\tx",
             90,
-            1,
+            at(1, 90),
             &mut out,
         );
         assert!(matches!(r, Ok(Encoded::Item { .. })));
@@ -258,11 +269,13 @@ mod tests {
         assert_eq!(doc["@timestamp"], "2024-03-01T00:00:00.000000Z");
         assert!(doc.get("event").is_none());
         assert_eq!(
-            enc.encode(&mut src, b"#close\tx", 0, 1, &mut out),
+            enc.encode(&mut src, b"#close\tx", 0, at(1, 0), &mut out),
             Ok(Encoded::Closed)
         );
         let before = out.len();
-        assert!(enc.encode(&mut src, b"1.0\tC2", 120, 1, &mut out).is_err());
+        assert!(enc
+            .encode(&mut src, b"1.0\tC2", 120, at(1, 120), &mut out)
+            .is_err());
         assert_eq!(out.len(), before, "nothing appended on error");
     }
 
@@ -271,7 +284,7 @@ mod tests {
         let mut enc = encoder(true);
         let mut src = LogSource::new(LogFormat::ZeekJson, Path::new("/l/weird.log"));
         let mut out = Vec::new();
-        enc.encode(&mut src, b"{ }", 0, 1, &mut out).unwrap();
+        enc.encode(&mut src, b"{ }", 0, at(1, 0), &mut out).unwrap();
         let (action, doc) = item(&out);
         assert_eq!(action["create"]["_index"], "zeek-weird");
         assert_eq!(doc["event"]["dataset"], "zeek.weird");
@@ -280,7 +293,7 @@ mod tests {
             &mut src,
             br#"{"ts":1.0,"event":"mine","shardcap":1}"#,
             0,
-            1,
+            at(1, 0),
             &mut out,
         )
         .unwrap();

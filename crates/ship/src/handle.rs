@@ -15,7 +15,28 @@ pub struct ShipHandle {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) latest: Arc<Mutex<ShipSnapshot>>,
     pub(crate) watermark: Arc<AtomicU64>,
+    /// Set when the shipper's loop has returned.
+    pub(crate) ended: Arc<AtomicBool>,
     pub(crate) thread: Option<JoinHandle<Result<ShipSummary>>>,
+}
+
+/// Stops a shipper from elsewhere than its handle, and waits until it has (see
+/// [`ShipHandle::halter`]).
+#[derive(Clone)]
+pub struct Halter {
+    stop: Arc<AtomicBool>,
+    ended: Arc<AtomicBool>,
+}
+
+impl Halter {
+    /// Stops the shipper without shipping the rest and returns once it no longer reads or sends
+    /// (what was acknowledged stays checkpointed; requests in flight end with their timeouts).
+    pub fn halt(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        while !self.ended.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 impl ShipHandle {
@@ -28,6 +49,15 @@ impl ShipHandle {
     /// since the epoch; 0 until each shard has an acknowledged record).
     pub fn watermark(&self) -> Arc<AtomicU64> {
         self.watermark.clone()
+    }
+
+    /// A way to stop the shipper before the logs it follows get records it must not ship; the
+    /// handle still ends it afterwards (`finish` then returns at once).
+    pub fn halter(&self) -> Halter {
+        Halter {
+            stop: self.stop.clone(),
+            ended: self.ended.clone(),
+        }
     }
 
     /// Ships everything written so far (after a last walk of the directories), then ends.

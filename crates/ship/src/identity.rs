@@ -73,10 +73,18 @@ pub fn file_key(id: FileId, generation: u32, fp: &Fingerprint) -> u64 {
     mix64(mix64(mix64(id.dev) ^ id.ino) ^ (u64::from(generation) << 48) ^ fp.hash)
 }
 
-/// Appends a record's `_id`: `{key:016x}-{offset}`.
-pub fn write_doc_id(out: &mut Vec<u8>, key: u64, offset: u64) {
+/// A record's `_id`: a key and a number, written `{key:016x}-{n}`. Positional: the file key and
+/// the record's byte offset; by content (`crate::content_id`): the content key and the occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocId {
+    pub key: u64,
+    pub n: u64,
+}
+
+/// Appends a record's `_id`: `{key:016x}-{n}`.
+pub fn write_doc_id(out: &mut Vec<u8>, id: DocId) {
     use std::io::Write;
-    let _ = write!(out, "{key:016x}-{offset}");
+    let _ = write!(out, "{:016x}-{}", id.key, id.n);
 }
 
 #[cfg(test)]
@@ -115,7 +123,7 @@ mod tests {
         assert_ne!(k, file_key(FileId { dev: 1, ino: 3 }, 0, &fp));
         assert_ne!(k, file_key(id, 0, &Fingerprint { len: 10, hash: 8 }));
         let mut v = Vec::new();
-        write_doc_id(&mut v, 0xab, 4096);
+        write_doc_id(&mut v, DocId { key: 0xab, n: 4096 });
         assert_eq!(v, b"00000000000000ab-4096");
     }
 
@@ -149,11 +157,8 @@ mod tests {
             let f = File::open(&p).unwrap();
             let fp = Fingerprint::take(&f, head.len() as u64).unwrap();
             let mut id = Vec::new();
-            write_doc_id(
-                &mut id,
-                file_key(FileId { dev, ino }, generation, &fp),
-                offset,
-            );
+            let key = file_key(FileId { dev, ino }, generation, &fp);
+            write_doc_id(&mut id, DocId { key, n: offset });
             assert_eq!(String::from_utf8(id).unwrap(), want);
         }
     }

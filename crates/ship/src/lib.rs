@@ -7,6 +7,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod client;
 pub mod config;
+pub mod content_id;
 pub mod deadletter;
 pub mod document;
 pub mod ecs;
@@ -32,7 +33,7 @@ pub mod zeek_tsv;
 
 pub use config::{Control, ShipConfig, Target};
 pub use error::{Error, Result};
-pub use handle::ShipHandle;
+pub use handle::{Halter, ShipHandle};
 pub use shipper::{ShipSummary, Shipper};
 
 /// Where `shardcap run --ship` keeps its checkpoints, inside the log directory.

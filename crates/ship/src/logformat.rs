@@ -74,9 +74,25 @@ pub fn shard_of(path: &Path) -> Option<u32> {
         .next()
 }
 
+/// True when the file is directly in a `shard-K` directory (an IDS instance's own log directory,
+/// not a subdirectory keeping a dead instance's logs).
+pub fn in_shard_dir(path: &Path) -> bool {
+    path.parent()
+        .and_then(|d| d.file_name()?.to_str()?.strip_prefix("shard-"))
+        .is_some_and(|k| k.parse::<u32>().is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_shard_directories() {
+        assert!(in_shard_dir(Path::new("/logs/shard-3/eve.json")));
+        assert!(!in_shard_dir(Path::new("/logs/shard-3/run-1/eve.json")));
+        assert!(!in_shard_dir(Path::new("/logs/eve.json")));
+        assert!(!in_shard_dir(Path::new("/logs/shard-x/eve.json")));
+    }
 
     #[test]
     fn formats_and_names() {

@@ -15,12 +15,14 @@ use crate::batch::Batch;
 use crate::checkpoint::{CheckpointStore, FileState};
 use crate::client::{EsClient, Failure};
 use crate::config::{Control, ShipConfig, Target};
+use crate::content_id::{content_hash, content_key};
 use crate::deadletter::{DeadLetter, Entry, Reason};
 use crate::document::{Encoded, Encoder};
 use crate::error::{Error, Result};
 use crate::handle::ShipHandle;
-use crate::identity::{file_key, FileId, Fingerprint};
+use crate::identity::{file_key, DocId, FileId, Fingerprint};
 use crate::in_order::{newly_acknowledged, InOrder};
+use crate::logformat::in_shard_dir;
 use crate::ndjson_out::NdjsonOut;
 use crate::sender::{Delivered, Interrupted, Outcome, Senders, Transport};
 use crate::stats::{Clock, ShipCounters, ShipSnapshot};
@@ -276,14 +278,27 @@ impl Shipper {
         let latest = Arc::new(Mutex::new(ShipSnapshot::default()));
         shipper.publish_to(latest.clone());
         let watermark = shipper.marks.shared();
+        let ended = Arc::new(AtomicBool::new(false));
+        let ended_in_thread = ended.clone();
         let thread = std::thread::Builder::new()
             .name("ship".into())
-            .spawn(move || shipper.run())?;
+            .spawn(move || {
+                /// Raises the flag however the loop ends (a panic included).
+                struct Ended(Arc<AtomicBool>);
+                impl Drop for Ended {
+                    fn drop(&mut self) {
+                        self.0.store(true, Ordering::SeqCst);
+                    }
+                }
+                let _ended = Ended(ended_in_thread);
+                shipper.run()
+            })?;
         Ok(ShipHandle {
             finish,
             stop,
             latest,
             watermark,
+            ended,
             thread: Some(thread),
         })
     }
@@ -574,6 +589,16 @@ impl Shipper {
             // It shrank between the look and the read: the next pass sees the truncation.
             return Ok(Step::Nothing);
         }
+        // Only in an instance's own log directory: logs kept from a dead instance
+        // (`shard-K/run-R/`, `--ids-restart`) are not written again and keep positional `_id`s,
+        // so the records of the instance restarted after it never take their `_id`s.
+        let content = self.cfg.content_ids.and_then(|first| {
+            let shard = t.source.as_ref()?.shard()?;
+            in_shard_dir(&t.path).then(|| first + u64::from(shard))
+        });
+        if content.is_some() && t.counted < t.read_pos {
+            count_occurrences(t).map_err(|e| read_error(t, e))?;
+        }
         let avail = usize::try_from(size - t.read_pos).unwrap_or(usize::MAX);
         let mut want = CHUNK.min(avail);
         loop {
@@ -602,6 +627,8 @@ impl Shipper {
             read_pos,
             closed_by_writer,
             last_activity,
+            occurrences,
+            counted,
             ..
         } = t;
         let source = source.as_mut().expect("identified above");
@@ -613,9 +640,20 @@ impl Shipper {
             let start = self.batch.body.len();
             let text = &line[..line.len() - 1];
             let mut ts = 0;
+            let id = match content.zip(content_hash(source.format, text)) {
+                Some((global, c)) => {
+                    let seen = occurrences.entry(c).or_insert(0);
+                    *seen += 1;
+                    DocId {
+                        key: content_key(global, c),
+                        n: u64::from(*seen - 1),
+                    }
+                }
+                None => DocId { key, n: offset },
+            };
             match self
                 .encoder
-                .encode(source, text, offset, key, &mut self.batch.body)
+                .encode(source, text, offset, id, &mut self.batch.body)
             {
                 Ok(Encoded::Item { doc_start, ts_ns }) => {
                     ts = ts_ns;
@@ -644,6 +682,7 @@ impl Shipper {
             }
         }
         *read_pos += consumed as u64;
+        *counted = *read_pos;
         *last_activity = Instant::now();
         Ok(Step::Progress)
     }
@@ -676,6 +715,7 @@ impl Shipper {
                 None => pos += k as u64,
             }
         }
+        t.counted = t.read_pos;
         self.batch.advance(slot, t.generation, t.read_pos, 0);
         Ok(Step::Progress)
     }
@@ -900,6 +940,38 @@ fn register(t: &mut Tailed, store: &mut Option<CheckpointStore>, size: u64) -> i
     Ok(())
 }
 
+/// Counts the content hashes of the records between `t.counted` and `t.read_pos` (a file resumed
+/// mid-way: its earlier records were shipped by an earlier run), as reading them would have.
+fn count_occurrences(t: &mut Tailed) -> io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+    let format = t.source.as_ref().expect("identified").format;
+    let mut f = BufReader::with_capacity(CHUNK, t.open()?.try_clone()?);
+    f.seek(SeekFrom::Start(t.counted))?;
+    let mut reader = f.take(t.read_pos - t.counted);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') {
+            // Longer than MAX_LINE (skipped when it was read) or cut: skip to its end.
+            if n > MAX_LINE {
+                reader.skip_until(b'\n')?;
+            }
+            continue;
+        }
+        if let Some(c) = content_hash(format, &line[..line.len() - 1]) {
+            *t.occurrences.entry(c).or_insert(0) += 1;
+        }
+    }
+    t.counted = t.read_pos;
+    Ok(())
+}
+
 fn read_error(t: &Tailed, e: io::Error) -> Error {
     Error::runtime(format!("{}: byte {}: {e}", t.path.display(), t.read_pos))
 }
@@ -929,7 +1001,9 @@ mod tests {
     use std::sync::Condvar;
 
     use crate::client::{EsTarget, ItemReply};
+    use crate::logformat::LogFormat;
     use crate::naming::Naming;
+    use std::io::Write;
 
     /// A bulk endpoint: answers every item 201 and notes its `_id`, except a request holding the
     /// record at byte `hold`, which waits until released and then fails for now.
@@ -1053,6 +1127,7 @@ mod tests {
             close_inactive: Duration::from_secs(60),
             stats_file: None,
             stats_interval: Duration::from_secs(3600),
+            content_ids: None,
         }
     }
 
@@ -1067,9 +1142,21 @@ mod tests {
         Arc<AtomicBool>,
         std::sync::mpsc::Receiver<Result<ShipSummary>>,
     ) {
+        start_with(config(state, follow, run_id), logs, state, bulk)
+    }
+
+    /// [`start`] with a configuration of its own.
+    fn start_with(
+        cfg: ShipConfig,
+        logs: &Path,
+        state: &Path,
+        bulk: &Arc<Bulk>,
+    ) -> (
+        Arc<AtomicBool>,
+        std::sync::mpsc::Receiver<Result<ShipSummary>>,
+    ) {
         let ctl = Control::default();
         let stop = ctl.stop.clone();
-        let cfg = config(state, follow, run_id);
         let transport: Arc<dyn Transport> = bulk.clone();
         let mut s = Shipper::assemble(
             cfg,
@@ -1164,6 +1251,68 @@ mod tests {
             format!("{}-{}", key(&first_ids.0), at[1])
         );
         assert_eq!(checkpoint_of(state.path(), &log).offset, text.len() as u64);
+    }
+
+    /// With content `_id`s, a file shipped in two runs (the second resuming at the checkpoint)
+    /// gives every record the `_id` one run over the whole file gives, in another file and
+    /// directory: identical records numbered in order, the global shard from `shard-K`.
+    #[test]
+    fn content_ids_count_identical_records_across_a_resume() {
+        let line = |n: u32| {
+            format!(
+                "{{\"timestamp\":\"2024-03-01T12:00:{n:02}.000000+0000\",\"flow_id\":{n},\"event_type\":\"anomaly\",\"anomaly\":{{\"event\":\"x\"}}}}\n"
+            )
+        };
+        let other = "{\"event_type\":\"alert\",\"alert\":{\"signature_id\":1}}\n";
+        let first: String = [line(1), other.into(), line(2)].concat();
+        let more: String = [line(3), other.into()].concat();
+        let ship = |logs: &Path, state: &Path| {
+            let mut cfg = config(state, false, "r");
+            cfg.content_ids = Some(10);
+            let bulk = Arc::new(Bulk::default());
+            let (_, end) = start_with(cfg, logs, state, &bulk);
+            end.recv_timeout(Duration::from_secs(60)).unwrap().unwrap();
+            let mut ids: Vec<(u64, String)> = bulk
+                .indexed
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|i| (i.0, i.1.clone()))
+                .collect();
+            ids.sort();
+            ids
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (sa, sb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let log_a = a.path().join("shard-4/eve.json");
+        std::fs::create_dir_all(log_a.parent().unwrap()).unwrap();
+        std::fs::write(&log_a, &first).unwrap();
+        let mut ids = ship(a.path(), sa.path());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_a)
+            .unwrap()
+            .write_all(more.as_bytes())
+            .unwrap();
+        let resumed = ship(a.path(), sa.path());
+        assert_eq!(resumed.len(), 2, "resumed at the checkpoint: {resumed:?}");
+        ids.extend(resumed);
+        let log_b = b.path().join("x/shard-4/eve.json");
+        std::fs::create_dir_all(log_b.parent().unwrap()).unwrap();
+        std::fs::write(&log_b, [first, more].concat()).unwrap();
+        let whole = ship(b.path(), sb.path());
+        assert_eq!(ids, whole, "the same _ids in one run over a copy");
+        let hash = |l: &str| crate::content_id::content_hash(LogFormat::Eve, l.as_bytes()).unwrap();
+        let key = |l: &str| format!("{:016x}", content_key(14, hash(l)));
+        let want: Vec<String> = [
+            format!("{}-0", key(&line(1))),
+            format!("{}-0", key(other)),
+            format!("{}-1", key(&line(1))),
+            format!("{}-2", key(&line(1))),
+            format!("{}-1", key(other)),
+        ]
+        .into();
+        assert_eq!(whole.into_iter().map(|i| i.1).collect::<Vec<_>>(), want);
     }
 
     #[test]

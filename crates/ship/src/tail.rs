@@ -1,6 +1,7 @@
 //! One followed log file: its open descriptor (kept across renames), how far it is read and
 //! acknowledged, its identity and `_id` key, and the checks for truncation and replacement.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -58,6 +59,10 @@ pub struct Tailed {
     pub last_activity: Instant,
     /// A trailing line without newline was reported.
     pub partial_reported: bool,
+    /// With content `_id`s: how many records before `counted` had each content hash.
+    pub occurrences: HashMap<u64, u32>,
+    /// The byte up to which `occurrences` counts.
+    pub counted: u64,
 }
 
 impl Tailed {
@@ -77,6 +82,8 @@ impl Tailed {
             closed_by_writer: false,
             last_activity: Instant::now(),
             partial_reported: false,
+            occurrences: HashMap::new(),
+            counted: 0,
         }
     }
 
@@ -156,6 +163,8 @@ impl Tailed {
         self.acked = 0;
         self.closed_by_writer = false;
         self.partial_reported = false;
+        self.occurrences.clear();
+        self.counted = 0;
     }
 
     /// Reads up to `buf.len()` bytes from `read_pos`; returns how many.
