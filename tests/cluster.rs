@@ -1,20 +1,27 @@
 //! `run --cluster`: nodes claim a job's partitions through leases in a real redis-server and
 //! together write what one run with `-n M*N` writes, byte for byte, when a node is killed (a
 //! standby takes over), stopped past its lease (it writes nothing when resumed), or Redis restarts
-//! mid-run; `ctl status` shows the job; TLS and Sentinel connections work.
+//! mid-run; `ctl status` shows the job; TLS and Sentinel connections work; with `--ids suricata
+//! --ship` into the noida-db stand-in, the nodes index the documents of one `-n M` run although one
+//! died with its Suricata.
 
 mod common;
 mod redis_support;
+mod ship_support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{address_pair, files, finish, pile, read_stream, spawn, wait_for, ChildGuard, Run};
-use nix::sys::signal::Signal;
-use redis_support::{expect_exit, RedisServer, TlsRedis};
+use common::{
+    address_pair, files, finish, pile, read_stream, spawn, wait_for, wait_until, ChildGuard, Run,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use redis_support::{expect_exit, watch_stderr, RedisServer, TlsRedis};
 use serde_json::Value;
+use ship_support::{Kind, Server};
 
 /// Partitions, and shards a partition.
 const M: u32 = 3;
@@ -113,12 +120,17 @@ impl Job {
         serde_json::from_str(&r.stdout).unwrap()
     }
 
-    /// A node `id` of the job, with extra run options (pacing...).
+    /// A node `id` of the job writing its shards to files, with extra run options (pacing...).
     fn node(&self, id: &str, extra: &[&str]) -> ChildGuard {
         let o = format!("file:{}/g{{global}}.pcap", self.parts().display());
+        self.member(id, N, &[&["-o", &o], extra].concat())
+    }
+
+    /// A node `id` of the job with `shards` shards a partition and extra run options.
+    fn member(&self, id: &str, shards: usize, extra: &[&str]) -> ChildGuard {
         let state = self.tmp.path().join("state");
         let partitions = M.to_string();
-        let n = N.to_string();
+        let n = shards.to_string();
         let mut args = vec![
             "run",
             "--cluster",
@@ -129,8 +141,6 @@ impl Job {
             &partitions,
             "-n",
             &n,
-            "-o",
-            &o,
             "--state",
             state.to_str().unwrap(),
             "--lease",
@@ -195,16 +205,32 @@ impl Job {
 
     /// Waits, at most `bound`, until partition `k` is held or done by `node` under `fence`.
     fn wait_owner(&self, k: u32, node: &str, fence: u64, bound: Duration) -> Duration {
+        let what = format!("{node} under fence {fence}");
+        self.wait_claim(k, &what, bound, |p| {
+            p["node"] == node && p["fence"].as_u64() == Some(fence)
+        })
+        .1
+    }
+
+    /// Waits, at most `bound`, until partition `k`'s entry in the status satisfies `claimed`
+    /// (`what` it is); returns the entry and the time it took.
+    fn wait_claim(
+        &self,
+        k: u32,
+        what: &str,
+        bound: Duration,
+        claimed: impl Fn(&Value) -> bool,
+    ) -> (Value, Duration) {
         let start = Instant::now();
         loop {
             let s = self.status();
             let p = Self::part(&s, k);
-            if p["node"] == node && p["fence"].as_u64() == Some(fence) {
-                return start.elapsed();
+            if claimed(p) {
+                return (p.clone(), start.elapsed());
             }
             assert!(
                 start.elapsed() < bound,
-                "partition {k} not claimed by {node} within {bound:?}: {p}"
+                "partition {k} not claimed by {what} within {bound:?}: {p}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -425,6 +451,149 @@ fn nodes_wait_through_a_redis_restart_and_carry_on() {
             "no partition changed hands: {s}"
         );
     }
+}
+
+/// `--ids suricata --ship` into the noida-db stand-in: three nodes of one Suricata each and a
+/// standby index the documents of one `-n 3` run, with the same `_id`s, although one node died
+/// with its Suricata (`kill -9`, a dead machine) after some of its records were indexed: the
+/// standby replays the partition from its start into a fresh Suricata, and the records indexed
+/// before the death are not indexed twice.
+#[test]
+fn a_killed_node_with_suricata_and_shipping_indexes_what_one_run_indexes() {
+    let server = Server::start(Kind::Noida);
+    let redis = RedisServer::start();
+    let job = Job::bare(&redis.url(), "ship", &[]);
+    let pile = common::pile(&job.pile(), 1 << 20, 5);
+    job.enqueue(&pile, true);
+    let shipping = ship_support::suricata_shipping(&server);
+    let shipping: Vec<&str> = shipping.iter().map(String::as_str).collect();
+
+    // The reference: one node, -n M.
+    let single = job.tmp.path().join("single");
+    let total = M.to_string();
+    let mut args = vec![
+        "run",
+        "-n",
+        &total,
+        "--index-prefix",
+        "single-",
+        "--log-dir",
+    ];
+    args.extend([single.to_str().unwrap()].iter().chain(&shipping));
+    args.extend(pile.iter().map(String::as_str));
+    let r = common::shardcap(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = ship_support::documents(&server, "single-*");
+    assert!(
+        want.len() > 500,
+        "too few records to prove anything: {}",
+        want.len()
+    );
+
+    // Nodes of one Suricata each, paced so that a partition takes seconds.
+    let logs = job.tmp.path().join("part-{partition}/logs");
+    let node = |id: &str| {
+        let mut extra = vec!["--log-dir", logs.to_str().unwrap(), "--run-id", id];
+        extra.extend(["--index-prefix", "cluster-", "--max-pps", "600"]);
+        extra.extend(&shipping);
+        let mut child = job.member(id, 1, &extra);
+        let stderr = watch_stderr(&mut child);
+        (child, stderr)
+    };
+    let mut running: BTreeMap<String, _> = ["a", "b", "c"]
+        .into_iter()
+        .map(|id| (id.to_string(), node(id)))
+        .collect();
+    let start = Instant::now();
+    let (k, victim) = job.busy_partition();
+    let standby = node("standby");
+    let mine = format!("/part-{k}/");
+    wait_until("some of the busy partition's records indexed", || {
+        server.docs("cluster-*").iter().any(|d| {
+            d["_source"]["shardcap"]["file"]
+                .as_str()
+                .unwrap()
+                .contains(&mine)
+        })
+    });
+    eprintln!(
+        "killing node {victim} {:?} after the start",
+        start.elapsed()
+    );
+    // A dead machine: the node and its Suricata.
+    let (mut dead, _) = running.remove(&victim).unwrap();
+    let suricata = common::children(dead.pid());
+    assert_eq!(suricata.len(), 1, "one Suricata: {suricata:?}");
+    dead.kill();
+    kill(Pid::from_raw(suricata[0]), Signal::SIGKILL).unwrap();
+    assert_eq!(
+        Job::part(&job.status(), k)["state"],
+        "held",
+        "killed before its end"
+    );
+    // The standby, or a node done with its own partition.
+    let bound = Duration::from_secs_f64(3.0 * LEASE_S);
+    let (p, after) = job.wait_claim(k, "another node", bound, |p| {
+        p["fence"] == 2 && p["node"] != victim.as_str()
+    });
+    let taker = p["node"].as_str().unwrap().to_string();
+    eprintln!("partition {k} taken over by {taker} {after:?} after node {victim} died");
+    running.insert("standby".into(), standby);
+    let mut ended = BTreeMap::new();
+    for (id, (child, stderr)) in running {
+        let code = finish(child).code;
+        let stderr = stderr.lock().unwrap().clone();
+        assert_eq!(code, 0, "node {id}: {stderr}");
+        ended.insert(id, stderr);
+    }
+    let took = &ended[&taker];
+    assert!(
+        took.contains(&format!("partition {k}/3 claimed (fence 2)")),
+        "{took}"
+    );
+    assert!(
+        took.contains("replayed from its start into fresh instances"),
+        "{took}"
+    );
+    let part = job.tmp.path().join(format!("part-{k}/logs"));
+    assert!(
+        part.join(".replaced-1/shard-0/eve.json").is_file(),
+        "the killed node's logs are set aside"
+    );
+    assert_eq!(job.status()["done"], 3);
+
+    let got = ship_support::documents(&server, "cluster-*");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "the nodes' document count differs from one run's"
+    );
+    assert!(
+        got.keys().eq(want.keys()),
+        "the nodes' _ids differ from one run's"
+    );
+    let by = |run: &str| {
+        (got.values())
+            .filter(|(dir, _, r)| *dir == format!("part-{k}") && r == run)
+            .count()
+    };
+    assert!(
+        by(&victim) > 0,
+        "nothing indexed before the kill: the replay proved nothing"
+    );
+    assert!(by(&taker) > 0, "nothing indexed after the takeover");
+    eprintln!(
+        "{} documents; partition {k}: {} indexed by node {victim} before its death, {} by {taker}",
+        got.len(),
+        by(&victim),
+        by(&taker)
+    );
+    let dirs: BTreeSet<&String> = got.values().map(|d| &d.0).collect();
+    assert_eq!(
+        dirs.len(),
+        M as usize,
+        "documents of every partition: {dirs:?}"
+    );
 }
 
 /// One node over TLS does every partition, one after another.

@@ -16,7 +16,6 @@ use common::wait_for;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
-use shardcap_gen::{generate, GenerateConfig};
 use ship_support::*;
 
 /// Partitions (one Suricata each).
@@ -24,31 +23,12 @@ const M: u32 = 3;
 /// The partition that is killed and restarted.
 const KILLED: u32 = 1;
 
-/// A generated multi-sensor pile: overlapping sensors, rotated files (about 10,000 packets).
-fn pile(dir: &Path) -> String {
-    generate(&GenerateConfig {
-        out: dir.to_path_buf(),
-        sensors: 3,
-        files_per_sensor: 3,
-        size: 1 << 20,
-        seed: 5,
-        nanos: false,
-        gzip: false,
-        zstd: false,
-        duration: std::time::Duration::from_secs(30),
-    })
-    .unwrap();
-    dir.display().to_string()
-}
-
 /// `shardcap run --ids suricata --ship` arguments with `extra` (index prefix, partition, state...).
 fn run_args(server: &Server, logs: &Path, pile: &str, extra: &[&str]) -> Vec<String> {
-    let head = ["run", "-v", "--ids", "suricata", "--ship", &server.url];
-    let ship = ["--batch-wait", "100ms", "--retry-max", "500ms", "--log-dir"];
-    head.iter()
-        .chain(&ship)
-        .map(|s| s.to_string())
-        .chain([logs.display().to_string()])
+    ["run".to_string()]
+        .into_iter()
+        .chain(suricata_shipping(server))
+        .chain(["--log-dir".to_string(), logs.display().to_string()])
         .chain(extra.iter().map(|s| s.to_string()))
         .chain([pile.to_string()])
         .collect()
@@ -61,51 +41,10 @@ fn run_ok(args: &[String], what: &str) -> String {
     r.stderr
 }
 
-/// The documents of the indices matching `pattern`: `_id` -> (node directory, event type,
-/// run id), after asserting that no `_id` is in two indices (two documents for one record).
-fn documents(server: &Server, pattern: &str) -> BTreeMap<String, (String, String, String)> {
-    let docs = server.docs(pattern);
-    let mut by_id = BTreeMap::new();
-    for d in &docs {
-        let id = d["_id"].as_str().unwrap().to_string();
-        let s: &Value = &d["_source"];
-        let file = s["shardcap"]["file"].as_str().unwrap();
-        let node = Path::new(file)
-            .ancestors()
-            .nth(3)
-            .and_then(|p| p.file_name())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let doc = (
-            node,
-            s["event_type"].as_str().unwrap().to_string(),
-            s["shardcap"]["run_id"].as_str().unwrap().to_string(),
-        );
-        assert!(
-            by_id.insert(id.clone(), doc).is_none(),
-            "{pattern}: _id {id} is in two indices"
-        );
-    }
-    assert_eq!(docs.len() as u64, server.count(pattern), "{pattern}");
-    by_id
-}
-
 /// Packets the running partition wrote, from its stats file.
 fn written(stats: &Path) -> Option<u64> {
     let text = fs::read_to_string(stats).ok()?;
     serde_json::from_str::<Value>(&text).ok()?["packets"].as_u64()
-}
-
-/// The processes a process started (its Suricata instances), from /proc.
-fn children(pid: u32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
-        if let Ok(list) = fs::read_to_string(task.path().join("children")) {
-            out.extend(list.split_whitespace().map(|p| p.parse::<i32>().unwrap()));
-        }
-    }
-    out
 }
 
 /// How the killed partition dies.
@@ -165,7 +104,7 @@ fn kill_and_restart(server: &Server, dir: &Path, pile: &str, prefix: &str, death
         "a third of the partition's packets and some records indexed",
         || written(&stats).filter(|&n| n >= total / 3 && server.count(&format!("{prefix}*")) > 0),
     );
-    let suricata = children(run.pid());
+    let suricata = common::children(run.pid());
     assert_eq!(suricata.len(), 1, "one Suricata: {suricata:?}");
     let orphan = Pid::from_raw(suricata[0]);
     match death {
@@ -215,7 +154,7 @@ fn is_zombie(pid: Pid) -> bool {
 fn a_killed_partition_restarted_indexes_exactly_the_documents_of_one_run() {
     let server = Server::start(Kind::Noida);
     let tmp = tempfile::tempdir().unwrap();
-    let pile = pile(&tmp.path().join("pile"));
+    let pile = common::pile(&tmp.path().join("pile"), 1 << 20, 5).remove(0);
 
     // One node, -n M.
     let n = M.to_string();

@@ -287,6 +287,17 @@ pub fn finish(child: ChildGuard) -> Run {
     finished(out)
 }
 
+/// The processes that process `pid` started (IDS instances...), from /proc.
+pub fn children(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        if let Ok(list) = fs::read_to_string(task.path().join("children")) {
+            out.extend(list.split_whitespace().map(|p| p.parse::<i32>().unwrap()));
+        }
+    }
+    out
+}
+
 /// Kills and reaps a child process when dropped, so a failing test leaves nothing running.
 pub struct ChildGuard(pub Option<Child>);
 

@@ -3,7 +3,7 @@
 //! drop, real Suricata runs over corpus captures, the Zeek fixtures, and shardcap as a guarded child.
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -340,4 +340,43 @@ pub fn dead_letters(state: &Path) -> Vec<Value> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The options of a run whose Suricata instances' logs are shipped to `server` as they are
+/// written (`--ids suricata --ship URL`, short batch and retry delays, `-v`).
+pub fn suricata_shipping(server: &Server) -> Vec<String> {
+    let opts = ["-v", "--ids", "suricata", "--ship", &server.url];
+    let delays = ["--batch-wait", "100ms", "--retry-max", "500ms"];
+    opts.iter().chain(&delays).map(|s| s.to_string()).collect()
+}
+
+/// The documents of the indices matching `pattern`: `_id` -> (the directory above the log
+/// directory's shard directories, event type, run id), after asserting that no `_id` is in two
+/// indices (two documents for one record).
+pub fn documents(server: &Server, pattern: &str) -> BTreeMap<String, (String, String, String)> {
+    let docs = server.docs(pattern);
+    let mut by_id = BTreeMap::new();
+    for d in &docs {
+        let id = d["_id"].as_str().unwrap().to_string();
+        let s: &Value = &d["_source"];
+        let file = s["shardcap"]["file"].as_str().unwrap();
+        let node = Path::new(file)
+            .ancestors()
+            .nth(3)
+            .and_then(|p| p.file_name())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let doc = (
+            node,
+            s["event_type"].as_str().unwrap().to_string(),
+            s["shardcap"]["run_id"].as_str().unwrap().to_string(),
+        );
+        assert!(
+            by_id.insert(id.clone(), doc).is_none(),
+            "{pattern}: _id {id} is in two indices"
+        );
+    }
+    assert_eq!(docs.len() as u64, server.count(pattern), "{pattern}");
+    by_id
 }
