@@ -34,6 +34,21 @@ fn run_args(server: &Server, logs: &Path, pile: &str, extra: &[&str]) -> Vec<Str
         .collect()
 }
 
+/// Partition `k` of M with one shard, indexing under `prefix`.
+fn partition_args(k: u32, prefix: &str) -> Vec<String> {
+    let partition = format!("{k}/{M}");
+    [
+        "--partition",
+        &partition,
+        "-n",
+        "1",
+        "--index-prefix",
+        prefix,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Runs shardcap to its end, insisting on success; returns its stderr.
 fn run_ok(args: &[String], what: &str) -> String {
     let r = common::shardcap(args);
@@ -183,15 +198,8 @@ fn a_killed_partition_restarted_indexes_exactly_the_documents_of_one_run() {
         for k in (0..M).filter(|&k| k != KILLED) {
             let logs = dir.join(format!("p{k}/logs"));
             let state = dir.join(format!("p{k}/state"));
-            let partition = format!("{k}/{M}");
-            let extra = [
-                "--partition",
-                &partition,
-                "-n",
-                "1",
-                "--index-prefix",
-                &prefix,
-            ];
+            let extra = partition_args(k, &prefix);
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
             let state_args = ["--state", state.to_str().unwrap()];
             run_ok(
                 &run_args(&server, &logs, &pile, &[&extra[..], &state_args].concat()),
@@ -232,15 +240,8 @@ fn a_killed_partition_restarted_indexes_exactly_the_documents_of_one_run() {
 
         // Again: the completed state is a no-op, and a replay of the partition into a fresh
         // state and log directory produces every record again but indexes nothing new.
-        let partition = format!("{KILLED}/{M}");
-        let extra = [
-            "--partition",
-            &partition,
-            "-n",
-            "1",
-            "--index-prefix",
-            &prefix,
-        ];
+        let extra = partition_args(KILLED, &prefix);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let logs = dir.join(format!("p{KILLED}/logs"));
         let state = dir.join(format!("p{KILLED}/state"));
         let state_args = ["--state", state.to_str().unwrap()];

@@ -5,7 +5,7 @@
 //! which path a packet takes; every other packet gets `None` and takes the general path.
 
 use super::hash::{addr_words, words5};
-use super::ip::{PROTO_TCP, PROTO_UDP};
+use super::ip::{ipv4_end, PROTO_TCP, PROTO_UDP};
 use super::link::{
     ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ, ETHERTYPE_QINQ_OLD, ETHERTYPE_VLAN,
     LINKTYPE_ETHERNET,
@@ -72,12 +72,7 @@ fn v4(d: &[u8], mode: HashMode) -> Option<u64> {
     if proto != PROTO_TCP && proto != PROTO_UDP {
         return None;
     }
-    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
-    let end = if (ihl..=d.len()).contains(&total) {
-        total
-    } else {
-        d.len()
-    };
+    let end = ipv4_end(h, ihl, d.len());
     let (sp, dp) = ports(d, ihl, end);
     let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
     let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);

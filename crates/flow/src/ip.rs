@@ -112,6 +112,18 @@ pub(super) fn mapped(a: [u8; 4]) -> [u8; 16] {
     m
 }
 
+/// Where an IPv4 datagram with header length `ihl` ends among `captured` bytes: at its total
+/// length when that is plausible (padding after it is not payload), else at what was captured.
+#[inline(always)]
+pub fn ipv4_end(h: &[u8], ihl: usize, captured: usize) -> usize {
+    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
+    if (ihl..=captured).contains(&total) {
+        total
+    } else {
+        captured
+    }
+}
+
 /// Decodes an IPv4 header. A total length that does not fit (TSO/GSO packets carry 0; a quoted
 /// header is cut short) leaves the payload at what was captured.
 pub fn ipv4(d: &[u8]) -> Option<Ip<'_>> {
@@ -120,12 +132,7 @@ pub fn ipv4(d: &[u8]) -> Option<Ip<'_>> {
     if h[0] >> 4 != 4 || ihl < 20 || d.len() < ihl {
         return None;
     }
-    let total = u16::from_be_bytes([h[2], h[3]]) as usize;
-    let end = if (ihl..=d.len()).contains(&total) {
-        total
-    } else {
-        d.len()
-    };
+    let end = ipv4_end(h, ihl, d.len());
     let flags = u16::from_be_bytes([h[6], h[7]]);
     let offset = flags & 0x1fff;
     let proto = h[9];
