@@ -41,13 +41,13 @@ in="$dir/in"
 out=${OUT_DIR:-/dev/shm/shardcap-bench-out}
 cleanup() {
   jobs -p | xargs -r kill 2>/dev/null || true
-  rm -rf "$out" "$dir"/rss-* "$dir"/time-* "$dir"/stat-* "$dir"/cs-* "$dir/many"
+  rm -rf "$out" "$dir"/rss-* "$dir"/time-* "$dir"/stat-* "$dir"/cs-* "$dir"/own-* "$dir/many"
   [ "${KEEP:-0}" = 1 ] || rm -rf "$dir/in"
   rmdir "$dir" 2> /dev/null || true
 }
 trap cleanup EXIT
 mkdir -p "$in" "$out"
-rm -f "$dir"/rss-* "$dir"/time-* "$dir"/stat-* "$dir"/cs-*
+rm -f "$dir"/rss-* "$dir"/time-* "$dir"/stat-* "$dir"/cs-* "$dir"/own-*
 
 # Rotated files of 128 MiB (smaller for small sizes), two sensors.
 bytes=$(numfmt --from=iec "$size")
@@ -79,17 +79,25 @@ fifo_readers() {
   done
 }
 # shardcap NAME ARGS...: shardcap ($measured, default $bin) under GNU time; its peak RSS (KiB)
-# appended to $dir/rss-NAME, its voluntary and involuntary context switches to $dir/cs-NAME.
+# appended to $dir/rss-NAME, its voluntary and involuntary context switches to $dir/cs-NAME, its
+# own CPU time (user + system, without the FIFOs' readers) to $dir/own-NAME.
 shardcap() {
   local name=$1; shift
-  /usr/bin/time -a -f '%M %w %c' -o "$dir/stat-$name" "${measured:-$bin}" "$@"
+  /usr/bin/time -a -f '%M %w %c %U %S' -o "$dir/stat-$name" "${measured:-$bin}" "$@"
   tail -1 "$dir/stat-$name" | awk '{print $1}' >> "$dir/rss-$name"
   tail -1 "$dir/stat-$name" | awk '{print $2 + $3}' >> "$dir/cs-$name"
+  tail -1 "$dir/stat-$name" | awk '{print $4 + $5}' >> "$dir/own-$name"
+}
+# writer NAME FILE: the baseline's writing `cat` of every input into FILE, its own CPU time
+# appended to $dir/own-NAME.
+writer() {
+  /usr/bin/time -a -f '%U %S' -o "$dir/stat-$1" cat "${files[@]}" > "$2"
+  tail -1 "$dir/stat-$1" | awk '{print $1 + $2}' >> "$dir/own-$1"
 }
 
 cat_null()  { cat "${files[@]}" > /dev/null; }
-cat_file()  { cat "${files[@]}" > "$out/cat.pcap"; sync "$out/cat.pcap"; }
-cat_fifo()  { fifo_readers 1; cat "${files[@]}" > "$out/fifo-0"; wait; }
+cat_file()  { writer cat_file "$out/cat.pcap"; sync "$out/cat.pcap"; }
+cat_fifo()  { fifo_readers 1; writer cat_fifo "$out/fifo-0"; wait; }
 run_files_named() { shardcap "$1" run -q -n "$shards" -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
 run_fifos_named() { fifo_readers "$shards"; shardcap "$1" run -q -n "$shards" -o "fifo:$out/fifo-{shard}" "${files[@]}"; wait; }
 run_one_named()   { shardcap "$1" run -q -n 1 -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
@@ -138,6 +146,22 @@ if [ -n "${BEFORE:-}" ]; then
   row run_files_before "BEFORE run -n $shards -o file:"    cat_file
   row run_one_before   "BEFORE run -n 1 -o file:"          cat_file
   row run_fifos_before "BEFORE run -n $shards -o fifo: | cats" cat_fifo
+fi
+# The writer's own CPU: shardcap's process against the baseline's writing `cat` (the FIFOs'
+# readers, which `time` above includes, left out).
+printf '\nown CPU (user + system of the writing process, median): cat to file %.2f s, cat to FIFO %.2f s\n' \
+  "$(median < "$dir/own-cat_file")" "$(median < "$dir/own-cat_fifo")"
+own_row() { # CASE LABEL BASELINE
+  awk -v a="$(median < "$dir/own-$1")" -v b="$(median < "$dir/own-$3")" -v label="$2" -v n="$3" \
+    'BEGIN {printf "%-40s %5.2f s  %.2fx %s\n", label, a, a / b, n}'
+}
+own_row run_files "shardcap run -n $shards -o file:" cat_file
+own_row run_one   "shardcap run -n 1 -o file:"       cat_file
+own_row run_fifos "shardcap run -n $shards -o fifo:" cat_fifo
+if [ -n "${BEFORE:-}" ]; then
+  own_row run_files_before "BEFORE run -n $shards -o file:" cat_file
+  own_row run_one_before   "BEFORE run -n 1 -o file:"       cat_file
+  own_row run_fifos_before "BEFORE run -n $shards -o fifo:" cat_fifo
 fi
 printf '\ncontext switches of shardcap (voluntary + involuntary, median):'
 for c in run_files run_one run_given run_fifos ${BEFORE:+run_files_before run_one_before run_fifos_before}; do
