@@ -39,7 +39,7 @@ use crate::shipping;
 use crate::sink::fence::Fence;
 use crate::sink::output::Output;
 use crate::sink::spool::SpoolConfig;
-use crate::sink::writer::{Brake, ShardCounters, ShardWriter};
+use crate::sink::writer::{file_buffer_size, Brake, ShardCounters, ShardWriter};
 use crate::sink::OutputSpec;
 use crate::state::journal::Reason;
 use crate::state::StateKeeper;
@@ -946,6 +946,7 @@ impl Dispatcher {
                 .lease
                 .as_ref()
                 .map_or_else(Fence::open, LeaseCheck::fence),
+            file_buffer: file_buffer_size(outs.len()),
         };
         for (k, (out, resumed)) in outs.into_iter().enumerate() {
             let w = ShardWriter::start_braked(out, header, !resumed, brake.clone())

@@ -22,6 +22,18 @@ pub const BUFFERS: usize = 4;
 /// An output nobody reads while it is written takes the same memory as two buffers of twice the
 /// size: half the hand-overs to its writer thread (and the thread's wake-ups).
 const FILE_BUFFERS: usize = 2;
+/// The memory the file outputs' buffers share: with few shards each takes larger buffers (up to
+/// [`MAX_FILE_BUFFER`]), so one shard hands over a few large buffers instead of many.
+const FILE_BUDGET: usize = 8 << 20;
+/// The largest file buffer.
+const MAX_FILE_BUFFER: usize = 2 << 20;
+
+/// The size of each of a file output's buffers when `shards` file outputs share the budget: 2 MiB
+/// for one or two shards, down to 512 KiB (the memory of every other output) from eight on.
+pub fn file_buffer_size(shards: usize) -> usize {
+    (FILE_BUDGET / (shards.max(1) * FILE_BUFFERS))
+        .clamp(BUFFER_SIZE * BUFFERS / FILE_BUFFERS, MAX_FILE_BUFFER)
+}
 /// How long the writer thread waits for data before it calls `Output::tick`.
 const TICK: Duration = Duration::from_millis(100);
 /// How often a held writer (or a merge waiting for a buffer) looks at the brake.
@@ -37,6 +49,9 @@ pub struct Brake {
     pub chunk: usize,
     /// Every write, sync and close passes it first (a partition's lease, see [`Fence`]).
     pub fence: Fence,
+    /// The size of each buffer of an output nobody reads while it is written (a file; see
+    /// [`file_buffer_size`]).
+    pub file_buffer: usize,
 }
 
 impl Brake {
@@ -46,6 +61,7 @@ impl Brake {
             flag: Arc::new(AtomicBool::new(false)),
             chunk: BUFFER_SIZE,
             fence: Fence::open(),
+            file_buffer: file_buffer_size(1),
         }
     }
 
@@ -112,11 +128,10 @@ impl ShardWriter {
             output.write_header(&header)?;
         }
         let name = output.describe();
-        let (buffers, chunk) = match output.read_while_written() {
-            true => (BUFFERS, brake.chunk),
-            false => (FILE_BUFFERS, usize::MAX),
+        let (buffers, chunk, size) = match output.read_while_written() {
+            true => (BUFFERS, brake.chunk, BUFFER_SIZE),
+            false => (FILE_BUFFERS, usize::MAX, brake.file_buffer),
         };
-        let size = BUFFER_SIZE * BUFFERS / buffers;
         let (tx, rx) = sync_channel::<Msg>(buffers);
         let (free_tx, free) = sync_channel::<Vec<u8>>(buffers);
         for _ in 1..buffers {
@@ -370,6 +385,7 @@ mod tests {
             flag: Arc::new(AtomicBool::new(false)),
             chunk,
             fence: Fence::open(),
+            file_buffer: file_buffer_size(8),
         };
         let mut w = ShardWriter::start_braked(Box::new(out), header, true, brake).unwrap();
         let data = [7u8; 984];
@@ -389,13 +405,20 @@ mod tests {
     }
 
     #[test]
+    fn file_buffers_share_a_budget_between_bounds() {
+        let mib = 1 << 20;
+        let sizes: Vec<usize> = [1, 2, 4, 8, 64].map(file_buffer_size).to_vec();
+        assert_eq!(sizes, [2 * mib, 2 * mib, mib, mib / 2, mib / 2]);
+    }
+
+    #[test]
     fn outputs_read_while_written_take_chunks_and_files_whole_buffers() {
         let chunk = 64 << 10;
         let streamed = write_sizes(true, chunk);
         assert!(streamed.iter().all(|&n| n <= chunk), "{streamed:?}");
         assert!(streamed.len() >= 3000 * 1000 / chunk, "{streamed:?}");
         let file = write_sizes(false, chunk);
-        let size = BUFFER_SIZE * BUFFERS / FILE_BUFFERS;
+        let size = file_buffer_size(8);
         let (last, whole) = file.split_last().unwrap();
         assert!(
             whole.iter().all(|&n| n > size - 1000 && n <= size),
