@@ -127,6 +127,15 @@ fn read_outputs(dir: &Path, shards: usize) -> Vec<Vec<(Duration, u64)>> {
 }
 
 /// Starts `shardcap run --watch SPOOL` with 3 file outputs and a stats file in `dir`.
+/// `DIR/spool` (watched) and `DIR/stage` (where files are written before they are moved in), both
+/// created, and the stats file `DIR/stats.json`.
+fn spool_and_stage(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (spool, stage) = (dir.join("spool"), dir.join("stage"));
+    fs::create_dir_all(&spool).unwrap();
+    fs::create_dir_all(&stage).unwrap();
+    (spool, stage, dir.join("stats.json"))
+}
+
 fn watch(dir: &Path, spool: &Path, extra: &[&str]) -> ChildGuard {
     let running = ChildGuard::start(
         common::command(["run", "--watch"])
@@ -182,11 +191,7 @@ fn assert_once_in_order(dir: &Path, written: &[u64]) {
 #[test]
 fn watched_spool_streams_every_packet_once_in_time_order() {
     let tmp = tempfile::tempdir().unwrap();
-    let spool = tmp.path().join("spool");
-    let stage = tmp.path().join("stage");
-    fs::create_dir_all(&spool).unwrap();
-    fs::create_dir_all(&stage).unwrap();
-    let stats = tmp.path().join("stats.json");
+    let (spool, stage, stats) = spool_and_stage(tmp.path());
     let running = watch(
         tmp.path(),
         &spool,
@@ -455,10 +460,7 @@ fn output_ids(dir: &Path) -> HashSet<u64> {
 #[test]
 fn a_capture_renamed_in_under_the_streamed_name_is_streamed_not_deleted() {
     let tmp = tempfile::tempdir().unwrap();
-    let (spool, stage) = (tmp.path().join("spool"), tmp.path().join("stage"));
-    fs::create_dir_all(&spool).unwrap();
-    fs::create_dir_all(&stage).unwrap();
-    let stats = tmp.path().join("stats.json");
+    let (spool, stage, stats) = spool_and_stage(tmp.path());
     // Paced, so the first file is still being streamed when its successor takes its name.
     let running = watch(
         tmp.path(),
@@ -556,10 +558,7 @@ fn move_retention_keeps_files_of_the_same_name_from_two_spools() {
 #[test]
 fn a_symlink_renamed_into_the_spool_after_start_is_ignored() {
     let tmp = tempfile::tempdir().unwrap();
-    let (spool, stage) = (tmp.path().join("spool"), tmp.path().join("stage"));
-    fs::create_dir_all(&spool).unwrap();
-    fs::create_dir_all(&stage).unwrap();
-    let stats = tmp.path().join("stats.json");
+    let (spool, stage, stats) = spool_and_stage(tmp.path());
     let running = watch(tmp.path(), &spool, &["--horizon", "0"]);
     let t0 = 1_700_000_000_000_000_000;
     // A capture elsewhere, linked into the spool by a rename.
