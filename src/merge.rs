@@ -12,7 +12,7 @@ use crate::input::catalog::Entry;
 use crate::input::FileEnd;
 use shardcap_capture::buffer;
 use shardcap_capture::capture::Capture;
-use shardcap_capture::{Anomalies, Packet};
+use shardcap_capture::{Anomalies, Packet, Verbatim};
 
 /// How inputs are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +137,14 @@ impl Merge {
     #[inline(always)]
     pub fn packet(&self, slot: usize) -> Packet<'_> {
         self.slots[slot].as_ref().unwrap().capture.packet()
+    }
+
+    /// The packet chosen by the last [`Merge::next`], and its record as read when it can be
+    /// written out unchanged.
+    #[inline(always)]
+    pub fn record(&self, slot: usize) -> (Packet<'_>, Option<Verbatim<'_>>) {
+        let capture = &self.slots[slot].as_ref().unwrap().capture;
+        (capture.packet(), capture.verbatim())
     }
 
     /// The input of `slot` (the one that gave the last packet).

@@ -44,7 +44,7 @@ use crate::sink::OutputSpec;
 use crate::state::journal::Reason;
 use crate::state::StateKeeper;
 use shardcap_capture::format::StreamHeader;
-use shardcap_capture::{Anomalies, Packet};
+use shardcap_capture::{Anomalies, Packet, Verbatim};
 use shardcap_flow::link::LINKTYPE_ETHERNET;
 use shardcap_flow::reframe::{self, Reframe};
 use shardcap_flow::{Direct, FlowConfig, FlowStats, Sharder};
@@ -608,7 +608,7 @@ impl Dispatcher {
                     .consumers
                     .resume(&mut self.writers, spec, header, stop)?;
             }
-            let pkt = self.merge.packet(slot);
+            let (pkt, verbatim) = self.merge.record(slot);
             if self.select.as_mut().is_some_and(|s| !s.keep(&pkt)) {
                 // Left out by the selection (counted there).
             } else if pkt.linktype == header.linktype || self.ctx.converts(&pkt) {
@@ -618,9 +618,16 @@ impl Dispatcher {
                     &mut self.ctx.stats.normalised_linktype,
                 );
                 match &mut self.reorder {
-                    None => deliver(&pkt, header.linktype, sharder, writers, normalised),
+                    None => deliver(
+                        &pkt,
+                        verbatim.as_ref(),
+                        header.linktype,
+                        sharder,
+                        writers,
+                        normalised,
+                    ),
                     Some(r) => r.push(&pkt, |p| {
-                        deliver(p, header.linktype, sharder, writers, normalised)
+                        deliver(p, None, header.linktype, sharder, writers, normalised)
                     }),
                 }
                 .map_err(io_err)?;
@@ -701,7 +708,7 @@ impl Dispatcher {
             &mut self.ctx.stats.normalised_linktype,
         );
         if let Some(r) = &mut self.reorder {
-            r.flush(|p| deliver(p, linktype, sharder, writers, normalised))
+            r.flush(|p| deliver(p, None, linktype, sharder, writers, normalised))
                 .map_err(|e| Error::runtime(e.to_string()))?;
             self.ctx.stats.reorder = r.stats;
         }
@@ -1031,10 +1038,12 @@ fn shard_counters(writers: &[ShardWriter]) -> Vec<(String, ShardCounters)> {
         .collect()
 }
 
-/// Sends one packet to its shard (its flow key from the packet as captured).
+/// Sends one packet to its shard (its flow key from the packet as captured). `verbatim` is its
+/// record as read, when it may be written from there.
 #[inline(always)]
 fn deliver(
     pkt: &Packet,
+    verbatim: Option<&Verbatim>,
     linktype: u32,
     sharder: &mut Sharder,
     writers: &mut [ShardWriter],
@@ -1042,7 +1051,10 @@ fn deliver(
 ) -> io::Result<()> {
     // The common case writes in line; the general path takes the same writing as a callback.
     match sharder.direct(pkt) {
-        Direct::Shard(k) => put(&mut writers[k], pkt, linktype, normalised),
+        Direct::Shard(k) => match verbatim {
+            Some(v) if pkt.linktype == linktype => writers[k].write_verbatim(pkt, v),
+            _ => put(&mut writers[k], pkt, linktype, normalised),
+        },
         Direct::Elsewhere => Ok(()),
         Direct::General => sharder.route_general(pkt, &mut |k, p| {
             put(&mut writers[k], p, linktype, normalised)

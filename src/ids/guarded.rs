@@ -2,7 +2,7 @@
 //! pipe), the shard's records are counted and dropped instead of failing the run, until the
 //! supervisor resumes the shard with a restarted consumer.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -48,6 +48,24 @@ impl GuardedOutput {
             .bytes
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
     }
+
+    /// The result of a write of `records` to the consumer: a broken pipe drops them (and every
+    /// later record) instead of failing.
+    fn outcome<'a>(
+        &self,
+        written: io::Result<()>,
+        records: impl Iterator<Item = &'a [u8]>,
+    ) -> io::Result<()> {
+        match written {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                log::warn!("{}: {e}; dropping its packets", self.inner.describe());
+                self.losses.gone.store(true, Ordering::SeqCst);
+                records.for_each(|r| self.drop_records(r));
+                Ok(())
+            }
+            r => r,
+        }
+    }
 }
 
 /// Number of whole pcap records in `buf` (a shard buffer holds only whole records).
@@ -73,15 +91,23 @@ impl Output for GuardedOutput {
             self.drop_records(records);
             return Ok(());
         }
-        match self.inner.write_all(buf) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                log::warn!("{}: {e}; dropping its packets", self.inner.describe());
-                self.losses.gone.store(true, Ordering::SeqCst);
-                self.drop_records(records);
-                Ok(())
-            }
-            r => r,
+        let written = self.inner.write_all(buf);
+        self.outcome(written, std::iter::once(records))
+    }
+
+    fn write_parts(&mut self, parts: &mut [IoSlice]) -> io::Result<()> {
+        if self.losses.gone.load(Ordering::Relaxed) {
+            parts.iter().for_each(|p| self.drop_records(p));
+            return Ok(());
         }
+        // The writes advance the slices they are given: `parts` keeps the records to count.
+        let mut work = parts.to_vec();
+        let written = self.inner.write_parts(&mut work);
+        self.outcome(written, parts.iter().map(|p| &p[..]))
+    }
+
+    fn vectored(&self) -> bool {
+        self.inner.vectored()
     }
 
     fn write_header(&mut self, header: &StreamHeader) -> io::Result<()> {

@@ -2,7 +2,7 @@
 //! never opens its destination, so no consumer is started for it and none is handed a stream
 //! without packets.
 
-use std::io;
+use std::io::{self, IoSlice};
 
 use super::output::Output;
 use shardcap_capture::format::StreamHeader;
@@ -53,6 +53,15 @@ impl Output for DeferredOutput {
             return Ok(());
         }
         self.open()?.write_all(buf)
+    }
+
+    fn write_parts(&mut self, parts: &mut [IoSlice]) -> io::Result<()> {
+        self.open()?.write_parts(parts)
+    }
+
+    /// As the real output, once open (the first records open it, gathered into one buffer).
+    fn vectored(&self) -> bool {
+        self.inner.as_ref().is_some_and(|o| o.vectored())
     }
 
     fn write_header(&mut self, header: &StreamHeader) -> io::Result<()> {

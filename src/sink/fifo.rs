@@ -3,7 +3,7 @@
 //! end counts the unread ones).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::io::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
@@ -93,18 +93,30 @@ impl FifoOutput {
     }
 }
 
+impl FifoOutput {
+    /// Names the FIFO in a broken pipe's error.
+    fn explain(&self, e: io::Error) -> io::Error {
+        match e.kind() {
+            io::ErrorKind::BrokenPipe => io::Error::new(
+                e.kind(),
+                format!("the consumer closed FIFO {}", self.path.display()),
+            ),
+            _ => e,
+        }
+    }
+}
+
 impl Output for FifoOutput {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf).map_err(|e| {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                io::Error::new(
-                    e.kind(),
-                    format!("the consumer closed FIFO {}", self.path.display()),
-                )
-            } else {
-                e
-            }
-        })
+        self.file.write_all(buf).map_err(|e| self.explain(e))
+    }
+
+    fn write_parts(&mut self, parts: &mut [IoSlice]) -> io::Result<()> {
+        shardcap_files::write_all_vectored(&mut self.file, parts).map_err(|e| self.explain(e))
+    }
+
+    fn vectored(&self) -> bool {
+        true
     }
 
     /// Waits until the reader has read everything written, or has closed the FIFO (the next write

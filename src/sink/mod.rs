@@ -1,5 +1,6 @@
 //! Outputs: the pcap stream format, per-shard writers and the destinations they write to.
 
+pub mod batch;
 pub mod deferred;
 pub mod fence;
 pub mod fifo;

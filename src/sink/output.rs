@@ -1,6 +1,6 @@
 //! Where a shard's bytes go: the `Output` trait, and the plain file and stdout outputs.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IoSlice, IsTerminal, Write};
 use std::path::Path;
 
 use shardcap_capture::format::StreamHeader;
@@ -10,6 +10,16 @@ use shardcap_files::PartialFile;
 pub trait Output: Send {
     /// Writes all of `buf` (whole records, or the stream header).
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Writes the buffers of `parts` in order (whole records in all). Outputs that hand the kernel
+    /// several buffers in one call override it and say so in [`Output::vectored`].
+    fn write_parts(&mut self, parts: &mut [IoSlice]) -> io::Result<()> {
+        parts.iter().try_for_each(|p| self.write_all(p))
+    }
+    /// Whether [`Output::write_parts`] writes several buffers in one call: the shard's records
+    /// then go out from where they were read. Other outputs get them gathered into one buffer.
+    fn vectored(&self) -> bool {
+        false
+    }
     /// Begins the stream with its pcap header. Outputs that put the header elsewhere (the spool,
     /// at the head of every segment) override this.
     fn write_header(&mut self, header: &StreamHeader) -> io::Result<()> {
@@ -52,6 +62,14 @@ impl FileOutput {
 impl Output for FileOutput {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.0.write_all(buf)
+    }
+
+    fn write_parts(&mut self, parts: &mut [IoSlice]) -> io::Result<()> {
+        self.0.write_parts(parts)
+    }
+
+    fn vectored(&self) -> bool {
+        true
     }
 
     fn sync(&mut self) -> io::Result<()> {

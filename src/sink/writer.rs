@@ -1,6 +1,7 @@
-//! One shard's stream: packets are appended to a large buffer in the hot loop and handed, a whole
-//! buffer at a time, to a writer thread that owns the output. A slow consumer stalls the merge only
-//! once every buffer of its shard is in flight; the time spent stalled is counted.
+//! One shard's stream: packets are appended to a [`Batch`] in the hot loop (left in their input
+//! buffers where they are written unchanged, copied otherwise) and handed, a whole batch at a
+//! time, to a writer thread that owns the output. A slow consumer stalls the merge only once every
+//! batch of its shard is in flight; the time spent stalled is counted.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,10 +10,11 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use super::batch::{write_grouped, Batch};
 use super::fence::Fence;
 use super::output::Output;
-use shardcap_capture::format::{record_len, StreamHeader, RECORD_HEADER_LEN};
-use shardcap_capture::Packet;
+use shardcap_capture::format::{StreamHeader, RECORD_HEADER_LEN};
+use shardcap_capture::{Packet, Verbatim};
 use shardcap_flow::reframe::Reframe;
 
 /// Size of one shard buffer.
@@ -71,7 +73,7 @@ impl Brake {
 }
 
 enum Msg {
-    Data(Vec<u8>),
+    Data(Batch),
     Sync(SyncSender<io::Result<()>>),
     /// The stream is complete; without it (the run failed) the output is left unfinished.
     Finish,
@@ -95,9 +97,9 @@ pub struct ShardWriter {
     header: StreamHeader,
     /// Size of one buffer.
     size: usize,
-    buf: Vec<u8>,
+    buf: Batch,
     tx: Option<SyncSender<Msg>>,
-    free: Receiver<Vec<u8>>,
+    free: Receiver<Batch>,
     thread: Option<JoinHandle<io::Result<()>>>,
     name: String,
     brake: Arc<AtomicBool>,
@@ -133,14 +135,18 @@ impl ShardWriter {
             false => (FILE_BUFFERS, usize::MAX, brake.file_buffer),
         };
         let (tx, rx) = sync_channel::<Msg>(buffers);
-        let (free_tx, free) = sync_channel::<Vec<u8>>(buffers);
+        let (free_tx, free) = sync_channel::<Batch>(buffers);
         for _ in 1..buffers {
-            free_tx.send(Vec::with_capacity(size)).expect("buffer pool");
+            free_tx.send(Batch::with_capacity(size)).expect("buffer pool");
         }
         let flag = brake.flag.clone();
         let thread = thread::Builder::new()
             .name(format!("out {name}"))
-            .spawn(move || loop {
+            .spawn(move || {
+                // Where the records of a batch with pinned parts are gathered for an output that
+                // takes one buffer at a time.
+                let mut scratch = Vec::new();
+                loop {
                 let msg = match rx.recv_timeout(TICK) {
                     Ok(msg) => msg,
                     Err(RecvTimeoutError::Timeout) => {
@@ -152,22 +158,29 @@ impl ShardWriter {
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 };
                 match msg {
-                    Msg::Data(mut buf) => {
-                        let mut at = 0;
-                        while at < buf.len() {
-                            let end = chunk_end(&buf, at, chunk)?;
+                    Msg::Data(mut batch) => {
+                        let vectored = output.vectored();
+                        let write = |iov: &mut [io::IoSlice]| {
                             while brake.on() {
                                 thread::sleep(BRAKE_POLL);
                             }
                             brake.fence.pass()?;
-                            output.write_all(&buf[at..end])?;
-                            at = end;
+                            match vectored {
+                                true => output.write_parts(iov),
+                                // One buffer a group (see `Batch::contiguous`).
+                                false => output.write_all(&iov[0]),
+                            }
+                        };
+                        match vectored {
+                            true => write_grouped(batch.runs(), chunk, write)?,
+                            false => {
+                                let all = batch.contiguous(&mut scratch);
+                                write_grouped(std::iter::once(all), chunk, write)?
+                            }
                         }
-                        buf.clear();
-                        // Back to its size if a large record grew it.
-                        buf.shrink_to(size);
-                        // A buffer added while braked is dropped once the pool is full again.
-                        let _ = free_tx.try_send(buf);
+                        batch.clear(size);
+                        // A batch added while braked is dropped once the pool is full again.
+                        let _ = free_tx.try_send(batch);
                     }
                     Msg::Sync(ack) => {
                         let _ = ack.send(brake.fence.pass().and_then(|()| output.sync()));
@@ -177,11 +190,12 @@ impl ShardWriter {
                         return output.finish();
                     }
                 }
+                }
             })?;
         Ok(ShardWriter {
             header,
             size,
-            buf: Vec::with_capacity(size),
+            buf: Batch::with_capacity(size),
             tx: Some(tx),
             free,
             thread: Some(thread),
@@ -200,7 +214,19 @@ impl ShardWriter {
     #[inline(always)]
     pub fn write(&mut self, pkt: &Packet) -> io::Result<()> {
         self.room(pkt.data.len())?;
-        self.header.append_record(&mut self.buf, pkt);
+        self.buf.copy(&self.header, pkt);
+        self.count(pkt.data.len(), pkt.len);
+        Ok(())
+    }
+
+    /// Appends one packet whose record `v` already has this stream's bytes: written from where
+    /// it was read when its chunk can be pinned, copied otherwise.
+    #[inline(always)]
+    pub fn write_verbatim(&mut self, pkt: &Packet, v: &Verbatim) -> io::Result<()> {
+        self.room(pkt.data.len())?;
+        if v.nanos != self.header.nanos || !self.buf.pin(v) {
+            self.buf.copy(&self.header, pkt);
+        }
         self.count(pkt.data.len(), pkt.len);
         Ok(())
     }
@@ -209,7 +235,7 @@ impl ShardWriter {
     #[inline(never)]
     pub fn write_reframed(&mut self, pkt: &Packet, r: &Reframe) -> io::Result<()> {
         self.room(r.lengths(pkt.data.len(), pkt.len).0)?;
-        let (caplen, len) = r.append(&self.header, &mut self.buf, pkt);
+        let (caplen, len) = self.buf.copy_reframed(&self.header, pkt, r);
         self.count(caplen, len);
         Ok(())
     }
@@ -248,10 +274,10 @@ impl ShardWriter {
 
     /// Waits for a free buffer; while braked, a new one instead (the held output frees none),
     /// so the merge reaches its next look at the signals.
-    fn wait_free(&mut self) -> io::Result<Vec<u8>> {
+    fn wait_free(&mut self) -> io::Result<Batch> {
         loop {
             if self.brake.load(Ordering::SeqCst) {
-                return Ok(Vec::with_capacity(self.size));
+                return Ok(Batch::with_capacity(self.size));
             }
             match self.free.recv_timeout(BRAKE_POLL) {
                 Ok(b) => return Ok(b),
@@ -320,23 +346,6 @@ impl ShardWriter {
             ))),
         }
     }
-}
-
-/// The end of the chunk of `buf` (whole records) that starts at `at`: as many records as fit in
-/// `limit` bytes, at least one, so outputs and their wrappers always get whole records.
-fn chunk_end(buf: &[u8], at: usize, limit: usize) -> io::Result<usize> {
-    if buf.len() - at <= limit {
-        return Ok(buf.len());
-    }
-    let mut end = at + record_len(buf, at)?;
-    while end < buf.len() {
-        let next = end + record_len(buf, end)?;
-        if next - at > limit {
-            break;
-        }
-        end = next;
-    }
-    Ok(end)
 }
 
 #[cfg(test)]
@@ -426,21 +435,5 @@ mod tests {
         );
         assert!(*last <= size);
         assert_eq!(file.len(), (3000 * 1000usize).div_ceil(size / 1000 * 1000));
-    }
-
-    #[test]
-    fn chunks_end_at_record_boundaries() {
-        let rec = |caplen: usize| {
-            let mut r = vec![0u8; RECORD_HEADER_LEN + caplen];
-            r[8..12].copy_from_slice(&(caplen as u32).to_le_bytes());
-            r
-        };
-        let buf = [rec(10), rec(30), rec(100), rec(4)].concat();
-        assert_eq!(chunk_end(&buf, 0, 1 << 20).unwrap(), buf.len());
-        assert_eq!(chunk_end(&buf, 0, 80).unwrap(), 26 + 46);
-        // A record longer than the limit goes alone.
-        assert_eq!(chunk_end(&buf, 0, 10).unwrap(), 26);
-        assert_eq!(chunk_end(&buf, 72, 50).unwrap(), 72 + 116);
-        assert!(chunk_end(&buf[..80], 72, 4).is_err());
     }
 }

@@ -1,8 +1,10 @@
 //! A large sequential read buffer that parsers look into in place.
 //!
 //! Records are parsed as slices of this buffer; bytes are only moved when a record straddles the end
-//! of the buffer (the tail is moved to the front before the next read), so a packet is copied once,
-//! into its shard's output.
+//! of the buffer (the tail is moved to the front before the next read). The buffer is a shared
+//! [`Chunk`]: an output may keep it to write records straight from it ([`Chunk::pin`]); the reader
+//! then reads on into another chunk, and the pinned one goes back to the spares when the last
+//! output lets it go. The chunks pinned at once are bounded ([`PINNED_MAX`]).
 //!
 //! A buffer grows only to hold a record larger than it actually met (never to what a file header
 //! claims), and shrinks back once such records are behind it. The bytes all buffers hold beyond
@@ -10,8 +12,9 @@
 //! would take more than is left fails with [`io::ErrorKind::OutOfMemory`] instead of allocating.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Default size of one input buffer.
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
@@ -74,7 +77,7 @@ fn release(bytes: usize) {
 /// kept: the small ones of the catalog's probes would otherwise take their places.
 static SPARE: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
 /// Most spare buffers kept.
-const SPARE_MAX: usize = 4;
+const SPARE_MAX: usize = PINNED_MAX;
 
 /// A spare buffer of `capacity` bytes, if one is kept.
 fn take_spare(capacity: usize) -> Option<Box<[u8]>> {
@@ -84,10 +87,105 @@ fn take_spare(capacity: usize) -> Option<Box<[u8]>> {
     SPARE.lock().ok()?.pop()
 }
 
+/// A buffer of `capacity` bytes: a spare one, or a new one.
+fn new_bytes(capacity: usize) -> Box<[u8]> {
+    take_spare(capacity).unwrap_or_else(|| vec![0u8; capacity].into_boxed_slice())
+}
+
+/// Keeps a buffer of the default size for the next reader, if there is room among the spares.
+fn give_spare(buf: Box<[u8]>) {
+    if buf.len() != DEFAULT_CAPACITY {
+        return;
+    }
+    if let Ok(mut spare) = SPARE.lock() {
+        if spare.len() < SPARE_MAX {
+            spare.push(buf);
+        }
+    }
+}
+
+/// Most chunks pinned by outputs at once: beyond it, outputs copy records instead (see
+/// [`Chunk::pin`]). With 1 MiB buffers, at most 32 MiB more than the readers' own.
+pub const PINNED_MAX: usize = 32;
+/// Chunks pinned by outputs now.
+static PINNED: AtomicUsize = AtomicUsize::new(0);
+
+/// The bytes of a read buffer, shared by its reader and the outputs that write records straight
+/// from it. Goes back to the spares when the last holder lets it go.
+pub struct ChunkBytes {
+    bytes: Box<[u8]>,
+    /// Whether it counts in [`PINNED`].
+    pinned: AtomicBool,
+}
+
+impl Drop for ChunkBytes {
+    fn drop(&mut self) {
+        if *self.pinned.get_mut() {
+            PINNED.fetch_sub(1, Ordering::AcqRel);
+        }
+        give_spare(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// A shared read buffer (see [`ChunkBytes`]).
+#[derive(Clone)]
+pub struct Chunk(Arc<ChunkBytes>);
+
+impl Chunk {
+    fn new(bytes: Box<[u8]>) -> Self {
+        Chunk(Arc::new(ChunkBytes {
+            bytes,
+            pinned: AtomicBool::new(false),
+        }))
+    }
+
+    /// Another holder of the same bytes, for an output that writes records from them later; `None`
+    /// when [`PINNED_MAX`] chunks are pinned already (the output copies the record instead).
+    /// While held, the reader reads on into another buffer.
+    #[inline]
+    pub fn pin(&self) -> Option<Chunk> {
+        // Pinned only from the reader's own thread: nobody else sets the flag meanwhile.
+        if !self.0.pinned.load(Ordering::Acquire) {
+            if PINNED.fetch_add(1, Ordering::AcqRel) >= PINNED_MAX {
+                PINNED.fetch_sub(1, Ordering::AcqRel);
+                return None;
+            }
+            self.0.pinned.store(true, Ordering::Release);
+        }
+        Some(self.clone())
+    }
+
+    /// Whether `other` holds the same bytes.
+    #[inline(always)]
+    pub fn same(&self, other: &Chunk) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Its bytes, for writing, if no other holder can see them change.
+    fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        Arc::get_mut(&mut self.0).map(|c| {
+            // Pinned before, by holders that are gone: no longer pinned.
+            if std::mem::take(c.pinned.get_mut()) {
+                PINNED.fetch_sub(1, Ordering::AcqRel);
+            }
+            &mut c.bytes[..]
+        })
+    }
+}
+
+impl Deref for Chunk {
+    type Target = [u8];
+
+    #[inline(always)]
+    fn deref(&self) -> &[u8] {
+        &self.0.bytes
+    }
+}
+
 /// Sequential reader with an in-place view of the next unconsumed bytes.
 pub struct ReadBuffer {
     src: Box<dyn Read + Send>,
-    buf: Box<[u8]>,
+    buf: Chunk,
     /// The size it was made with (it is back to this size when no large record is in it).
     base: usize,
     start: usize,
@@ -102,7 +200,7 @@ impl ReadBuffer {
     pub fn new(src: Box<dyn Read + Send>, capacity: usize) -> Self {
         ReadBuffer {
             src,
-            buf: take_spare(capacity).unwrap_or_else(|| vec![0u8; capacity].into_boxed_slice()),
+            buf: Chunk::new(new_bytes(capacity)),
             base: capacity,
             start: 0,
             end: 0,
@@ -115,6 +213,12 @@ impl ReadBuffer {
     #[inline(always)]
     pub fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
+    }
+
+    /// The shared buffer [`ReadBuffer::data`] lies in.
+    #[inline(always)]
+    pub fn chunk(&self) -> &Chunk {
+        &self.buf
     }
 
     /// Number of unconsumed bytes currently buffered.
@@ -158,15 +262,20 @@ impl ReadBuffer {
         } else {
             self.buf.len()
         };
-        if size != self.buf.len() {
+        if size != self.buf.len() || self.buf.bytes_mut().is_none() {
+            // Another size, or an output still writes from this one: read on into another.
             self.resize(size)?;
         } else if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
+            let (start, end) = (self.start, self.end);
+            let bytes = self.buf.bytes_mut().expect("not shared");
+            bytes.copy_within(start..end, 0);
             self.end -= self.start;
             self.start = 0;
         }
         while self.available() < need && !self.eof {
-            match self.src.read(&mut self.buf[self.end..]) {
+            let end = self.end;
+            let bytes = self.buf.bytes_mut().expect("not shared");
+            match self.src.read(&mut bytes[end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -183,14 +292,14 @@ impl ReadBuffer {
             reserve(new - old)?;
         }
         let mut other = if size == self.base {
-            take_spare(size).unwrap_or_else(|| vec![0u8; size].into_boxed_slice())
+            new_bytes(size)
         } else {
             vec![0u8; size].into_boxed_slice()
         };
         other[..self.available()].copy_from_slice(self.data());
         self.end -= self.start;
         self.start = 0;
-        self.buf = other;
+        self.buf = Chunk::new(other);
         if old > new {
             release(old - new);
         }
@@ -220,17 +329,9 @@ impl ReadBuffer {
 
 impl Drop for ReadBuffer {
     fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        if buf.len() > self.base {
-            release(buf.len() - self.base);
-        }
-        if buf.len() != DEFAULT_CAPACITY {
-            return;
-        }
-        if let Ok(mut spare) = SPARE.lock() {
-            if spare.len() < SPARE_MAX {
-                spare.push(buf);
-            }
+        // The bytes go back to the spares with the chunk's last holder.
+        if self.buf.len() > self.base {
+            release(self.buf.len() - self.base);
         }
     }
 }
@@ -252,5 +353,29 @@ mod tests {
         small.consume(5);
         assert!(small.at_end().unwrap());
         assert_eq!(small.offset(), 5);
+    }
+
+    #[test]
+    fn a_pinned_chunk_keeps_its_bytes_while_the_reader_reads_on() {
+        let stream: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+        let mut buf = ReadBuffer::new(Box::new(Cursor::new(stream.clone())), 64 << 10);
+        let mut pins = Vec::new();
+        let mut offset = 0;
+        while buf.ensure(1000).unwrap() {
+            // Pin every chunk the reader reads into, then read on through the next ones.
+            let new = pins.last().is_none_or(|(c, _): &(Chunk, _)| !c.same(buf.chunk()));
+            if let Some(c) = buf.chunk().pin().filter(|_| new) {
+                let snapshot = c.to_vec();
+                pins.push((c, snapshot));
+            }
+            assert_eq!(&buf.data()[..1000], &stream[offset..offset + 1000]);
+            buf.consume(1000);
+            offset += 1000;
+        }
+        assert!(pins.len() >= 2, "the reader moved to other chunks");
+        assert!(pins.len() <= PINNED_MAX, "no more than PINNED_MAX pinned at once");
+        for (c, snapshot) in &pins {
+            assert_eq!(&c[..], &snapshot[..], "pinned bytes unchanged");
+        }
     }
 }

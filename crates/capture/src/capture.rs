@@ -7,7 +7,7 @@ use super::buffer::{ReadBuffer, DEFAULT_CAPACITY};
 use super::detect::{Compression, Format};
 use super::pcap::PcapReader;
 use super::pcapng::PcapNgReader;
-use super::{stream, tail, Anomalies, Packet, ReadError};
+use super::{stream, tail, Anomalies, Packet, ReadError, Verbatim};
 
 /// A cursor over the packets of one capture file.
 pub enum Capture {
@@ -132,6 +132,16 @@ impl Capture {
         match self {
             Capture::Pcap(r) => r.packet(),
             Capture::PcapNg(r) => r.packet(),
+        }
+    }
+
+    /// The current record as it lies in the read buffer, when it is written out unchanged (see
+    /// [`Verbatim`]).
+    #[inline(always)]
+    pub fn verbatim(&self) -> Option<Verbatim<'_>> {
+        match self {
+            Capture::Pcap(r) => r.verbatim(),
+            Capture::PcapNg(_) => None,
         }
     }
 

@@ -31,6 +31,19 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
 }
 
+/// A record exactly as shardcap's stream format holds it (little-endian header, `nanos`
+/// resolution, a fraction below one second), in its reader's shared buffer: an output of the same
+/// resolution writes these bytes from there, without copying them first.
+#[derive(Clone, Copy)]
+pub struct Verbatim<'a> {
+    /// The buffer the record lies in.
+    pub chunk: &'a buffer::Chunk,
+    /// Record header and data.
+    pub record: &'a [u8],
+    /// Nanosecond timestamps (else microseconds).
+    pub nanos: bool,
+}
+
 /// Damage or an I/O failure inside a capture, at a byte offset of its (decompressed) stream. The
 /// file's path is added by whoever opened it.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -4,7 +4,7 @@ use super::buffer::ReadBuffer;
 use super::bytes::u32_at;
 use super::detect::PcapVariant;
 use super::tail;
-use super::{Anomalies, Packet, ReadError, MAX_CAPLEN};
+use super::{Anomalies, Packet, ReadError, Verbatim, MAX_CAPLEN};
 
 const FILE_HEADER: usize = 24;
 /// Bits of the link-type field that must be zero (between the link type and the FCS information).
@@ -204,6 +204,24 @@ impl PcapReader {
             linktype: self.linktype,
             data: &self.buf.data()[hl..hl + self.caplen as usize],
         }
+    }
+
+    /// The current record as it lies in the buffer, when its bytes are those of shardcap's
+    /// stream format (little-endian classic pcap, fraction below one second).
+    #[inline(always)]
+    pub fn verbatim(&self) -> Option<Verbatim<'_>> {
+        let record = &self.buf.data()[..self.current];
+        let frac = u32::from_le_bytes(record.get(4..8)?.try_into().ok()?);
+        let frac_max = if self.variant.nanos {
+            1_000_000_000
+        } else {
+            1_000_000
+        };
+        (!self.variant.big_endian && !self.variant.modified && frac < frac_max).then_some(Verbatim {
+            chunk: self.buf.chunk(),
+            record,
+            nanos: self.variant.nanos,
+        })
     }
 
     /// Stream offset of the current record (of the next one before the first advance).

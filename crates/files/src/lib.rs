@@ -7,6 +7,8 @@
 pub mod atomic;
 pub mod nofollow;
 pub mod partial;
+pub mod vectored;
 
 pub use atomic::{write_atomic, write_atomic_synced, write_private};
 pub use partial::PartialFile;
+pub use vectored::write_all_vectored;

@@ -2,7 +2,7 @@
 //! failed run never leaves a half-written file under the final name.
 
 use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::nofollow;
@@ -72,6 +72,11 @@ impl PartialFile {
     /// Appends all of `buf`.
     pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.file.write_all(buf)
+    }
+
+    /// Appends all the bytes of `parts`, in order (see [`crate::write_all_vectored`]).
+    pub fn write_parts(&mut self, parts: &mut [IoSlice]) -> io::Result<()> {
+        crate::write_all_vectored(&mut self.file, parts)
     }
 
     /// Makes the data written so far durable.
