@@ -67,6 +67,8 @@ pub struct Snapshot {
     pub files_duplicate: u64,
     pub current_file: Option<String>,
     pub packets: u64,
+    /// Packets written from the buffer they were read into, without a copy in shardcap.
+    pub packets_uncopied: u64,
     pub cap_lengths: u64,
     pub lengths: u64,
     pub input_bytes_done: u64,
@@ -160,6 +162,7 @@ impl RunStats {
         let uptime = self.started.elapsed().as_secs_f64();
         let active = (uptime - self.suspended.as_secs_f64()).max(1e-9);
         let packets: u64 = shards.iter().map(|s| s.1.packets).sum();
+        let uncopied: u64 = shards.iter().map(|s| s.1.uncopied).sum();
         let bytes: u64 = shards.iter().map(|s| s.1.bytes).sum();
         let wire: u64 = shards.iter().map(|s| s.1.wire_bytes).sum();
         let done = self.input_bytes_done + in_flight_bytes;
@@ -183,6 +186,7 @@ impl RunStats {
             files_duplicate: self.files_duplicate,
             current_file,
             packets,
+            packets_uncopied: uncopied,
             cap_lengths: bytes,
             lengths: wire,
             input_bytes_done: done,

@@ -69,7 +69,12 @@ impl Batch {
 
     /// Appends `pkt` as an Ethernet frame, `r.header` in place of its link header (copied).
     /// Returns its captured and original lengths.
-    pub fn copy_reframed(&mut self, header: &StreamHeader, pkt: &Packet, r: &Reframe) -> (usize, u32) {
+    pub fn copy_reframed(
+        &mut self,
+        header: &StreamHeader,
+        pkt: &Packet,
+        r: &Reframe,
+    ) -> (usize, u32) {
         let start = self.bytes.len();
         let lengths = r.append(header, &mut self.bytes, pkt);
         self.own(start);
@@ -221,7 +226,10 @@ mod tests {
     fn groups_end_at_record_boundaries() {
         let run = [rec(10, 1), rec(30, 2), rec(100, 3), rec(4, 4)].concat();
         let (sizes, all) = grouped(&[&run], 1 << 20);
-        assert_eq!((sizes, all.as_slice()), (vec![vec![run.len()]], run.as_slice()));
+        assert_eq!(
+            (sizes, all.as_slice()),
+            (vec![vec![run.len()]], run.as_slice())
+        );
         let (sizes, all) = grouped(&[&run], 80);
         assert_eq!(sizes, [vec![26 + 46], vec![116], vec![20]]);
         assert_eq!(all, run);

@@ -84,6 +84,8 @@ enum Msg {
 pub struct ShardCounters {
     /// Packets written.
     pub packets: u64,
+    /// Of these, packets written from their input buffer (no copy).
+    pub uncopied: u64,
     /// Captured bytes (sum of caplen).
     pub bytes: u64,
     /// Sum of original lengths.
@@ -137,7 +139,9 @@ impl ShardWriter {
         let (tx, rx) = sync_channel::<Msg>(buffers);
         let (free_tx, free) = sync_channel::<Batch>(buffers);
         for _ in 1..buffers {
-            free_tx.send(Batch::with_capacity(size)).expect("buffer pool");
+            free_tx
+                .send(Batch::with_capacity(size))
+                .expect("buffer pool");
         }
         let flag = brake.flag.clone();
         let thread = thread::Builder::new()
@@ -147,49 +151,49 @@ impl ShardWriter {
                 // takes one buffer at a time.
                 let mut scratch = Vec::new();
                 loop {
-                let msg = match rx.recv_timeout(TICK) {
-                    Ok(msg) => msg,
-                    Err(RecvTimeoutError::Timeout) => {
-                        if !brake.on() && brake.fence.is_open() {
-                            output.tick()?;
-                        }
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
-                };
-                match msg {
-                    Msg::Data(mut batch) => {
-                        let vectored = output.vectored();
-                        let write = |iov: &mut [io::IoSlice]| {
-                            while brake.on() {
-                                thread::sleep(BRAKE_POLL);
+                    let msg = match rx.recv_timeout(TICK) {
+                        Ok(msg) => msg,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if !brake.on() && brake.fence.is_open() {
+                                output.tick()?;
                             }
-                            brake.fence.pass()?;
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                    };
+                    match msg {
+                        Msg::Data(mut batch) => {
+                            let vectored = output.vectored();
+                            let write = |iov: &mut [io::IoSlice]| {
+                                while brake.on() {
+                                    thread::sleep(BRAKE_POLL);
+                                }
+                                brake.fence.pass()?;
+                                match vectored {
+                                    true => output.write_parts(iov),
+                                    // One buffer a group (see `Batch::contiguous`).
+                                    false => output.write_all(&iov[0]),
+                                }
+                            };
                             match vectored {
-                                true => output.write_parts(iov),
-                                // One buffer a group (see `Batch::contiguous`).
-                                false => output.write_all(&iov[0]),
+                                true => write_grouped(batch.runs(), chunk, write)?,
+                                false => {
+                                    let all = batch.contiguous(&mut scratch);
+                                    write_grouped(std::iter::once(all), chunk, write)?
+                                }
                             }
-                        };
-                        match vectored {
-                            true => write_grouped(batch.runs(), chunk, write)?,
-                            false => {
-                                let all = batch.contiguous(&mut scratch);
-                                write_grouped(std::iter::once(all), chunk, write)?
-                            }
+                            batch.clear(size);
+                            // A batch added while braked is dropped once the pool is full again.
+                            let _ = free_tx.try_send(batch);
                         }
-                        batch.clear(size);
-                        // A batch added while braked is dropped once the pool is full again.
-                        let _ = free_tx.try_send(batch);
+                        Msg::Sync(ack) => {
+                            let _ = ack.send(brake.fence.pass().and_then(|()| output.sync()));
+                        }
+                        Msg::Finish => {
+                            brake.fence.pass()?;
+                            return output.finish();
+                        }
                     }
-                    Msg::Sync(ack) => {
-                        let _ = ack.send(brake.fence.pass().and_then(|()| output.sync()));
-                    }
-                    Msg::Finish => {
-                        brake.fence.pass()?;
-                        return output.finish();
-                    }
-                }
                 }
             })?;
         Ok(ShardWriter {
@@ -224,7 +228,9 @@ impl ShardWriter {
     #[inline(always)]
     pub fn write_verbatim(&mut self, pkt: &Packet, v: &Verbatim) -> io::Result<()> {
         self.room(pkt.data.len())?;
-        if v.nanos != self.header.nanos || !self.buf.pin(v) {
+        if v.nanos == self.header.nanos && self.buf.pin(v) {
+            self.counters.uncopied += 1;
+        } else {
             self.buf.copy(&self.header, pkt);
         }
         self.count(pkt.data.len(), pkt.len);

@@ -72,8 +72,9 @@ fn release(bytes: usize) {
     GROWN.fetch_sub(bytes, Ordering::AcqRel);
 }
 
-/// Buffers of closed readers, kept for the next files so that opening one (thousands of small
-/// rotated files) neither allocates nor zero-fills a buffer. Only [`DEFAULT_CAPACITY`] buffers are
+/// Buffers of closed readers and of chunks let go by the outputs, kept for the next reads so that
+/// opening a file (thousands of small rotated files) or reading on past a pinned chunk neither
+/// allocates nor zero-fills a buffer. Only [`DEFAULT_CAPACITY`] buffers are
 /// kept: the small ones of the catalog's probes would otherwise take their places.
 static SPARE: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
 /// Most spare buffers kept.
@@ -105,8 +106,8 @@ fn give_spare(buf: Box<[u8]>) {
 }
 
 /// Most chunks pinned by outputs at once: beyond it, outputs copy records instead (see
-/// [`Chunk::pin`]). With 1 MiB buffers, at most 32 MiB more than the readers' own.
-pub const PINNED_MAX: usize = 32;
+/// [`Chunk::pin`]). With 1 MiB buffers, at most 16 MiB more than the readers' own.
+pub const PINNED_MAX: usize = 16;
 /// Chunks pinned by outputs now.
 static PINNED: AtomicUsize = AtomicUsize::new(0);
 
@@ -363,7 +364,9 @@ mod tests {
         let mut offset = 0;
         while buf.ensure(1000).unwrap() {
             // Pin every chunk the reader reads into, then read on through the next ones.
-            let new = pins.last().is_none_or(|(c, _): &(Chunk, _)| !c.same(buf.chunk()));
+            let new = pins
+                .last()
+                .is_none_or(|(c, _): &(Chunk, _)| !c.same(buf.chunk()));
             if let Some(c) = buf.chunk().pin().filter(|_| new) {
                 let snapshot = c.to_vec();
                 pins.push((c, snapshot));
@@ -373,7 +376,10 @@ mod tests {
             offset += 1000;
         }
         assert!(pins.len() >= 2, "the reader moved to other chunks");
-        assert!(pins.len() <= PINNED_MAX, "no more than PINNED_MAX pinned at once");
+        assert!(
+            pins.len() <= PINNED_MAX,
+            "no more than PINNED_MAX pinned at once"
+        );
         for (c, snapshot) in &pins {
             assert_eq!(&c[..], &snapshot[..], "pinned bytes unchanged");
         }

@@ -217,11 +217,13 @@ impl PcapReader {
         } else {
             1_000_000
         };
-        (!self.variant.big_endian && !self.variant.modified && frac < frac_max).then_some(Verbatim {
-            chunk: self.buf.chunk(),
-            record,
-            nanos: self.variant.nanos,
-        })
+        (!self.variant.big_endian && !self.variant.modified && frac < frac_max).then_some(
+            Verbatim {
+                chunk: self.buf.chunk(),
+                record,
+                nanos: self.variant.nanos,
+            },
+        )
     }
 
     /// Stream offset of the current record (of the next one before the first advance).

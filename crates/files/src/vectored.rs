@@ -42,7 +42,11 @@ mod tests {
 
     #[test]
     fn short_writes_resume_where_they_stopped() {
-        let (a, b, c) = (b"abcdefg".as_slice(), b"".as_slice(), b"hijklmnopq".as_slice());
+        let (a, b, c) = (
+            b"abcdefg".as_slice(),
+            b"".as_slice(),
+            b"hijklmnopq".as_slice(),
+        );
         let mut parts = [IoSlice::new(a), IoSlice::new(b), IoSlice::new(c)];
         let mut out = Trickle(Vec::new());
         write_all_vectored(&mut out, &mut parts).unwrap();
