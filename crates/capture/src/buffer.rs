@@ -141,12 +141,16 @@ impl Chunk {
     }
 
     /// Another holder of the same bytes, for an output that writes records from them later; `None`
-    /// when [`PINNED_MAX`] chunks are pinned already (the output copies the record instead).
-    /// While held, the reader reads on into another buffer.
+    /// when [`PINNED_MAX`] chunks are pinned already, or this one was grown for a large record
+    /// (the output copies the record instead). While held, the reader reads on into another
+    /// buffer.
     #[inline]
     pub fn pin(&self) -> Option<Chunk> {
         // Pinned only from the reader's own thread: nobody else sets the flag meanwhile.
         if !self.0.pinned.load(Ordering::Acquire) {
+            if self.len() > DEFAULT_CAPACITY {
+                return None;
+            }
             if PINNED.fetch_add(1, Ordering::AcqRel) >= PINNED_MAX {
                 PINNED.fetch_sub(1, Ordering::AcqRel);
                 return None;
