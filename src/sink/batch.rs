@@ -96,14 +96,8 @@ impl Batch {
     /// further chunk may be pinned: the caller copies the record instead.
     #[inline(always)]
     pub fn pin(&mut self, v: &Verbatim) -> bool {
-        if !self.chunks.iter().rev().any(|c| c.same(v.chunk)) {
-            if self.chunks.len() == CHUNKS_MAX {
-                return false;
-            }
-            match v.chunk.pin() {
-                Some(c) => self.chunks.push(c),
-                None => return false,
-            }
+        if !self.chunks.last().is_some_and(|c| c.same(v.chunk)) && !self.hold(v.chunk) {
+            return false;
         }
         let (ptr, len) = (v.record.as_ptr(), v.record.len());
         self.len += len;
@@ -113,6 +107,23 @@ impl Batch {
             _ => self.parts.push(Part::Pinned { ptr, len }),
         }
         true
+    }
+
+    /// Makes sure the batch holds `chunk` (its last one is another); false when it may not.
+    fn hold(&mut self, chunk: &Chunk) -> bool {
+        if self.chunks.iter().any(|c| c.same(chunk)) {
+            return true;
+        }
+        if self.chunks.len() == CHUNKS_MAX {
+            return false;
+        }
+        match chunk.pin() {
+            Some(c) => {
+                self.chunks.push(c);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The records, in stream order, as runs of whole records.

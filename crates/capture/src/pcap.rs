@@ -19,6 +19,9 @@ pub struct PcapReader {
     record_header: usize,
     frac_ns: u64,
     max_caplen: usize,
+    /// Fractions below this make a record's header the output's own ([`PcapReader::verbatim`]):
+    /// one second for little-endian classic files, 0 (none) for the others.
+    verbatim_below: u32,
     /// Length of the current record (header and data) at the front of the buffer; 0 before the first.
     current: usize,
     ts_ns: u64,
@@ -69,6 +72,11 @@ impl PcapReader {
             record_header: if variant.modified { 24 } else { 16 },
             frac_ns: if variant.nanos { 1 } else { 1000 },
             max_caplen: MAX_CAPLEN.max(snaplen.min(64 << 20) as usize),
+            verbatim_below: match (variant.big_endian || variant.modified, variant.nanos) {
+                (true, _) => 0,
+                (false, true) => 1_000_000_000,
+                (false, false) => 1_000_000,
+            },
             current: 0,
             ts_ns: 0,
             caplen: 0,
@@ -102,20 +110,16 @@ impl PcapReader {
         let h = self.buf.data();
         if let (Some(rec), false) = (h.first_chunk::<16>(), self.done) {
             // The four fields every record header starts with, read at fixed offsets.
-            let be = self.variant.big_endian;
-            let field = |i: usize| {
-                let v = u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
-                if be {
-                    v.swap_bytes()
-                } else {
-                    v
-                }
-            };
-            let caplen = field(8) as usize;
+            let field = |i: usize| u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
+            let mut f = [field(0), field(4), field(8), field(12)];
+            if self.variant.big_endian {
+                f = f.map(u32::swap_bytes);
+            }
+            let caplen = f[2] as usize;
             if caplen <= self.max_caplen && h.len() >= hl + caplen {
-                self.ts_ns = field(0) as u64 * 1_000_000_000 + field(4) as u64 * self.frac_ns;
+                self.ts_ns = f[0] as u64 * 1_000_000_000 + f[1] as u64 * self.frac_ns;
                 self.caplen = caplen as u32;
-                self.len = field(12);
+                self.len = f[3];
                 self.current = hl + caplen;
                 return Ok(true);
             }
@@ -211,19 +215,12 @@ impl PcapReader {
     #[inline(always)]
     pub fn verbatim(&self) -> Option<Verbatim<'_>> {
         let record = &self.buf.data()[..self.current];
-        let frac = u32::from_le_bytes(record.get(4..8)?.try_into().ok()?);
-        let frac_max = if self.variant.nanos {
-            1_000_000_000
-        } else {
-            1_000_000
-        };
-        (!self.variant.big_endian && !self.variant.modified && frac < frac_max).then_some(
-            Verbatim {
-                chunk: self.buf.chunk(),
-                record,
-                nanos: self.variant.nanos,
-            },
-        )
+        let frac = u32::from_le_bytes(*record.get(4..8)?.first_chunk()?);
+        (frac < self.verbatim_below).then_some(Verbatim {
+            chunk: self.buf.chunk(),
+            record,
+            nanos: self.variant.nanos,
+        })
     }
 
     /// Stream offset of the current record (of the next one before the first advance).
