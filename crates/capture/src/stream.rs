@@ -2,6 +2,7 @@
 //! Every byte read from a capture file this way, and every byte a decompressor produced, is
 //! counted process-wide ([`read_totals`]), so a run can tell how often it read its inputs.
 
+use std::cell::Cell;
 use std::fs::{File, FileType, OpenOptions};
 use std::io::{self, Cursor, Read};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
@@ -21,6 +22,24 @@ const FIRST_CHUNK: usize = 64 << 10;
 static FILE_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Bytes decompressors produced in this process.
 static DECOMPRESSED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Capture bytes this thread took through the reader layer (see [`thread_read_bytes`]).
+    static TAKEN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Adds `n` bytes taken by this thread.
+fn taken(n: usize) {
+    TAKEN.with(|t| t.set(t.get() + n as u64));
+}
+
+/// The capture bytes this thread has taken through the reader layer so far: bytes read from
+/// uncompressed files (by [`open`] and [`read_tail`]) and decompressed bytes handed to it from
+/// compressed ones. Other threads' reads do not count, so the difference over a stretch of work
+/// is what that work read on this thread.
+pub fn thread_read_bytes() -> u64 {
+    TAKEN.with(Cell::get)
+}
 
 /// What this process has read from capture files so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,6 +66,7 @@ impl Read for Counted {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let n = self.0.read(out)?;
         FILE_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+        taken(n);
         Ok(n)
     }
 }
@@ -67,6 +87,7 @@ pub fn read_tail(file: &File, window: u64) -> io::Result<(u64, Vec<u8>)> {
         }
     }
     FILE_BYTES.fetch_add(got as u64, Ordering::Relaxed);
+    taken(got);
     buf.truncate(got);
     Ok((start, buf))
 }
@@ -226,6 +247,7 @@ impl Read for Decompressed {
         let n = out.len().min(self.chunk.len() - self.pos);
         out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
         self.pos += n;
+        taken(n);
         Ok(n)
     }
 }
