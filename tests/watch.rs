@@ -1,7 +1,7 @@
 //! Continuous mode (`run --watch`): writers rotate captures into a spool while shardcap watches.
 //! Every packet must arrive exactly once, in time order per shard; files are read only once
-//! complete, and their bytes once for streaming; renamed-in files are taken; the retention limit
-//! bounds what the spool keeps.
+//! complete, and their bytes once for streaming, never whole on the dispatch thread (duplicate
+//! checks, `--since`); renamed-in files are taken; the retention limit bounds what the spool keeps.
 
 use std::collections::HashSet;
 use std::fs::{self, File};

@@ -4,7 +4,7 @@
 //! file, a bounded read on the dispatch thread — and otherwise (gzip or zstd, whose end cannot be
 //! reached without decompressing everything before it; a tail whose records cannot be told apart)
 //! by reading the file to its end on a thread of its own, one file at a time, while the shards go
-//! on. That thread ([`Background`]) also serves admission's whole-file looks (see
+//! on. The same kind of reader ([`Background`]) does admission's whole-file reads (see
 //! [`super::screen`]).
 
 use std::collections::VecDeque;
