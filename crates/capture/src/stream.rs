@@ -272,6 +272,32 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_counts_what_it_read_and_not_what_others_read() {
+        let dir = std::env::temp_dir().join(format!("shardcap-taken-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (plain, packed) = (dir.join("plain"), dir.join("packed"));
+        let payload = vec![5u8; 300_000];
+        std::fs::write(&plain, &payload).unwrap();
+        std::fs::write(&packed, zstd::encode_all(&payload[..], 3).unwrap()).unwrap();
+        let read_all = |path: &Path| {
+            let (_, mut s) = open(path).unwrap();
+            io::copy(&mut s, &mut io::sink()).unwrap()
+        };
+        let before = thread_read_bytes();
+        // Another thread's reads are not this thread's.
+        let p = plain.clone();
+        thread::spawn(move || read_all(&p)).join().unwrap();
+        assert_eq!(thread_read_bytes(), before);
+        // A plain file's bytes; a compressed file's bytes as decompressed for this thread (its
+        // 4-byte head sniffed here too).
+        assert_eq!(read_all(&plain), 300_000);
+        assert_eq!(thread_read_bytes() - before, 300_000);
+        assert_eq!(read_all(&packed), 300_000);
+        assert_eq!(thread_read_bytes() - before, 600_004);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn zstd_windows_above_the_limit_are_refused() {
         let payload = vec![7u8; 100_000];
         let ok = zstd_with_window(&payload, ZSTD_WINDOW_LOG_MAX);
