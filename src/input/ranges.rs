@@ -89,11 +89,6 @@ impl<J: Send + 'static, R: Send + 'static> Background<J, R> {
         self.feed();
     }
 
-    /// Jobs asked for whose result was not taken yet.
-    pub fn outstanding(&self) -> usize {
-        self.outstanding
-    }
-
     /// Results since the last call; with `wait`, waits up to that long for one while jobs are
     /// outstanding (otherwise never waits).
     pub fn done(&mut self, wait: Option<Duration>) -> Vec<(J, R)> {
