@@ -11,8 +11,9 @@ shardcap_binary() {
   fi
 }
 
-# The median of the numbers on stdin (whitespace-separated).
-median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# The median of the numbers on stdin (whitespace-separated), to 12 significant digits (byte
+# counts stay whole numbers, not 2.97e+09).
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {printf "%.12g\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 # time_rounds ROUNDS DIR CASE...: runs each CASE (a command or shell function) ROUNDS times,
 # emptying $out before each run (and syncing when BENCH_SYNC=1), appending "wall user sys" to

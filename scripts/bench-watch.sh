@@ -11,11 +11,14 @@
 # the longest time it did not grow by 64 KiB (more than a stats file) while small files kept
 # arriving (from the drop of the large capture to the last small file) is the shards' longest
 # stall. Bytes read come from /proc/PID/io (rchar: every byte
-# the process read, from the page cache or not) once every file is done.
+# the process read, from the page cache or not) once every file is done. With DUPLICATE=1 a second
+# name of the gzip capture (a hard link: the same bytes) is moved in just after it, so its
+# duplicate check reads and hashes both to their end.
 #
 #   scripts/bench-watch.sh
 #   env: BENCH_DIR (default /tmp/shardcap-bench-watch), ROUNDS (default 2), SMALL (files,
 #        default 150), SMALL_SIZE (default 4M), FEED_MS (default 100), BIG (default 1G),
+#        DUPLICATE (default 0),
 #        SHARDCAP_BIN=PATH (default: build target/release), BASELINE_BIN=PATH (optional).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +28,7 @@ small=${SMALL:-150}
 small_size=${SMALL_SIZE:-4M}
 feed_ms=${FEED_MS:-100}
 big=${BIG:-1G}
+duplicate=${DUPLICATE:-0}
 dir=${BENCH_DIR:-/tmp/shardcap-bench-watch}
 bin=$(shardcap_binary)
 declare -A bins=([after]=$bin)
@@ -48,6 +52,11 @@ mkdir -p "$dir/small" "$dir/big" "$dir/stage" "$dir/spool" "$dir/out"
 editcap -t 3600 "$dir/big/sensorA.pcap" "$dir/late.pcap"
 rm -rf "$dir/big"
 gzip "$dir/late.pcap"
+big_files=1
+if [ "$duplicate" = 1 ]; then
+  ln "$dir/late.pcap.gz" "$dir/late-copy.pcap.gz"
+  big_files=2
+fi
 mapfile -t files < <(ls -v "$dir/small")
 small_bytes=$(du -cb "$dir"/small/* | tail -1 | cut -f1)
 big_bytes=$(stat -c %s "$dir/late.pcap.gz")
@@ -95,6 +104,7 @@ run_case() {
     if ((k == 2000 / feed_ms)); then
       t_drop=$EPOCHREALTIME
       drop "$dir" late.pcap.gz
+      [ "$duplicate" = 1 ] && drop "$dir" late-copy.pcap.gz
     fi
     drop "$dir/small" "${files[k]}"
     fed+=("$EPOCHREALTIME")
@@ -105,7 +115,7 @@ run_case() {
   # cannot be busier than their input.
   feed_gap=$(printf '%s\n' "${fed[@]}" | awk -v a="$t_drop" \
     '$1 > a && p > a && $1 - p > g { g = $1 - p } { p = $1 } END { printf "%.2f", g }')
-  while [ "$(stat_of files_done)" -lt $((${#files[@]} + 1)) ]; do sleep 0.1; done
+  while [ "$(stat_of files_done)" -lt $((${#files[@]} + big_files)) ]; do sleep 0.1; done
   local rchar
   rchar=$(awk '/^rchar/ {print $2}' "/proc/$pid/io")
   kill -TERM "$pid"
@@ -134,7 +144,7 @@ for ((r = 1; r <= rounds; r++)); do
     looks[$c]+="$l "
   done
 done
-input=$((small_bytes + big_bytes))
+input=$((small_bytes + big_files * big_bytes))
 for c in "${cases[@]}"; do
   s=$(echo "${stalls[$c]}" | median)
   x=$(echo "${reads[$c]}" | median)

@@ -1,7 +1,7 @@
 //! Continuous mode (`run --watch`): writers rotate captures into a spool while shardcap watches.
 //! Every packet must arrive exactly once, in time order per shard; files are read only once
-//! complete, and their bytes once for streaming; renamed-in files are taken; the retention limit
-//! bounds what the spool keeps.
+//! complete, and their bytes once for streaming, never whole on the dispatch thread (duplicate
+//! checks, `--since`); renamed-in files are taken; the retention limit bounds what the spool keeps.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -98,12 +98,17 @@ fn stats_packets(path: &Path) -> u64 {
     stat(path, "packets")
 }
 
-/// A counter of the stats file (0 before it exists).
+/// A counter of the stats file (0 before it exists): a top-level key, or a JSON pointer
+/// (`/select/files_outside_range`).
 fn stat(path: &Path, key: &str) -> u64 {
+    let pointer = match key.starts_with('/') {
+        true => key.to_string(),
+        false => format!("/{key}"),
+    };
     fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v[key].as_u64())
+        .and_then(|v| v.pointer(&pointer).and_then(serde_json::Value::as_u64))
         .unwrap_or(0)
 }
 
@@ -636,11 +641,7 @@ fn each_file_is_read_once_for_streaming_and_the_outputs_match_a_static_run() {
         }
         let raw = fs::read(&path).unwrap();
         let bytes = match k {
-            2 => {
-                let mut gz = flate2::write::GzEncoder::new(Vec::new(), Default::default());
-                std::io::Write::write_all(&mut gz, &raw).unwrap();
-                gz.finish().unwrap()
-            }
+            2 => gzip(&raw),
             3 => zstd::encode_all(&raw[..], 3).unwrap(),
             _ => raw.clone(),
         };
@@ -681,11 +682,26 @@ fn each_file_is_read_once_for_streaming_and_the_outputs_match_a_static_run() {
 
     // The same files named on the command line give the same bytes.
     let inputs: Vec<PathBuf> = names.iter().map(|n| spool.join(n)).collect();
+    same_as_static(&watched, &fixed, &inputs, &[]);
+}
+
+/// `raw` gzip-compressed.
+fn gzip(raw: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+    std::io::Write::write_all(&mut gz, raw).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Runs `shardcap run` naming `inputs` (with `extra` options, 3 file outputs in `fixed`) and
+/// checks that its outputs are byte-identical to the continuous run's in `watched`.
+fn same_as_static(watched: &Path, fixed: &Path, inputs: &[PathBuf], extra: &[&str]) -> common::Run {
+    fs::create_dir_all(fixed).unwrap();
     let run = common::shardcap(
         ["run", "-n", "3", "-o"]
             .map(String::from)
             .into_iter()
             .chain([format!("file:{}/out-{{shard}}.pcap", fixed.display())])
+            .chain(extra.iter().map(|a| a.to_string()))
             .chain(inputs.iter().map(|p| p.display().to_string())),
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -698,4 +714,131 @@ fn each_file_is_read_once_for_streaming_and_the_outputs_match_a_static_run() {
         assert!(s.len() > 24, "shard {k} has packets");
         assert!(w == s, "shard {k}: continuous and static outputs differ");
     }
+    run
+}
+
+/// What the looks at the intake may read of one file on the dispatch thread: its head twice
+/// (its range's probe and the catalog's) and its tail. Never the whole file.
+const LOOKS: u64 = 2 * PLAIN_HEAD + TAIL;
+
+/// Writes `n` kilobyte packets from `t0_ns` as a nanosecond pcap file at `path`; its bytes.
+fn kilobyte_capture(path: &Path, t0_ns: u64, n: u64) -> Vec<u8> {
+    common::write_pcap(path, 1, true, &kilobyte_packets(t0_ns, n));
+    fs::read(path).unwrap()
+}
+
+#[test]
+fn a_duplicate_in_the_spool_is_read_once_and_checked_off_the_dispatch_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, stage, stats) = spool_and_stage(tmp.path());
+    // Two names for the same ~3 MB capture: same size and first packet time, so the second is
+    // read whole and hashed, with the first, to tell it is a duplicate.
+    let per_file = 3000;
+    let bytes = kilobyte_capture(
+        &stage.join("sensor.pcap0"),
+        1_700_000_000_000_000_000,
+        per_file,
+    );
+    fs::write(stage.join("copy.pcap0"), &bytes).unwrap();
+    let size = bytes.len() as u64;
+    let running = watch(tmp.path(), &spool, &["--horizon", "0"]);
+    for name in ["sensor.pcap0", "copy.pcap0"] {
+        fs::rename(stage.join(name), spool.join(name)).unwrap();
+    }
+    wait_until("both files to be done", || stat(&stats, "files_done") >= 2);
+    stop(running);
+
+    assert_eq!(
+        stat(&stats, "files_duplicate"),
+        1,
+        "one is the other's duplicate"
+    );
+    assert_eq!(
+        stat(&stats, "packets"),
+        per_file,
+        "its packets are streamed once"
+    );
+    // The dispatch thread read heads and tails only: the two files were hashed elsewhere.
+    let looks = stat(&stats, "intake_bytes_read");
+    assert!(
+        (1..=2 * LOOKS).contains(&looks),
+        "the looks at the intake read {looks} bytes on the dispatch thread (at most {}; a file \
+         is {size})",
+        2 * LOOKS
+    );
+    // Yet both were read whole once to hash them, and one of them once more to stream it.
+    let read = stat(&stats, "input_bytes_read");
+    assert!(
+        (3 * size..=3 * size + 2 * LOOKS).contains(&read),
+        "{read} bytes read from two files of {size}"
+    );
+
+    // Named on the command line, the copy is a duplicate too, and the outputs are the same.
+    let inputs = [spool.join("sensor.pcap0"), spool.join("copy.pcap0")];
+    let run = same_as_static(tmp.path(), &tmp.path().join("static"), &inputs, &[]);
+    assert!(
+        run.stderr.contains("copy.pcap0: the same packets as"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn since_takes_a_watched_files_end_from_its_range_and_never_reads_it_on_the_dispatch_thread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spool, stage, stats) = spool_and_stage(tmp.path());
+    // One sensor's three files of 0.6 s, one a second: a pcap and a gzip pcap wholly before
+    // --since, and a pcap it cuts in half.
+    let t0 = 1_700_000_000_000_000_000;
+    let per_file = 6000;
+    let since = "1700000002.3";
+    let mut sizes = Vec::new();
+    for k in 0..3u64 {
+        let path = stage.join(format!("sensor.pcap{k}"));
+        let mut bytes = kilobyte_capture(&path, t0 + k * 1_000_000_000, per_file);
+        if k == 1 {
+            bytes = gzip(&bytes);
+            fs::write(&path, &bytes).unwrap();
+        }
+        sizes.push(bytes.len() as u64);
+    }
+    let running = watch(tmp.path(), &spool, &["--horizon", "1s", "--since", since]);
+    for k in 0..3 {
+        let name = format!("sensor.pcap{k}");
+        fs::rename(stage.join(&name), spool.join(&name)).unwrap();
+    }
+    wait_until("every file to be done", || stat(&stats, "files_done") >= 3);
+    stop(running);
+
+    assert_eq!(stat(&stats, "/select/files_outside_range"), 2);
+    assert_eq!(
+        stat(&stats, "packets"),
+        per_file / 2,
+        "the second half of the last file"
+    );
+    let looks = stat(&stats, "intake_bytes_read");
+    assert!(
+        (1..=3 * LOOKS).contains(&looks),
+        "the looks at the intake read {looks} bytes on the dispatch thread (at most {}; the \
+         files are {sizes:?})",
+        3 * LOOKS
+    );
+    // The first file's end came from its tail, the gzip file's from its range read off the
+    // dispatch thread: neither is read whole again for --since. The last is streamed.
+    let read = stat(&stats, "input_bytes_read");
+    let most = sizes[2] + 2 * LOOKS + 3 * sizes[1];
+    assert!(
+        (sizes[2]..=most).contains(&read),
+        "{read} bytes read from files of {sizes:?} (at most {most})"
+    );
+
+    let inputs: Vec<PathBuf> = (0..3)
+        .map(|k| spool.join(format!("sensor.pcap{k}")))
+        .collect();
+    same_as_static(
+        tmp.path(),
+        &tmp.path().join("static"),
+        &inputs,
+        &["--since", since],
+    );
 }

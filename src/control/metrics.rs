@@ -228,6 +228,12 @@ fn run_metrics(out: &mut Exposition, s: &Snapshot, redis_up: Option<bool>) {
         s.input_bytes_decompressed as f64,
     );
     out.single(
+        "shardcap_intake_read_bytes_total",
+        c,
+        "Capture bytes the looks at the intake read on the dispatch thread (heads and tails).",
+        s.intake_bytes_read as f64,
+    );
+    out.single(
         "shardcap_intake_longest_seconds",
         "gauge",
         "Longest time one look at the intake for new files held the shards while packets flowed.",

@@ -81,6 +81,10 @@ pub struct Snapshot {
     /// Longest time one look at the intake for new files (and their admission) held the shards
     /// while packets were flowing, in milliseconds.
     pub longest_intake_ms: u64,
+    /// Capture bytes the looks at the intake read on the dispatch thread (heads, tails; never a
+    /// whole file: those are read on threads of their own), decompressed bytes for compressed
+    /// files.
+    pub intake_bytes_read: u64,
     pub packets_per_s: f64,
     pub mbytes_per_s: f64,
     pub eta_s: Option<f64>,
@@ -117,6 +121,8 @@ pub struct RunStats {
     pub input_bytes_total: u64,
     /// Longest time one look at the intake held the shards while packets were flowing.
     pub longest_intake: Duration,
+    /// Capture bytes the looks at the intake read on the dispatch thread.
+    pub intake_bytes_read: u64,
     pub dropped_linktype: u64,
     /// Packets of another link type written as Ethernet frames.
     pub normalised_linktype: u64,
@@ -143,6 +149,7 @@ impl RunStats {
             input_bytes_done: 0,
             input_bytes_total: 0,
             longest_intake: Duration::ZERO,
+            intake_bytes_read: 0,
             dropped_linktype: 0,
             normalised_linktype: 0,
             reorder: ReorderStats::default(),
@@ -194,6 +201,7 @@ impl RunStats {
             input_bytes_read: read.file,
             input_bytes_decompressed: read.decompressed,
             longest_intake_ms: self.longest_intake.as_millis() as u64,
+            intake_bytes_read: self.intake_bytes_read,
             packets_per_s: packets as f64 / active,
             mbytes_per_s: rate / 1e6,
             eta_s: (rate > 0.0).then(|| left / rate),
@@ -272,6 +280,7 @@ impl Snapshot {
             "Longest intake look",
             format!("{} (ms)", self.longest_intake_ms),
         )?;
+        l("Intake bytes read", self.intake_bytes_read.to_string())?;
         l("Packets per second", format!("{:.0}", self.packets_per_s))?;
         l("MB per second", format!("{:.1}", self.mbytes_per_s))?;
         l(

@@ -26,10 +26,10 @@ use crate::ids::supervise::Outcome;
 use crate::ids::{self, accounting, Consumers};
 use crate::input::catalog::{self, Entry, Rejected};
 use crate::input::discover::{self, Candidate};
-use crate::input::duplicates::DuplicateIndex;
 use crate::input::intake::{Arrivals, Gate, Intake, StaticIntake};
 use crate::input::retention::{LogGate, Policy, Retention};
-use crate::input::span::SpanCache;
+use crate::input::screen::{Screen, Screened};
+use crate::input::span::{Placed, SpanCache};
 use crate::input::watch::{WatchConfig, WatchIntake};
 use crate::input::FileEnd;
 use crate::merge::{Merge, MergeHooks, MergeStats, OpenInput, Order};
@@ -44,6 +44,7 @@ use crate::sink::OutputSpec;
 use crate::state::journal::Reason;
 use crate::state::StateKeeper;
 use shardcap_capture::format::StreamHeader;
+use shardcap_capture::stream::thread_read_bytes;
 use shardcap_capture::{Anomalies, Packet, Verbatim};
 use shardcap_flow::link::LINKTYPE_ETHERNET;
 use shardcap_flow::reframe::{self, Reframe};
@@ -54,6 +55,8 @@ use shardcap_ship::{stats::ShipSnapshot, ShipHandle};
 const TICK_PACKETS: u32 = 1 << 16;
 /// How long an idle dispatcher waits for its intake before looking at signals again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// How long an idle dispatcher waits at a time for the whole-file reads of held files.
+const SCREEN_WAIT: Duration = Duration::from_millis(100);
 
 /// Runs the dispatcher; returns the exit code.
 pub fn run(args: RunArgs) -> Result<i32> {
@@ -357,8 +360,9 @@ struct Ctx {
     report_when_read: bool,
     /// Files finished and not reported yet, waiting for the consumers to read them.
     unread: Vec<(Entry, FileEnd)>,
-    /// The files cataloged so far, to read a duplicate once.
-    duplicates: DuplicateIndex,
+    /// Files held for a whole-file read off this thread (duplicate check, `--since`), and the
+    /// files cataloged so far, to read a duplicate once.
+    screen: Screen,
 }
 
 /// Figures of the merge, the flow stage and the shard outputs, kept for stats shown while waiting.
@@ -445,7 +449,7 @@ impl Dispatcher {
                 consumers,
                 report_when_read,
                 unread: Vec::new(),
-                duplicates: DuplicateIndex::default(),
+                screen: Screen::default(),
             },
             merge,
             select: None,
@@ -552,20 +556,24 @@ impl Dispatcher {
         self.ctx.stats.state = State::Running;
         self.open_early()?;
         loop {
-            let wait = self.merge.is_idle().then_some(IDLE_WAIT);
-            let arrivals = if wait.is_none() && self.ctx.intake.batched() {
-                Arrivals::Nothing
-            } else {
-                self.ctx.intake.poll(wait, &self.ctx.signals)?
+            // Idle, with files held for their reads: look again soon.
+            let idle_wait = match self.ctx.screen.is_empty() {
+                true => IDLE_WAIT,
+                false => SCREEN_WAIT,
             };
-            match arrivals {
-                Arrivals::Files(c) => self.admit(&c)?,
-                Arrivals::Nothing => {}
-                Arrivals::Closed if self.merge.is_idle() => {
+            let wait = self.merge.is_idle().then_some(idle_wait);
+            let closed = if wait.is_none() && self.ctx.intake.batched() {
+                false
+            } else {
+                self.look(wait)?
+            };
+            if closed && self.merge.is_idle() {
+                if self.ctx.screen.is_empty() {
                     self.open_outputs()?;
                     return Ok(false);
                 }
-                Arrivals::Closed => {}
+                // Nothing else comes: wait for the held files' reads.
+                self.screened(Some(SCREEN_WAIT))?;
             }
             if self.pump()? {
                 return Ok(true);
@@ -648,10 +656,9 @@ impl Dispatcher {
                 self.checkpoint_if_due()?;
                 // The shards wait meanwhile: how long is kept (`longest_intake_ms`).
                 let looked = Instant::now();
-                if self.ctx.intake.batched() {
-                    // The next batch waits until this one is streamed.
-                } else if let Arrivals::Files(c) = self.ctx.intake.poll(None, &self.ctx.signals)? {
-                    self.admit(&c)?;
+                if !self.ctx.intake.batched() {
+                    // (A batched intake's next batch waits until this one is streamed.)
+                    self.look(None)?;
                 }
                 let stats = &mut self.ctx.stats;
                 stats.longest_intake = stats.longest_intake.max(looked.elapsed());
@@ -751,7 +758,26 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// One look at the intake: new files admitted, and held files whose reads came back entered
+    /// (never waiting for those reads). Returns whether the intake is closed. What it read on this
+    /// thread is counted (`intake_bytes_read`).
+    fn look(&mut self, wait: Option<Duration>) -> Result<bool> {
+        let before = thread_read_bytes();
+        let arrivals = self.ctx.intake.poll(wait, &self.ctx.signals)?;
+        let closed = matches!(arrivals, Arrivals::Closed);
+        if let Arrivals::Files(c) = arrivals {
+            self.admit(&c)?;
+        }
+        self.screened(None)?;
+        self.ctx.stats.intake_bytes_read += thread_read_bytes() - before;
+        Ok(closed)
+    }
+
     /// Catalogs new files and hands them to the merge; the first files fix the stream header.
+    /// A file whose admission needs a whole-file read (`--since`, a duplicate check) is held
+    /// until that read, off this thread, comes back ([`Dispatcher::screened`]), while the others
+    /// go on; a batched intake's batch waits for those reads before any of it is streamed, so
+    /// its stream does not depend on their timing.
     fn admit(&mut self, candidates: &[Candidate]) -> Result<()> {
         let (entries, rejected) = build_catalog(candidates, self.ctx.next_seq);
         self.ctx.next_seq += candidates.len() as u64;
@@ -772,7 +798,57 @@ impl Dispatcher {
             }
             None => entries,
         };
-        let entries = self.in_range(entries);
+        let batch = self.ctx.intake.batched();
+        let mut entries = self.in_range(entries);
+        if batch {
+            entries = self.await_held(entries);
+        }
+        let mut entries = self.ctx.drop_duplicates(entries);
+        if batch {
+            entries = self.await_held(entries);
+        }
+        self.enter(entries)
+    }
+
+    /// Held files whose reads came back since the last look (with `wait`, waiting up to that
+    /// long for one): finished (outside the time range, duplicates) or entered.
+    fn screened(&mut self, wait: Option<Duration>) -> Result<()> {
+        let ready = self.take_screened(wait);
+        if ready.is_empty() {
+            return Ok(());
+        }
+        self.enter(ready)
+    }
+
+    /// With a batch, waits until no file of it is held, then returns `entries` with the files
+    /// let through by the reads (not checked further), in their order. A stop ends the wait
+    /// (what is held is not streamed).
+    fn await_held(&mut self, mut entries: Vec<Entry>) -> Vec<Entry> {
+        while !self.ctx.screen.is_empty() && !self.ctx.signals.stop.load(Ordering::SeqCst) {
+            let Screened { spans, verdicts } = self.ctx.screen.take(Some(SCREEN_WAIT));
+            entries.extend(self.spans_read(spans));
+            entries.extend(self.ctx.decided(verdicts));
+        }
+        entries.sort_by_key(|e| e.seq);
+        entries
+    }
+
+    /// The held files whose reads came back (waiting up to `wait` for one), finished or let
+    /// through: a file let through by its time range then has its duplicate check.
+    fn take_screened(&mut self, wait: Option<Duration>) -> Vec<Entry> {
+        let Screened { spans, verdicts } = self.ctx.screen.take(wait);
+        let mut ready = Vec::new();
+        if !spans.is_empty() {
+            let read = self.spans_read(spans);
+            ready = self.ctx.drop_duplicates(read);
+        }
+        ready.extend(self.ctx.decided(verdicts));
+        ready.sort_by_key(|e| e.seq);
+        ready
+    }
+
+    /// Hands cataloged, screened entries to the merge; the first fix the stream header.
+    fn enter(&mut self, entries: Vec<Entry>) -> Result<()> {
         if let Some(sel) = &mut self.select {
             let linktypes = entries
                 .iter()
@@ -785,7 +861,6 @@ impl Dispatcher {
                 log::warn!("{e}; packets of that link type match nothing");
             }
         }
-        let entries = self.ctx.drop_duplicates(entries);
         if self.ctx.header.is_none() {
             self.ctx.header = match self.ctx.state.as_ref().and_then(StateKeeper::header) {
                 Some(h) => Some(h),
@@ -830,23 +905,55 @@ impl Dispatcher {
     }
 
     /// With `--since`/`--until`: the entries with packets in the range. A file wholly outside is
-    /// finished without being read past its first packet (with `--since`, its last packet time
-    /// comes from the catalog cache, or from reading it to its end once) and counted.
+    /// finished without being read past its first packet and counted. With `--since`, the last
+    /// packet time of a file starting before it comes from the catalog cache or the intake (a
+    /// watched file's range); otherwise the file is held and read to its end off this thread
+    /// ([`Dispatcher::spans_read`] takes it up then).
     fn in_range(&mut self, entries: Vec<Entry>) -> Vec<Entry> {
-        let Some(sel) = &mut self.select else {
+        let Some(range) = self.select.as_ref().map(Selector::range) else {
             return entries;
         };
-        let range = sel.range();
         if range.is_all() {
             return entries;
         }
         let spans = self.spans.get_or_insert_with(SpanCache::default);
         let mut kept = Vec::with_capacity(entries.len());
+        let mut outside = Vec::new();
         for e in entries {
-            let Some(side) = spans.outside(&range, &e) else {
-                kept.push(e);
-                continue;
-            };
+            match spans.place(&range, &e, self.ctx.intake.last_ts(&e.path)) {
+                Placed::Known(None) => kept.push(e),
+                Placed::Known(Some(side)) => outside.push((e, side)),
+                Placed::Unread => self.ctx.screen.read_span(e),
+            }
+        }
+        self.left_out(outside);
+        kept
+    }
+
+    /// Files held for their last packet time, read now: those wholly before the range are
+    /// finished, the others returned.
+    fn spans_read(&mut self, read: Vec<(Entry, Option<u64>)>) -> Vec<Entry> {
+        let Some(range) = self.select.as_ref().map(Selector::range) else {
+            return read.into_iter().map(|(e, _)| e).collect();
+        };
+        let spans = self.spans.get_or_insert_with(SpanCache::default);
+        let mut kept = Vec::with_capacity(read.len());
+        let mut outside = Vec::new();
+        for (e, last) in read {
+            spans.learned(&e, last);
+            match e.first_ts.and_then(|first| range.outside(first, || last)) {
+                None => kept.push(e),
+                Some(side) => outside.push((e, side)),
+            }
+        }
+        self.left_out(outside);
+        kept
+    }
+
+    /// Finishes files wholly outside the time range (counted, not read), and saves what the
+    /// catalog cache learned.
+    fn left_out(&mut self, outside: Vec<(Entry, Side)>) {
+        for (e, side) in outside {
             let side = if side == Side::Before {
                 "before"
             } else {
@@ -856,19 +963,24 @@ impl Dispatcher {
                 "{}: wholly {side} the time range; not read",
                 e.path.display()
             );
-            sel.stats.files_outside_range += 1;
+            if let Some(sel) = &mut self.select {
+                sel.stats.files_outside_range += 1;
+            }
             self.ctx.stats.files_total += 1;
             self.ctx.stats.input_bytes_total += e.size;
             self.ctx.finished(&e, 0, FileEnd::Complete);
         }
-        spans.save_or_warn();
-        log::info!(
-            "last packet times: {} from the catalog cache, {} read to their end",
-            spans.hits,
-            spans.scans
-        );
-        self.ctx.stats.select = Some(sel.stats());
-        kept
+        if let Some(spans) = &mut self.spans {
+            spans.save_or_warn();
+            log::info!(
+                "last packet times: {} from the catalog cache, {} read to their end, {} from \
+                 the intake",
+                spans.hits,
+                spans.scans,
+                spans.told
+            );
+        }
+        self.ctx.stats.select = self.select.as_ref().map(Selector::stats);
     }
 
     /// With `--auth redis`, outputs read by consumers started elsewhere (a FIFO's reader) are
@@ -1251,12 +1363,21 @@ impl MergeHooks for Ctx {
 }
 
 impl Ctx {
-    /// Takes out of `entries` every file with the same packets as a file cataloged before (it is
-    /// finished at once, as a duplicate of that file); returns the others.
+    /// The files of `entries` that collide with no file cataloged before; the others are held
+    /// for their duplicate check ([`Ctx::decided`] takes them up then).
     fn drop_duplicates(&mut self, entries: Vec<Entry>) -> Vec<Entry> {
-        let mut kept = Vec::with_capacity(entries.len());
-        for e in entries {
-            let Some(original) = self.duplicates.original_of(&e) else {
+        entries
+            .into_iter()
+            .filter_map(|e| self.screen.check_duplicate(e))
+            .collect()
+    }
+
+    /// Checked files: each with the same packets as a file cataloged before is finished at once,
+    /// as a duplicate of that file; the others are returned.
+    fn decided(&mut self, verdicts: Vec<(Entry, Option<PathBuf>)>) -> Vec<Entry> {
+        let mut kept = Vec::with_capacity(verdicts.len());
+        for (e, original) in verdicts {
+            let Some(original) = original else {
                 kept.push(e);
                 continue;
             };

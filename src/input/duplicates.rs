@@ -4,10 +4,12 @@
 //!
 //! Two files are compared only when their size and first packet time collide, which the catalog
 //! knows already: the common path stays one read of each file's head. Only such rare candidates
-//! are read to their end, and their packets hashed.
+//! are read to their end, and their packets hashed, by whoever runs the index's reads (the
+//! dispatcher: on a thread of its own, see [`super::screen`]); a candidate waits for its verdict.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 use shardcap_capture::capture::Capture;
@@ -48,8 +50,13 @@ pub struct Content {
 }
 
 /// Reads `path` to its end, hashing its packets and taking the hash after each count in
-/// `at` (ascending) on the way. `None` when it cannot be read to its end (damaged, unreadable).
-pub fn read_content(path: &Path, at: &[u64]) -> Option<(Content, Vec<[u8; 32]>)> {
+/// `at` (ascending) on the way. `None` when it cannot be read to its end (damaged, unreadable),
+/// or `stop` was set before.
+pub fn read_content(
+    path: &Path,
+    at: &[u64],
+    stop: &AtomicBool,
+) -> Option<(Content, Vec<[u8; 32]>)> {
     let (mut cap, _, _) = Capture::open(path).ok()??;
     let mut hash = PacketHash::default();
     let mut snapshots = Vec::with_capacity(at.len());
@@ -58,6 +65,9 @@ pub fn read_content(path: &Path, at: &[u64]) -> Option<(Content, Vec<[u8; 32]>)>
         if at.get(snapshots.len()) == Some(&packets) {
             snapshots.push(hash.value());
             continue;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return None;
         }
         match cap.advance() {
             Ok(true) => {
@@ -81,49 +91,117 @@ pub fn read_content(path: &Path, at: &[u64]) -> Option<(Content, Vec<[u8; 32]>)>
     Some((content, snapshots))
 }
 
-/// The content of `path`, read to its end.
-fn content(path: &Path) -> Option<Content> {
-    read_content(path, &[]).map(|(c, _)| c)
-}
-
 /// A cataloged file, remembered to find its duplicates.
 struct Known {
     path: PathBuf,
-    /// Read only when another file collides with it: `None` until then.
-    content: Option<Option<Content>>,
+    /// The number of the read of its content: `None` until another file collides with it.
+    read: Option<u64>,
 }
 
-/// The files a run has cataloged, by size and first packet time (one small record a file).
+/// A file colliding with a known one, until its verdict.
+struct Candidate {
+    entry: Entry,
+    key: (u64, u64),
+    /// The number of the read of its content.
+    read: u64,
+}
+
+/// The files a run has cataloged, by size and first packet time (one small record a file), and
+/// the candidates waiting for their verdict. Contents are read by the caller: [`check`] asks
+/// for reads by number, [`content`] takes their results.
+///
+/// [`check`]: DuplicateIndex::check
+/// [`content`]: DuplicateIndex::content
 #[derive(Default)]
 pub struct DuplicateIndex {
     known: HashMap<(u64, u64), Vec<Known>>,
+    /// In the order they came: a candidate is decided only after every earlier one of its key.
+    waiting: Vec<Candidate>,
+    /// Contents read, by read number (`None`: not readable to its end).
+    contents: HashMap<u64, Option<Content>>,
+    next_read: u64,
 }
 
 impl DuplicateIndex {
-    /// The earlier file holding exactly `entry`'s packets (same size, same first and last
-    /// packet time, same hash), if any; otherwise `entry` is remembered. A file without packets
-    /// is nobody's duplicate.
-    pub fn original_of(&mut self, entry: &Entry) -> Option<PathBuf> {
-        let first_ts = entry.first_ts?;
-        let known = self.known.entry((entry.size, first_ts)).or_default();
-        let mine = if known.is_empty() {
-            None
-        } else {
-            let mine = content(&entry.path);
-            if let Some(m) = mine {
-                for k in known.iter_mut() {
-                    if *k.content.get_or_insert_with(|| content(&k.path)) == Some(m) {
-                        return Some(k.path.clone());
-                    }
-                }
-            }
-            Some(mine)
+    /// Looks at a newly cataloged file: `Some(entry)` when it collides with no known file (it is
+    /// remembered, and goes on at once); `None` when it does, and waits for its verdict
+    /// ([`DuplicateIndex::verdicts`]). The files whose content must be read to decide are
+    /// handed to `read` with their read number. A file without packets is nobody's duplicate.
+    pub fn check(&mut self, entry: Entry, read: &mut dyn FnMut(u64, &Path)) -> Option<Entry> {
+        let Some(first_ts) = entry.first_ts else {
+            return Some(entry);
         };
-        known.push(Known {
-            path: entry.path.clone(),
-            content: mine,
-        });
+        let key = (entry.size, first_ts);
+        let known = self.known.entry(key).or_default();
+        if known.is_empty() {
+            known.push(Known {
+                path: entry.path.clone(),
+                read: None,
+            });
+            return Some(entry);
+        }
+        let next = &mut self.next_read;
+        let mut number = |path: &Path| {
+            *next += 1;
+            read(*next, path);
+            *next
+        };
+        for k in known.iter_mut().filter(|k| k.read.is_none()) {
+            k.read = Some(number(&k.path));
+        }
+        let read = number(&entry.path);
+        self.waiting.push(Candidate { entry, key, read });
         None
+    }
+
+    /// The content of read number `read`.
+    pub fn content(&mut self, read: u64, content: Option<Content>) {
+        self.contents.insert(read, content);
+    }
+
+    /// Candidates waiting for their verdict.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// The candidates decided since the last call, in the order they came, each with the earlier
+    /// file holding exactly its packets (same size, same first and last packet time, same hash)
+    /// or `None` (it is then remembered as known).
+    pub fn verdicts(&mut self) -> Vec<(Entry, Option<PathBuf>)> {
+        let mut decided = Vec::new();
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let c = &self.waiting[i];
+            let earlier = self.waiting[..i].iter().any(|e| e.key == c.key);
+            let known = &self.known[&c.key];
+            let read = |n: &Option<u64>| n.and_then(|n| self.contents.get(&n));
+            let ready = !earlier
+                && self.contents.contains_key(&c.read)
+                && known.iter().all(|k| read(&k.read).is_some());
+            if !ready {
+                i += 1;
+                continue;
+            }
+            let c = self.waiting.remove(i);
+            let mine = self.contents[&c.read];
+            let original = mine.and_then(|m| {
+                known
+                    .iter()
+                    .find(|k| read(&k.read) == Some(&Some(m)))
+                    .map(|k| k.path.clone())
+            });
+            if original.is_none() {
+                let known = self.known.get_mut(&c.key).expect("the candidate's key");
+                known.push(Known {
+                    path: c.entry.path.clone(),
+                    read: Some(c.read),
+                });
+            } else {
+                self.contents.remove(&c.read);
+            }
+            decided.push((c.entry, original));
+        }
+        decided
     }
 }
 
@@ -165,7 +243,8 @@ pub fn relations(files: &[Scanned]) -> Vec<Option<Relation>> {
         counts.dedup();
         let mut hashes: HashMap<usize, HashMap<u64, [u8; 32]>> = HashMap::new();
         for &i in &group {
-            let Some((_, at)) = read_content(files[i].path, &counts) else {
+            let Some((_, at)) = read_content(files[i].path, &counts, &AtomicBool::new(false))
+            else {
                 continue;
             };
             hashes.insert(i, counts.iter().copied().zip(at).collect());
@@ -229,13 +308,38 @@ mod tests {
         *other.last_mut().unwrap() ^= 1;
         let c = write("c.pcap", &other);
         let mut idx = DuplicateIndex::default();
-        assert_eq!(idx.original_of(&entry(&a)), None);
-        assert_eq!(
-            idx.original_of(&entry(&c)),
-            None,
-            "same size and start, other bytes"
+        let mut asked = Vec::new();
+        let mut ask = |n: u64, p: &Path| asked.push((n, p.to_path_buf()));
+        assert!(
+            idx.check(entry(&a), &mut ask).is_some(),
+            "nothing to collide with"
         );
-        assert_eq!(idx.original_of(&entry(&b)), Some(a));
+        assert!(
+            idx.check(entry(&c), &mut ask).is_none(),
+            "same size and start"
+        );
+        assert!(idx.check(entry(&b), &mut ask).is_none());
+        let verdict = |idx: &mut DuplicateIndex| {
+            idx.verdicts()
+                .into_iter()
+                .map(|(e, original)| (e.path, original))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(verdict(&mut idx), [], "nothing read yet");
+        // a, c, then b: each file read once.
+        let read: Vec<PathBuf> = asked.iter().map(|(_, p)| p.clone()).collect();
+        assert_eq!(read, [a.clone(), c.clone(), b.clone()]);
+        // b's content first: b waits for c, which is earlier under the same key.
+        for (n, p) in asked.iter().rev() {
+            let content = read_content(p, &[], &AtomicBool::new(false)).map(|(c, _)| c);
+            idx.content(*n, content);
+        }
+        assert_eq!(
+            verdict(&mut idx),
+            [(c, None), (b, Some(a))],
+            "c has other bytes; b is a's"
+        );
+        assert_eq!(idx.waiting(), 0);
     }
 
     #[test]

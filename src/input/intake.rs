@@ -1,6 +1,7 @@
 //! Where files come from while a run goes on, and who decides when each may be read: the command
 //! line (all known at start), a Redis queue, a watched spool directory.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::catalog::{Entry, Rejected};
@@ -42,6 +43,12 @@ pub trait Intake {
         false
     }
 
+    /// The latest packet time of `path`, handed out by `poll`, when the intake learned it
+    /// (a watched spool learns every file's range before releasing it).
+    fn last_ts(&self, _path: &Path) -> Option<u64> {
+        None
+    }
+
     /// Called before `entry` is opened, and again while the answer is [`Gate::NotYet`].
     fn authorize(&mut self, _entry: &Entry, _signals: &Signals) -> Result<Gate> {
         Ok(Gate::Open)
@@ -68,7 +75,7 @@ pub trait Intake {
     }
 }
 
-/// The files named on the command line: all known at start.
+/// The files named on the command line: all known at start, one batch.
 pub struct StaticIntake {
     files: Option<Vec<Candidate>>,
 }
@@ -81,6 +88,10 @@ impl StaticIntake {
 }
 
 impl Intake for StaticIntake {
+    fn batched(&self) -> bool {
+        true
+    }
+
     fn poll(&mut self, _wait: Option<Duration>, _signals: &Signals) -> Result<Arrivals> {
         Ok(match self.files.take() {
             Some(f) => Arrivals::Files(f),

@@ -7,6 +7,7 @@ pub mod duplicates;
 pub mod intake;
 pub mod ranges;
 pub mod retention;
+pub mod screen;
 pub mod span;
 pub mod survey;
 pub mod watch;

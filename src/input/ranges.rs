@@ -4,14 +4,18 @@
 //! file, a bounded read on the dispatch thread — and otherwise (gzip or zstd, whose end cannot be
 //! reached without decompressing everything before it; a tail whose records cannot be told apart)
 //! by reading the file to its end on a thread of its own, one file at a time, while the shards go
-//! on.
+//! on. The same kind of reader ([`Background`]) does admission's whole-file reads (see
+//! [`super::screen`]).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use super::survey::read_range;
 use shardcap_capture::capture::{Capture, Ends};
@@ -36,43 +40,131 @@ pub enum Learned {
     Reading { first_ts: u64 },
 }
 
-/// Learns ranges, reading files to their end off the dispatch thread when their ends do not tell.
-pub struct RangeReader {
-    jobs: Option<SyncSender<PathBuf>>,
-    results: Receiver<(PathBuf, Range)>,
-    /// Files waiting for room in the reading thread's queue.
-    backlog: VecDeque<PathBuf>,
+/// Reads files to their end on a thread of its own, one at a time in the order asked, while the
+/// thread that asks goes on: each job `J` names a file, `work` reads it (stopping early once
+/// its flag is set) and its result `R` comes back through [`Background::done`].
+pub struct Background<J: Send + 'static, R: Send + 'static> {
+    jobs: Option<SyncSender<J>>,
+    results: Receiver<(J, R)>,
+    /// Jobs waiting for room in the reading thread's queue.
+    backlog: VecDeque<J>,
+    /// Jobs asked for whose result was not taken yet.
+    outstanding: usize,
     stop: Arc<AtomicBool>,
     worker: Option<JoinHandle<()>>,
+}
+
+impl<J: Send + 'static, R: Send + 'static> Background<J, R> {
+    /// Starts the reading thread `name` (idle until a job comes).
+    pub fn new(name: &str, work: fn(&J, &AtomicBool) -> R) -> Self {
+        let (jobs, inbox) = sync_channel::<J>(QUEUED);
+        let (outbox, results) = sync_channel(QUEUED);
+        let stop = Arc::new(AtomicBool::new(false));
+        let halt = stop.clone();
+        let worker = thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                while let Ok(job) = inbox.recv() {
+                    let result = work(&job, &halt);
+                    if halt.load(Ordering::Relaxed) || outbox.send((job, result)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .unwrap_or_else(|e| panic!("spawn the {name} thread: {e}"));
+        Background {
+            jobs: Some(jobs),
+            results,
+            backlog: VecDeque::new(),
+            outstanding: 0,
+            stop,
+            worker: Some(worker),
+        }
+    }
+
+    /// Queues `job` (never waits).
+    pub fn ask(&mut self, job: J) {
+        self.backlog.push_back(job);
+        self.outstanding += 1;
+        self.feed();
+    }
+
+    /// Results since the last call; with `wait`, waits up to that long for one while jobs are
+    /// outstanding (otherwise never waits).
+    pub fn done(&mut self, wait: Option<Duration>) -> Vec<(J, R)> {
+        let mut done = Vec::new();
+        if let Some(wait) = wait.filter(|_| self.outstanding > 0) {
+            match self.results.recv_timeout(wait) {
+                Ok(r) => done.push(r),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.ended(),
+            }
+            self.feed();
+        }
+        loop {
+            match self.results.try_recv() {
+                Ok(r) => done.push(r),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.ended();
+                    break;
+                }
+            }
+            self.feed();
+        }
+        self.feed();
+        self.outstanding -= done.len();
+        done
+    }
+
+    fn ended(&self) {
+        log::error!("the background reader ended; files waiting for it stay held");
+    }
+
+    /// Hands backlogged jobs to the reading thread while its queue has room.
+    fn feed(&mut self) {
+        let Some(jobs) = &self.jobs else { return };
+        while let Some(job) = self.backlog.pop_front() {
+            match jobs.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                    self.backlog.push_front(job);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl<J: Send + 'static, R: Send + 'static> Drop for Background<J, R> {
+    fn drop(&mut self) {
+        // The file being read is left at its next packet.
+        self.stop.store(true, Ordering::Relaxed);
+        self.jobs = None;
+        // A thread about to hand over a result finds nobody to take it, rather than waiting.
+        let (_, nobody) = sync_channel(0);
+        drop(std::mem::replace(&mut self.results, nobody));
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Learns ranges, reading files to their end off the dispatch thread when their ends do not tell.
+pub struct RangeReader {
+    reader: Background<PathBuf, Range>,
 }
 
 impl RangeReader {
     /// Starts the reading thread (idle until a file needs it).
     pub fn new() -> Self {
-        let (jobs, inbox) = sync_channel::<PathBuf>(QUEUED);
-        let (outbox, results) = sync_channel(QUEUED);
-        let stop = Arc::new(AtomicBool::new(false));
-        let halt = stop.clone();
-        let worker = thread::Builder::new()
-            .name("range-reader".into())
-            .spawn(move || {
-                while let Ok(path) = inbox.recv() {
-                    let range = read_range(&path, &halt).map_or(Range::EMPTY, |(f, l)| Range {
-                        first_ts: f,
-                        last_ts: l,
-                    });
-                    if halt.load(Ordering::Relaxed) || outbox.send((path, range)).is_err() {
-                        return;
-                    }
-                }
-            })
-            .expect("spawn the range reader");
         RangeReader {
-            jobs: Some(jobs),
-            results,
-            backlog: VecDeque::new(),
-            stop,
-            worker: Some(worker),
+            reader: Background::new("range-reader", |path, halt| {
+                read_range(path, halt).map_or(Range::EMPTY, |(f, l)| Range {
+                    first_ts: f,
+                    last_ts: l,
+                })
+            }),
         }
     }
 
@@ -90,8 +182,7 @@ impl RangeReader {
                     last_ts: last.max(first_ts),
                 }),
                 None => {
-                    self.backlog.push_back(path.to_path_buf());
-                    self.feed();
+                    self.reader.ask(path.to_path_buf());
                     Learned::Reading { first_ts }
                 }
             },
@@ -101,34 +192,7 @@ impl RangeReader {
 
     /// Ranges read to the end since the last call (never waits).
     pub fn done(&mut self) -> Vec<(PathBuf, Range)> {
-        let mut done = Vec::new();
-        loop {
-            match self.results.try_recv() {
-                Ok(r) => done.push(r),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    log::error!("the range reader ended; files waiting for their range stay held");
-                    break;
-                }
-            }
-            self.feed();
-        }
-        self.feed();
-        done
-    }
-
-    /// Hands backlogged files to the reading thread while its queue has room.
-    fn feed(&mut self) {
-        let Some(jobs) = &self.jobs else { return };
-        while let Some(path) = self.backlog.pop_front() {
-            match jobs.try_send(path) {
-                Ok(()) => {}
-                Err(TrySendError::Full(path) | TrySendError::Disconnected(path)) => {
-                    self.backlog.push_front(path);
-                    return;
-                }
-            }
-        }
+        self.reader.done(None)
     }
 }
 
@@ -143,20 +207,6 @@ impl Range {
 impl Default for RangeReader {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl Drop for RangeReader {
-    fn drop(&mut self) {
-        // The file being read is left at its next packet.
-        self.stop.store(true, Ordering::Relaxed);
-        self.jobs = None;
-        // A thread about to hand over a result finds nobody to take it, rather than waiting.
-        let (_, nobody) = sync_channel(0);
-        drop(std::mem::replace(&mut self.results, nobody));
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
-        }
     }
 }
 

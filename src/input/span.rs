@@ -1,7 +1,9 @@
 //! Packet-time spans of captures for `--since`: a file's last packet time is learned by reading
 //! it to its end once, and kept in a cache file keyed by the file's identity (path, size and the
 //! hash of its first 64 KiB, as the journal identifies files), so a later run over the same pile
-//! reads only each file's head.
+//! reads only each file's head. A run's admission ([`SpanCache::place`]) takes it from the cache,
+//! or from its intake (a watched spool learned each file's range from its ends), and otherwise
+//! has it read off the dispatch thread (see [`super::screen`]).
 //!
 //! The cache is a JSON-lines file, appended to as files are learned; a later line for the same
 //! identity wins. A missing file is an empty cache; an unreadable line is ignored.
@@ -41,6 +43,17 @@ pub struct SpanCache {
     pub hits: u64,
     /// Files read to their end to learn it.
     pub scans: u64,
+    /// Files whose last packet time their intake told.
+    pub told: u64,
+}
+
+/// Where a file lies against the time range, as far as known without reading it whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Known: wholly on that side of the range, or (`None`) not wholly outside it.
+    Known(Option<Side>),
+    /// It starts before the range and its last packet time must be read ([`SpanCache::learned`]).
+    Unread,
 }
 
 impl SpanCache {
@@ -80,23 +93,64 @@ impl SpanCache {
         catalog::probe(0, cand).is_ok_and(|e| self.outside(range, &e).is_some())
     }
 
+    /// Where `entry` lies against `range` without reading it whole: its last packet time, when
+    /// its first is before `range.since`, from the cache or else `told` (by the intake).
+    pub fn place(&mut self, range: &TimeRange, entry: &Entry, told: Option<u64>) -> Placed {
+        let Some(first) = entry.first_ts else {
+            return Placed::Known(None);
+        };
+        let mut unread = false;
+        let side = range.outside(first, || match self.cached(entry) {
+            Some(last) => last,
+            None if told.is_some() => {
+                self.told += 1;
+                told
+            }
+            None => {
+                unread = true;
+                None
+            }
+        });
+        if unread {
+            Placed::Unread
+        } else {
+            Placed::Known(side)
+        }
+    }
+
     /// The latest packet time of `entry`, from the cache or by reading the file to its end
     /// (`None` when it cannot be read; damage ends the reading, keeping what came before).
     pub fn last_ts(&mut self, entry: &Entry) -> Option<u64> {
+        if let Some(last) = self.cached(entry) {
+            return last;
+        }
+        let last = read_last_ts(&entry.path);
+        self.learned(entry, last);
+        last
+    }
+
+    /// The cached latest packet time of `entry` (`Some(None)`: it cannot be read), or `None`
+    /// when the cache does not know it.
+    fn cached(&mut self, entry: &Entry) -> Option<Option<u64>> {
         let id = match FileId::of(&entry.path, entry.size) {
             Ok(id) => id,
             Err(e) => {
                 log::warn!("{}: cannot read: {e}", entry.path.display());
-                return None;
+                return Some(None);
             }
         };
-        let key = (id.path, id.size, id.head);
-        if let Some(&last) = self.known.get(&key) {
-            self.hits += 1;
-            return last;
-        }
+        let last = *self.known.get(&(id.path, id.size, id.head))?;
+        self.hits += 1;
+        Some(last)
+    }
+
+    /// Records `last`, the latest packet time of `entry` read to its end (`None`: unreadable).
+    pub fn learned(&mut self, entry: &Entry, last: Option<u64>) {
         self.scans += 1;
-        let last = read_last_ts(&entry.path);
+        let Ok(id) = FileId::of(&entry.path, entry.size) else {
+            return;
+        };
+        let key = (id.path, id.size, id.head);
         self.known.insert(key.clone(), last);
         self.learned.push(Record {
             path: key.0,
@@ -105,7 +159,6 @@ impl SpanCache {
             first_ts: entry.first_ts,
             last_ts: last,
         });
-        last
     }
 
     /// Appends what was learned since the last save to the cache file.

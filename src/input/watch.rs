@@ -4,7 +4,8 @@
 //! files open, when its size and mtime have not changed for `--settle`. Files matching an ignore
 //! pattern (temporary and partial names) are never taken. A completed file's time range is
 //! learned from its two ends, or read off this thread when they do not tell (see
-//! [`super::ranges`]); a file is not released before its range is known. Completed files are
+//! [`super::ranges`]); a file is not released before its range is known, and admission takes its
+//! latest packet time from it (`--since`) rather than reading the file. Completed files are
 //! held back until their time range is closed — every source (sensor) seen so far, its own
 //! included, has a complete file starting at or after the held file's last packet — or until
 //! `--horizon` has passed (held files overlapping a released one go with it), so independently
@@ -30,7 +31,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use super::catalog::Entry;
 use super::discover::Candidate;
 use super::intake::{Arrivals, Intake};
-use super::ranges::{Learned, RangeReader};
+use super::ranges::{Learned, Range, RangeReader};
 use super::retention::{FileIdentity, Retention};
 use crate::control::signals::Signals;
 use crate::error::{Error, Result};
@@ -70,6 +71,9 @@ struct Held {
     first_ts: u64,
     /// `None` while its range is being read.
     last_ts: Option<u64>,
+    /// Its range was read (a file whose end could not be read counts as ending at its first
+    /// packet for the release, but tells admission nothing).
+    told: bool,
     since: Instant,
 }
 
@@ -92,6 +96,8 @@ pub struct WatchIntake {
     source_front: HashMap<String, u64>,
     /// Last packet time of each released file until it is finished (for retention).
     last_ts: HashMap<PathBuf, u64>,
+    /// The same, for released files whose range was read (for admission, `--since`).
+    told: HashMap<PathBuf, u64>,
     /// The latest last-packet time of every file released so far.
     released_reach: Option<u64>,
     retention: Retention,
@@ -135,6 +141,7 @@ impl WatchIntake {
             held: Vec::new(),
             source_front: HashMap::new(),
             last_ts: HashMap::new(),
+            told: HashMap::new(),
             released_reach: None,
             retention,
             paused: false,
@@ -276,17 +283,17 @@ impl WatchIntake {
         };
         self.identities.insert(path.clone(), identity);
         self.taken.insert(path.clone());
-        let (first_ts, last_ts) = match self.ranges.learn(&path) {
+        let (first_ts, last_ts, told) = match self.ranges.learn(&path) {
             Learned::Known(r) => {
                 log::info!("{}: complete; held", path.display());
-                (r.first_ts, Some(r.last_ts))
+                (r.first_ts, Some(r.last_ts), r != Range::EMPTY)
             }
             Learned::Reading { first_ts } => {
                 log::info!(
                     "{}: complete; held while its time range is read",
                     path.display()
                 );
-                (first_ts, None)
+                (first_ts, None, false)
             }
         };
         let front = self
@@ -298,6 +305,7 @@ impl WatchIntake {
             path,
             first_ts,
             last_ts,
+            told,
             since: Instant::now(),
         });
     }
@@ -332,6 +340,7 @@ impl WatchIntake {
         for (path, range) in self.ranges.done() {
             if let Some(h) = self.held.iter_mut().find(|h| h.path == path) {
                 h.last_ts = Some(range.last_ts.max(h.first_ts));
+                h.told = range != Range::EMPTY;
             }
         }
     }
@@ -383,6 +392,9 @@ impl WatchIntake {
             .map(|h| {
                 let last_ts = h.last_ts.expect("released with a known range");
                 self.last_ts.insert(h.path.clone(), last_ts);
+                if h.told {
+                    self.told.insert(h.path.clone(), last_ts);
+                }
                 Candidate {
                     path: h.path,
                     explicit: true,
@@ -468,8 +480,13 @@ impl Intake for WatchIntake {
         }
     }
 
+    fn last_ts(&self, path: &Path) -> Option<u64> {
+        self.told.get(path).copied()
+    }
+
     fn finished(&mut self, entry: &Entry, end: &FileEnd) -> Result<()> {
         let last_ts = self.last_ts.remove(&entry.path).unwrap_or(u64::MAX);
+        self.told.remove(&entry.path);
         let identity = self.identities.get(&entry.path).cloned();
         match (end, identity) {
             // A duplicate's packets are streamed as its original's.
@@ -560,6 +577,7 @@ mod tests {
             path: PathBuf::from(name),
             first_ts,
             last_ts: Some(last_ts),
+            told: true,
             since: Instant::now(),
         }
     }

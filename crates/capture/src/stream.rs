@@ -2,6 +2,7 @@
 //! Every byte read from a capture file this way, and every byte a decompressor produced, is
 //! counted process-wide ([`read_totals`]), so a run can tell how often it read its inputs.
 
+use std::cell::Cell;
 use std::fs::{File, FileType, OpenOptions};
 use std::io::{self, Cursor, Read};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
@@ -21,6 +22,24 @@ const FIRST_CHUNK: usize = 64 << 10;
 static FILE_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Bytes decompressors produced in this process.
 static DECOMPRESSED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Capture bytes this thread took through the reader layer (see [`thread_read_bytes`]).
+    static TAKEN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Adds `n` bytes taken by this thread.
+fn taken(n: usize) {
+    TAKEN.with(|t| t.set(t.get() + n as u64));
+}
+
+/// The capture bytes this thread has taken through the reader layer so far: bytes read from
+/// uncompressed files (by [`open`] and [`read_tail`]) and decompressed bytes handed to it from
+/// compressed ones. Other threads' reads do not count, so the difference over a stretch of work
+/// is what that work read on this thread.
+pub fn thread_read_bytes() -> u64 {
+    TAKEN.with(Cell::get)
+}
 
 /// What this process has read from capture files so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,6 +66,7 @@ impl Read for Counted {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let n = self.0.read(out)?;
         FILE_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+        taken(n);
         Ok(n)
     }
 }
@@ -67,6 +87,7 @@ pub fn read_tail(file: &File, window: u64) -> io::Result<(u64, Vec<u8>)> {
         }
     }
     FILE_BYTES.fetch_add(got as u64, Ordering::Relaxed);
+    taken(got);
     buf.truncate(got);
     Ok((start, buf))
 }
@@ -226,6 +247,7 @@ impl Read for Decompressed {
         let n = out.len().min(self.chunk.len() - self.pos);
         out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
         self.pos += n;
+        taken(n);
         Ok(n)
     }
 }
@@ -247,6 +269,32 @@ mod tests {
         assert_eq!(c, Compression::Zstd);
         let mut out = Vec::new();
         s.read_to_end(&mut out).map(|_| out)
+    }
+
+    #[test]
+    fn a_thread_counts_what_it_read_and_not_what_others_read() {
+        let dir = std::env::temp_dir().join(format!("shardcap-taken-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (plain, packed) = (dir.join("plain"), dir.join("packed"));
+        let payload = vec![5u8; 300_000];
+        std::fs::write(&plain, &payload).unwrap();
+        std::fs::write(&packed, zstd::encode_all(&payload[..], 3).unwrap()).unwrap();
+        let read_all = |path: &Path| {
+            let (_, mut s) = open(path).unwrap();
+            io::copy(&mut s, &mut io::sink()).unwrap()
+        };
+        let before = thread_read_bytes();
+        // Another thread's reads are not this thread's.
+        let p = plain.clone();
+        thread::spawn(move || read_all(&p)).join().unwrap();
+        assert_eq!(thread_read_bytes(), before);
+        // A plain file's bytes; a compressed file's bytes as decompressed for this thread (its
+        // 4-byte head sniffed here too).
+        assert_eq!(read_all(&plain), 300_000);
+        assert_eq!(thread_read_bytes() - before, 300_000);
+        assert_eq!(read_all(&packed), 300_000);
+        assert_eq!(thread_read_bytes() - before, 600_004);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
