@@ -7,12 +7,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::os::unix::fs::MetadataExt;
 
 use crate::input::catalog::Entry;
 use crate::input::FileEnd;
-use shardcap_capture::buffer;
+use shardcap_capture::buffer::{self, DEFAULT_CAPACITY};
 use shardcap_capture::capture::Capture;
-use shardcap_capture::{Anomalies, Packet, Verbatim};
+use shardcap_capture::stream;
+use shardcap_capture::{Anomalies, Packet, ReadError, Verbatim};
 
 /// How inputs are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,28 @@ pub trait MergeHooks {
     fn resume_offset(&mut self, _entry: &Entry) -> Option<u64> {
         None
     }
+}
+
+/// Opens the file `entry` names, if the name still leads to the file the catalog probed: a file
+/// or symlink swapped in since is skipped, not read in its place. `Err`: how the input ends.
+fn open_cataloged(entry: &Entry) -> Result<Option<Capture>, FileEnd> {
+    let file =
+        stream::open_regular(&entry.path).map_err(|e| FileEnd::Damaged(ReadError::open(e)))?;
+    let md = file
+        .metadata()
+        .map_err(|e| FileEnd::Damaged(ReadError::open(e)))?;
+    if let Some((dev, ino)) = entry.inode.filter(|&id| id != (md.dev(), md.ino())) {
+        return Err(FileEnd::Skipped(format!(
+            "replaced since it was cataloged (inode {} of device {}, not {ino} of {dev}); not \
+             read: give the new file again to read it",
+            md.ino(),
+            md.dev()
+        )));
+    }
+    let stream = stream::open_file(file).map_err(|e| FileEnd::Damaged(ReadError::open(e)))?;
+    Capture::from_stream(stream, DEFAULT_CAPACITY)
+        .map(|c| c.map(|(capture, _, _)| capture))
+        .map_err(FileEnd::Damaged)
 }
 
 /// Tells the hooks that an input ended, with the irregularities its reader went past first.
@@ -263,8 +287,8 @@ impl Merge {
             hooks.finished(&entry, 0, FileEnd::Skipped("not authorized".into()));
             return Ok(None);
         }
-        let mut capture = match Capture::open(&entry.path) {
-            Ok(Some((c, _, _))) => c,
+        let mut capture = match open_cataloged(&entry) {
+            Ok(Some(c)) => c,
             Ok(None) => {
                 hooks.finished(
                     &entry,
@@ -273,8 +297,8 @@ impl Merge {
                 );
                 return Ok(None);
             }
-            Err(e) => {
-                hooks.finished(&entry, 0, FileEnd::Damaged(e));
+            Err(end) => {
+                hooks.finished(&entry, 0, end);
                 return Ok(None);
             }
         };

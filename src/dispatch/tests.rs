@@ -387,3 +387,19 @@ fn a_damaged_file_ends_the_run_with_exit_3_and_the_others_stream() {
     assert_eq!(code, EXIT_SKIPPED);
     assert_eq!(packets, files[0].1 + files[1].1 - 1 + files[2].1);
 }
+
+#[test]
+fn a_file_swapped_in_after_the_catalog_is_not_read_in_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, second, run) = second_held(dir.path());
+    while run.next() != Event::Asked(second.clone()) {}
+    // Cataloged, not yet open: another capture takes its name, behind a symlink.
+    std::fs::remove_file(&second).unwrap();
+    std::os::unix::fs::symlink(&files[2].0, &second).unwrap();
+    run.releases.send(second.clone()).unwrap();
+    assert_eq!(run.next(), Event::Finished(second, false));
+    assert_eq!(run.next(), Event::Closed(false));
+    let (code, packets) = run.end();
+    assert_eq!(code, EXIT_SKIPPED);
+    assert_eq!(packets, files[0].1, "nothing of the file swapped in");
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::discover::Candidate;
 use shardcap_capture::capture::{Capture, CaptureInfo};
-use shardcap_capture::stream::{not_regular, special_kind};
+use shardcap_capture::stream::{self, not_regular, open_regular, special_kind};
 use shardcap_capture::ReadError;
 
 /// A capture known to the catalog.
@@ -23,6 +23,10 @@ pub struct Entry {
     pub info: CaptureInfo,
     /// Timestamp of the first packet; `None` for a capture without packets.
     pub first_ts: Option<u64>,
+    /// Device and inode of the file the probe read (`None` when not known): the merge reads the
+    /// name only while it still leads to that file, so a file or symlink swapped in meanwhile is
+    /// not read in its place.
+    pub inode: Option<(u64, u64)>,
 }
 
 /// Why an input was not cataloged.
@@ -54,7 +58,11 @@ fn probe_path(seq: u64, path: &Path) -> Result<Entry, Option<ReadError>> {
     if let Some(kind) = special_kind(md.file_type()) {
         return Err(Some(ReadError::new(0, not_regular(kind).to_string())));
     }
-    let (mut cap, format, compression) = Capture::open_with(path, 8 << 10)?.ok_or(None)?;
+    let file = open_regular(path).map_err(ReadError::open)?;
+    let opened = file.metadata().map_err(ReadError::open)?;
+    let opened_stream = stream::open_file(file).map_err(ReadError::open)?;
+    let (mut cap, format, compression) =
+        Capture::from_stream(opened_stream, 8 << 10)?.ok_or(None)?;
     let first_ts = match cap.advance() {
         Ok(true) => Some(cap.ts()),
         Ok(false) => None,
@@ -63,8 +71,9 @@ fn probe_path(seq: u64, path: &Path) -> Result<Entry, Option<ReadError>> {
     Ok(Entry {
         seq,
         path: path.to_path_buf(),
-        size: md.size(),
+        size: opened.size(),
         info: cap.info(format, compression),
         first_ts,
+        inode: Some((opened.dev(), opened.ino())),
     })
 }
