@@ -6,7 +6,9 @@
 //! has it read off the dispatch thread (see [`super::screen`]).
 //!
 //! The cache is a JSON-lines file, appended to as files are learned; a later line for the same
-//! identity wins. A missing file is an empty cache; an unreadable line is ignored.
+//! identity wins. A missing file is an empty cache; an unreadable line is ignored. Once it has
+//! [`COMPACT_AT`] lines, opening it rewrites it with one line a file still there at that size:
+//! files deleted or rotated away (a watched spool's) leave it.
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -21,6 +23,9 @@ use super::survey::read_range;
 use crate::select::{Side, TimeRange};
 use crate::state::identity::FileId;
 use std::sync::atomic::AtomicBool;
+
+/// Lines from which opening the cache compacts it.
+const COMPACT_AT: usize = 4096;
 
 /// One cached span.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,12 +76,31 @@ impl SpanCache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(cache),
             Err(e) => return Err(e),
         };
+        let mut records: HashMap<(String, u64, String), Record> = HashMap::new();
+        let lines = text.lines().count();
         for r in text
             .lines()
             .filter_map(|l| serde_json::from_str::<Record>(l).ok())
         {
-            cache.known.insert((r.path, r.size, r.head), r.last_ts);
+            records.insert((r.path.clone(), r.size, r.head.clone()), r);
         }
+        if lines >= COMPACT_AT {
+            // Still there at the same size (its head may have changed: it is looked up anyway).
+            records.retain(|k, _| fs::metadata(&k.0).is_ok_and(|m| m.len() == k.1));
+            let mut kept: Vec<&Record> = records.values().collect();
+            kept.sort_by(|a, b| (&a.path, a.size).cmp(&(&b.path, b.size)));
+            let text: String = kept
+                .iter()
+                .map(|r| serde_json::to_string(r).expect("serialisable") + "\n")
+                .collect();
+            shardcap_files::write_private(path, text.as_bytes())?;
+            log::info!(
+                "catalog cache {}: {lines} lines compacted to {}",
+                path.display(),
+                kept.len()
+            );
+        }
+        cache.known = records.into_iter().map(|(k, r)| (k, r.last_ts)).collect();
         Ok(cache)
     }
 
@@ -194,4 +218,76 @@ impl SpanCache {
 /// Reads a capture to its end; its latest packet time.
 fn read_last_ts(path: &Path) -> Option<u64> {
     read_range(path, &AtomicBool::new(false)).map(|(_, last)| last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A one-packet pcap at `path`, cataloged.
+    fn capture(path: &Path) -> Entry {
+        let mut b = Vec::new();
+        for v in [
+            0xa1b2_c3d4u32,
+            0x0004_0002,
+            0,
+            0,
+            65535,
+            1,
+            1_700_000_000,
+            0,
+            60,
+            60,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&[7; 60]);
+        fs::write(path, b).unwrap();
+        let cand = Candidate {
+            path: path.to_path_buf(),
+            explicit: true,
+        };
+        catalog::probe(0, &cand).unwrap()
+    }
+
+    #[test]
+    fn a_long_cache_keeps_one_line_a_file_still_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = capture(&dir.path().join("a.pcap"));
+        let file = dir.path().join("cache.jsonl");
+        let mut cache = SpanCache::open(Some(&file)).unwrap();
+        cache.learned(&entry, Some(42));
+        cache.save().unwrap();
+        let mine = fs::read_to_string(&file).unwrap();
+        let mut text = String::new();
+        for i in 0..COMPACT_AT {
+            let gone = dir.path().join(format!("gone-{i}.pcap"));
+            let r = format!(
+                r#"{{"path":{:?},"size":84,"head":"x","first_ts":1,"last_ts":2}}"#,
+                gone
+            );
+            text += &(r + "\n");
+            if i % 1000 == 0 {
+                text += &mine;
+            }
+        }
+        fs::write(&file, text).unwrap();
+        let mut cache = SpanCache::open(Some(&file)).unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            mine,
+            "one line: the file still there"
+        );
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(cache.last_ts(&entry), Some(42));
+        assert_eq!((cache.hits, cache.scans), (1, 0));
+        // Short caches are left as they are.
+        fs::write(&file, mine.repeat(3)).unwrap();
+        SpanCache::open(Some(&file)).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap(), mine.repeat(3));
+    }
 }
