@@ -20,8 +20,12 @@ pub const PARTS_MAX: usize = 1024;
 enum Part {
     /// `bytes[start..end]` of the batch.
     Own { start: usize, end: usize },
-    /// Bytes of one of the batch's pinned chunks.
-    Pinned { ptr: *const u8, len: usize },
+    /// Bytes of `chunks[chunk]`.
+    Pinned {
+        chunk: usize,
+        ptr: *const u8,
+        len: usize,
+    },
 }
 
 /// Whole records, copied or pinned, in stream order.
@@ -96,34 +100,38 @@ impl Batch {
     /// further chunk may be pinned: the caller copies the record instead.
     #[inline(always)]
     pub fn pin(&mut self, v: &Verbatim) -> bool {
-        if !self.chunks.last().is_some_and(|c| c.same(v.chunk)) && !self.hold(v.chunk) {
-            return false;
-        }
+        let chunk = match self.chunks.last() {
+            Some(c) if c.same(v.chunk) => self.chunks.len() - 1,
+            _ => match self.hold(v.chunk) {
+                Some(k) => k,
+                None => return false,
+            },
+        };
         let (ptr, len) = (v.record.as_ptr(), v.record.len());
         self.len += len;
         match self.parts.last_mut() {
-            // SAFETY: one past the end of a part of a live chunk (compared, not read).
-            Some(Part::Pinned { ptr: p, len: l }) if unsafe { p.add(*l) } == ptr => *l += len,
-            _ => self.parts.push(Part::Pinned { ptr, len }),
+            // Only within one chunk: two buffers may lie side by side in memory.
+            Some(Part::Pinned {
+                chunk: c,
+                ptr: p,
+                len: l,
+            }) if *c == chunk && p.wrapping_add(*l) == ptr => *l += len,
+            _ => self.parts.push(Part::Pinned { chunk, ptr, len }),
         }
         true
     }
 
-    /// Makes sure the batch holds `chunk` (its last one is another); false when it may not.
-    fn hold(&mut self, chunk: &Chunk) -> bool {
-        if self.chunks.iter().any(|c| c.same(chunk)) {
-            return true;
+    /// Where the batch holds `chunk` (its last one is another), pinning it if need be; `None`
+    /// when it may not.
+    fn hold(&mut self, chunk: &Chunk) -> Option<usize> {
+        if let Some(k) = self.chunks.iter().position(|c| c.same(chunk)) {
+            return Some(k);
         }
         if self.chunks.len() == CHUNKS_MAX {
-            return false;
+            return None;
         }
-        match chunk.pin() {
-            Some(c) => {
-                self.chunks.push(c);
-                true
-            }
-            None => false,
-        }
+        self.chunks.push(chunk.pin()?);
+        Some(self.chunks.len() - 1)
     }
 
     /// The records, in stream order, as runs of whole records.
@@ -131,7 +139,7 @@ impl Batch {
         self.parts.iter().map(move |p| match *p {
             Part::Own { start, end } => &self.bytes[start..end],
             // SAFETY: `ptr..ptr + len` lies in one of `self.chunks`, alive as long as `self`.
-            Part::Pinned { ptr, len } => unsafe { std::slice::from_raw_parts(ptr, len) },
+            Part::Pinned { ptr, len, .. } => unsafe { std::slice::from_raw_parts(ptr, len) },
         })
     }
 
