@@ -198,6 +198,12 @@ fn run_metrics(out: &mut Exposition, s: &Snapshot, redis_up: Option<bool>) {
         s.packets as f64,
     );
     out.single(
+        "shardcap_packets_uncopied_total",
+        c,
+        "Packets written from the buffer they were read into, without a copy.",
+        s.packets_uncopied as f64,
+    );
+    out.single(
         "shardcap_packet_bytes_total",
         c,
         "Captured bytes of the packets written (caplen).",
