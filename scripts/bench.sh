@@ -80,19 +80,27 @@ fifo_readers() {
 }
 # shardcap NAME ARGS...: shardcap ($measured, default $bin) under GNU time; its peak RSS (KiB)
 # appended to $dir/rss-NAME, its voluntary and involuntary context switches to $dir/cs-NAME, its
-# own CPU time (user + system, without the FIFOs' readers) to $dir/own-NAME.
+# own CPU time (user + system, without the FIFOs' readers) to $dir/own-NAME, and the two apart to
+# $dir/usr-NAME and $dir/sys-NAME.
 shardcap() {
   local name=$1; shift
   /usr/bin/time -a -f '%M %w %c %U %S' -o "$dir/stat-$name" "${measured:-$bin}" "$@"
   tail -1 "$dir/stat-$name" | awk '{print $1}' >> "$dir/rss-$name"
   tail -1 "$dir/stat-$name" | awk '{print $2 + $3}' >> "$dir/cs-$name"
-  tail -1 "$dir/stat-$name" | awk '{print $4 + $5}' >> "$dir/own-$name"
+  own "$name" 4
+}
+# own NAME FIELD: the user (field FIELD) and system (the next) time of the last line of
+# $dir/stat-NAME, appended to $dir/own-NAME, $dir/usr-NAME and $dir/sys-NAME.
+own() {
+  tail -1 "$dir/stat-$1" | awk -v f="$2" '{print $f + $(f + 1)}' >> "$dir/own-$1"
+  tail -1 "$dir/stat-$1" | awk -v f="$2" '{print $f}' >> "$dir/usr-$1"
+  tail -1 "$dir/stat-$1" | awk -v f="$2" '{print $(f + 1)}' >> "$dir/sys-$1"
 }
 # writer NAME FILE: the baseline's writing `cat` of every input into FILE, its own CPU time
-# appended to $dir/own-NAME.
+# appended as `own` does.
 writer() {
   /usr/bin/time -a -f '%U %S' -o "$dir/stat-$1" cat "${files[@]}" > "$2"
-  tail -1 "$dir/stat-$1" | awk '{print $1 + $2}' >> "$dir/own-$1"
+  own "$1" 1
 }
 
 cat_null()  { cat "${files[@]}" > /dev/null; }
@@ -149,11 +157,13 @@ if [ -n "${BEFORE:-}" ]; then
 fi
 # The writer's own CPU: shardcap's process against the baseline's writing `cat` (the FIFOs'
 # readers, which `time` above includes, left out).
-printf '\nown CPU (user + system of the writing process, median): cat to file %.2f s, cat to FIFO %.2f s\n' \
-  "$(median < "$dir/own-cat_file")" "$(median < "$dir/own-cat_fifo")"
+printf '\nown CPU (user + system of the writing process, median; GNU time, 10 ms steps): cat to file %.2f s (user %.2f, system %.2f), cat to FIFO %.2f s\n' \
+  "$(median < "$dir/own-cat_file")" "$(median < "$dir/usr-cat_file")" \
+  "$(median < "$dir/sys-cat_file")" "$(median < "$dir/own-cat_fifo")"
 own_row() { # CASE LABEL BASELINE
   awk -v a="$(median < "$dir/own-$1")" -v b="$(median < "$dir/own-$3")" -v label="$2" -v n="$3" \
-    'BEGIN {printf "%-40s %5.2f s  %.2fx %s\n", label, a, a / b, n}'
+    -v u="$(median < "$dir/usr-$1")" -v s="$(median < "$dir/sys-$1")" \
+    'BEGIN {printf "%-40s %5.2f s  %.2fx %s  (user %.2f s, system %.2f s)\n", label, a, a / b, n, u, s}'
 }
 own_row run_files "shardcap run -n $shards -o file:" cat_file
 own_row run_one   "shardcap run -n 1 -o file:"       cat_file
