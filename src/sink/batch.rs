@@ -203,7 +203,7 @@ pub fn write_grouped<'a>(
 
 /// Bytes of the whole records at the start of `run` (longer than `room`) that fit in `room`; the
 /// first record whatever its length when it would go `alone`.
-fn fit(run: &[u8], room: usize, alone: bool) -> io::Result<usize> {
+pub fn fit(run: &[u8], room: usize, alone: bool) -> io::Result<usize> {
     let mut end = 0;
     loop {
         let next = end + record_len(run, end)?;

@@ -10,7 +10,7 @@
 //! the stream damaged (a cut or missing segment) writes its message to `PATH/shard-K.error`.
 
 use std::fs::{self, File, FileTimes};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -18,9 +18,10 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
+use super::batch::{fit, PARTS_MAX};
 use super::output::Output;
-use shardcap_capture::format::{record_len, StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
-use shardcap_files::nofollow;
+use shardcap_capture::format::{StreamHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use shardcap_files::{nofollow, write_all_vectored};
 
 /// Directory inside the spool where segments are written before they appear.
 pub const TMP_DIR: &str = ".tmp";
@@ -178,8 +179,8 @@ impl SpoolOutput {
         })
     }
 
-    /// Appends whole records to the current segment, opening one if needed.
-    fn append(&mut self, records: &[u8]) -> io::Result<()> {
+    /// Appends whole records (in pieces) to the current segment, opening one if needed.
+    fn append(&mut self, records: &mut [IoSlice]) -> io::Result<()> {
         let seg = match &mut self.current {
             Some(seg) => seg,
             None => {
@@ -198,8 +199,11 @@ impl SpoolOutput {
                 })
             }
         };
-        seg.file.write_all(records)?;
-        seg.size += records.len() as u64;
+        let len: usize = records.iter().map(|r| r.len()).sum();
+        for group in records.chunks_mut(PARTS_MAX) {
+            write_all_vectored(&mut seg.file, group)?;
+        }
+        seg.size += len as u64;
         Ok(())
     }
 
@@ -349,32 +353,52 @@ impl SpoolOutput {
 }
 
 impl Output for SpoolOutput {
-    /// Splits `buf` at record boundaries into segments.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        let mut pos = 0;
-        while pos < buf.len() {
-            let room = self.room();
-            let mut end = pos;
-            while end < buf.len() {
-                let len = record_len(buf, end)?;
-                let fits = (end + len - pos) as u64 <= room;
-                if !fits && (end > pos || self.current.is_some()) {
-                    break;
+        self.write_parts(&mut [IoSlice::new(buf)])
+    }
+
+    /// Splits the records at record boundaries into segments, each segment's share written in
+    /// one vectored write; a run of records is walked only where a segment ends inside it.
+    fn write_parts(&mut self, parts: &mut [IoSlice]) -> io::Result<()> {
+        let mut group: Vec<IoSlice> = Vec::new();
+        let mut room = self.room();
+        for part in parts.iter() {
+            let mut run: &[u8] = part;
+            while !run.is_empty() {
+                let take = match run.len() as u64 <= room {
+                    true => run.len(),
+                    // A record longer than a whole segment goes alone into a segment.
+                    false => fit(
+                        run,
+                        room as usize,
+                        group.is_empty() && self.current.is_none(),
+                    )?,
+                };
+                if take > 0 {
+                    group.push(IoSlice::new(&run[..take]));
+                    room = room.saturating_sub(take as u64);
+                    run = &run[take..];
                 }
-                end += len;
+                if !run.is_empty() {
+                    // The next record does not fit: the segment is full.
+                    self.append(&mut group)?;
+                    group.clear();
+                    self.publish()?;
+                    room = self.room();
+                }
             }
-            if end == pos {
-                // The next record does not fit: the segment is full.
-                self.publish()?;
-                continue;
-            }
-            self.append(&buf[pos..end])?;
-            pos = end;
+        }
+        if !group.is_empty() {
+            self.append(&mut group)?;
         }
         if self.room() < RECORD_HEADER_LEN as u64 || self.aged() {
             self.publish()?;
         }
         Ok(())
+    }
+
+    fn vectored(&self) -> bool {
+        true
     }
 
     /// Every segment carries the header given at creation; nothing to write ahead of them.
@@ -437,14 +461,56 @@ mod tests {
         r
     }
 
+    /// The records of each published segment of shard 0 at `root`, as their lengths.
+    fn segments(root: &Path) -> Vec<Vec<usize>> {
+        let mut names: Vec<PathBuf> = fs::read_dir(shard_dir(root, 0))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| {
+                let bytes = fs::read(p).unwrap();
+                let mut at = FILE_HEADER_LEN;
+                let mut lens = Vec::new();
+                while at < bytes.len() {
+                    let caplen = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap());
+                    lens.push(caplen as usize);
+                    at += RECORD_HEADER_LEN + caplen as usize;
+                }
+                assert_eq!(at, bytes.len(), "whole records");
+                lens
+            })
+            .collect()
+    }
+
     #[test]
-    fn record_lengths_are_bounded_by_the_buffer() {
-        let mut buf = record(10);
-        buf.extend(record(0));
-        assert_eq!(record_len(&buf, 0).unwrap(), 26);
-        assert_eq!(record_len(&buf, 26).unwrap(), 16);
-        assert!(record_len(&buf[..20], 0).is_err());
-        assert!(record_len(&buf[..30], 26).is_err());
-        assert!(record_len(&buf, 30).is_err());
+    fn segments_end_at_record_boundaries_whatever_the_pieces() {
+        let header = StreamHeader {
+            linktype: 1,
+            nanos: false,
+            snaplen: 65535,
+        };
+        // Room for 100 bytes of records a segment (after the header).
+        let config = SpoolConfig {
+            segment_size: FILE_HEADER_LEN as u64 + 100,
+            segment_age: Duration::from_secs(3600),
+            backlog: 100,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let mut out = SpoolOutput::create(tmp.path(), 0, header, config).unwrap();
+        // Pieces of whole records: three that fill a segment, a run crossing a segment's end, a
+        // record longer than a segment, and an empty one.
+        let (a, b) = ([record(20), record(20)].concat(), record(10));
+        let run = [record(30), record(30), record(4)].concat();
+        let (big, last) = (record(150), record(0));
+        let mut parts = [&a, &b, &run, &big, &last].map(|p| IoSlice::new(p));
+        out.write_parts(&mut parts).unwrap();
+        Box::new(out).finish().unwrap();
+        assert_eq!(
+            segments(tmp.path()),
+            [vec![20, 20, 10], vec![30, 30], vec![4], vec![150], vec![0]]
+        );
     }
 }
