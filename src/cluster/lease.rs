@@ -176,15 +176,22 @@ fn lost_message(k: u32, holder: &str, ours: u64) -> String {
     format!("partition {k}: lease lost to {node} (fence {fence} > ours {ours}); stopping without writing")
 }
 
-/// A lease this node holds, renewed by a thread until released.
-pub struct Lease {
+/// What identifies a held lease, shared by its renewer's owner and the dispatcher's checks.
+#[derive(Clone)]
+struct Held {
     k: u32,
     fence_no: u64,
+    /// The lease key's value: `NODE:FENCE`.
     value: String,
     base: String,
     fence: Fence,
     /// Catalog batches streamed by the partition (kept by its intake).
     streamed: Arc<AtomicU64>,
+}
+
+/// A lease this node holds, renewed by a thread until released.
+pub struct Lease {
+    held: Held,
     quit: Arc<AtomicBool>,
     renewer: Option<JoinHandle<()>>,
 }
@@ -255,12 +262,14 @@ impl Lease {
                 .map_err(|e| Error::runtime(format!("lease thread: {e}")))?
         };
         Ok(Lease {
-            k,
-            fence_no,
-            value,
-            base: keys.base.clone(),
-            fence,
-            streamed: Arc::new(AtomicU64::new(0)),
+            held: Held {
+                k,
+                fence_no,
+                value,
+                base: keys.base.clone(),
+                fence,
+                streamed: Arc::new(AtomicU64::new(0)),
+            },
             quit,
             renewer: Some(renewer),
         })
@@ -268,19 +277,14 @@ impl Lease {
 
     /// The counter of catalog batches the partition has streamed (its intake keeps it).
     pub fn streamed(&self) -> Arc<AtomicU64> {
-        self.streamed.clone()
+        self.held.streamed.clone()
     }
 
     /// What the dispatcher checks: the fence, and the lease in Redis before each checkpoint.
     pub fn check(&self, cfg: &ClusterConfig, signals: &Signals) -> Result<LeaseCheck> {
         Ok(LeaseCheck {
             link: Link::open(&cfg.redis, &signals.stop)?,
-            k: self.k,
-            fence_no: self.fence_no,
-            value: self.value.clone(),
-            base: self.base.clone(),
-            fence: self.fence.clone(),
-            streamed: self.streamed.clone(),
+            held: self.held.clone(),
             stop: signals.stop.clone(),
             node: cfg.node.clone(),
             lease: cfg.lease,
@@ -289,11 +293,12 @@ impl Lease {
 
     /// Why the lease was lost, if it was.
     pub fn lost(&self) -> Option<String> {
-        if !self.fence.is_lost() {
+        if !self.held.fence.is_lost() {
             return None;
         }
         Some(
-            self.fence
+            self.held
+                .fence
                 .pass()
                 .err()
                 .map_or_else(String::new, |e| e.to_string()),
@@ -311,15 +316,19 @@ impl Lease {
         self.stop_renewing();
         let answer = link.retry(stop, |c| {
             Script::new(FINISH)
-                .arg(&self.base)
-                .arg(self.k)
-                .arg(&self.value)
+                .arg(&self.held.base)
+                .arg(self.held.k)
+                .arg(&self.held.value)
                 .arg(what)
                 .invoke::<(u8, String)>(c)
         })?;
         match answer {
             Some((1, _)) | None => Ok(()),
-            Some((_, holder)) => Err(Error::runtime(lost_message(self.k, &holder, self.fence_no))),
+            Some((_, holder)) => Err(Error::runtime(lost_message(
+                self.held.k,
+                &holder,
+                self.held.fence_no,
+            ))),
         }
     }
 
@@ -331,7 +340,7 @@ impl Lease {
 
     /// Gives the lease up (one attempt: an unreachable Redis lets it expire).
     pub fn release(self, link: &mut Link) {
-        let k = self.k;
+        let k = self.held.k;
         let stop = AtomicBool::new(true);
         if let Err(e) = self.end(link, "release", Some(&stop)) {
             log::warn!("partition {k}: {e}");
@@ -358,12 +367,7 @@ pub struct Progress {
 /// The dispatcher's side of a lease.
 pub struct LeaseCheck {
     link: Link,
-    k: u32,
-    fence_no: u64,
-    value: String,
-    base: String,
-    fence: Fence,
-    streamed: Arc<AtomicU64>,
+    held: Held,
     stop: Arc<AtomicBool>,
     node: String,
     lease: Duration,
@@ -372,20 +376,20 @@ pub struct LeaseCheck {
 impl LeaseCheck {
     /// The fence the shard writers pass before each write.
     pub fn fence(&self) -> Fence {
-        self.fence.clone()
+        self.held.fence.clone()
     }
 
     /// Before a checkpoint: the lease must still be ours in Redis (waits through an outage, until
     /// a stop); records `p` under it. A lease held by another node revokes the fence.
     pub fn confirm(&mut self, p: &Progress) -> Result<()> {
-        let taken = self.streamed.load(Ordering::SeqCst);
+        let taken = self.held.streamed.load(Ordering::SeqCst);
         let batches = taken.saturating_sub(u64::from(!p.idle));
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let fields = [
             ("node", self.node.clone()),
-            ("fence", self.fence_no.to_string()),
+            ("fence", self.held.fence_no.to_string()),
             ("files", p.files_done.to_string()),
             ("bytes", p.bytes_done.to_string()),
             ("packets", p.packets.to_string()),
@@ -396,11 +400,11 @@ impl LeaseCheck {
         let answer = self.link.retry(Some(&self.stop), |c| {
             let script = Script::new(&format!("{HOLD}{CONFIRM}"));
             let mut s = script.prepare_invoke();
-            s.arg(&self.base)
-                .arg(self.k)
-                .arg(&self.value)
+            s.arg(&self.held.base)
+                .arg(self.held.k)
+                .arg(&self.held.value)
                 .arg(ms)
-                .arg(self.fence_no);
+                .arg(self.held.fence_no);
             for (f, v) in &fields {
                 s.arg(*f).arg(v);
             }
@@ -408,14 +412,14 @@ impl LeaseCheck {
         })?;
         match answer {
             Some((0, holder)) => {
-                let why = lost_message(self.k, &holder, self.fence_no);
-                self.fence.revoke(why.clone());
+                let why = lost_message(self.held.k, &holder, self.held.fence_no);
+                self.held.fence.revoke(why.clone());
                 Err(Error::runtime(why))
             }
             Some(_) => Ok(()),
             None => Err(Error::runtime(format!(
                 "partition {}: stopped while Redis was away; the checkpoint is not confirmed",
-                self.k
+                self.held.k
             ))),
         }
     }
