@@ -10,6 +10,7 @@ use crate::control::redis::{RedisConfig, RedisMode};
 use crate::ids::{IdsConfig, IdsKind};
 use crate::input::retention::Policy;
 use crate::merge::Order;
+use crate::sink::output::FileIo;
 use shardcap_flow::{HashMode, Partition, TunnelMode};
 use shardcap_ship as ship;
 
@@ -127,6 +128,24 @@ impl From<OrderArg> for Order {
     }
 }
 
+/// `--file-io`: the command-line spelling of [`FileIo`].
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FileIoArg {
+    /// Whole blocks past the page cache (O_DIRECT).
+    Direct,
+    /// Through the page cache.
+    Buffered,
+}
+
+impl From<FileIoArg> for FileIo {
+    fn from(a: FileIoArg) -> Self {
+        match a {
+            FileIoArg::Direct => FileIo::Direct,
+            FileIoArg::Buffered => FileIo::Buffered,
+        }
+    }
+}
+
 /// `--ids`: the command-line spelling of [`IdsKind`].
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum IdsArg {
@@ -231,6 +250,11 @@ pub struct RunArgs {
     /// {partition} is K. With --ids or --exec the default is fifo:LOGDIR/shard-{shard}.pipe.
     #[arg(short, long)]
     pub output: Option<String>,
+    /// File outputs: direct writes whole blocks past the page cache (the kernel does not copy
+    /// the bytes, and the outputs do not push other data out of the cache); buffered writes
+    /// through the page cache. A filesystem that refuses direct I/O gets buffered writes.
+    #[arg(long, default_value = "direct", value_parser = enum_parser::<FileIoArg, FileIo>())]
+    pub file_io: FileIo,
     /// FIFO outputs: pipe buffer size asked of the kernel (capped by /proc/sys/fs/pipe-max-size).
     /// It bounds what a consumer still reads after SIGUSR1 and how early a file counts as read.
     #[arg(long, value_parser = parse_size, default_value = "64KiB")]

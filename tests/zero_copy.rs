@@ -1,6 +1,7 @@
 //! Records written from where they were read: a little-endian pcap record is written out from the
 //! input's read buffer, any other is copied first. Both ways give the same bytes, whatever the
-//! shard count (many shards make outputs fall back to copies), precision and mix of inputs.
+//! shard count (many shards make outputs fall back to copies), precision and mix of inputs, and
+//! whether the file outputs are written past the page cache or through it.
 
 mod common;
 
@@ -63,13 +64,21 @@ fn convert(from: &Path, to: &Path, swap: impl Fn(&str) -> bool) {
     }
 }
 
-/// Runs `-n shards` over `input` into `out`; returns the shard files and the stats.
-fn run(input: &Path, out: &Path, shards: usize) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
+/// Runs `-n shards` over `input` into `out` with `--file-io io`; returns the shard files and the
+/// stats.
+fn run(
+    input: &Path,
+    out: &Path,
+    shards: usize,
+    io: &str,
+) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
     fs::create_dir_all(out).unwrap();
     let stats_file = out.with_extension("json");
     let r = shardcap([
         "run".to_string(),
         "-q".into(),
+        "--file-io".into(),
+        io.into(),
         "-n".into(),
         shards.to_string(),
         "-o".into(),
@@ -94,9 +103,11 @@ fn records_written_from_their_buffers_are_the_bytes_of_copied_ones() {
         convert(&le, &mixed, |name| name.starts_with("sensorB"));
         for shards in [1, 4, 64] {
             let out = |what: &str| tmp.path().join(format!("out-{what}-{nanos}-{shards}"));
-            let (copied, copied_stats) = run(&be, &out("be"), shards);
-            let (direct, direct_stats) = run(&le, &out("le"), shards);
-            let (part, part_stats) = run(&mixed, &out("mixed"), shards);
+            let (copied, copied_stats) = run(&be, &out("be"), shards, "direct");
+            let (direct, direct_stats) = run(&le, &out("le"), shards, "direct");
+            let (part, part_stats) = run(&mixed, &out("mixed"), shards, "direct");
+            let (cached, _) = run(&le, &out("le-buffered"), shards, "buffered");
+            let (cached_copies, _) = run(&be, &out("be-buffered"), shards, "buffered");
             let packets = copied_stats["packets"].as_u64().unwrap();
             assert!(packets > 10_000, "{packets} packets");
             let case = format!("nanos {nanos}, {shards} shards");
@@ -122,6 +133,10 @@ fn records_written_from_their_buffers_are_the_bytes_of_copied_ones() {
             assert!(
                 copied == part,
                 "{case}: outputs differ when both kinds are merged"
+            );
+            assert!(
+                copied == cached && copied == cached_copies,
+                "{case}: outputs differ between direct and buffered file writes"
             );
         }
     }

@@ -40,7 +40,7 @@ use crate::sink::fence::Fence;
 use crate::sink::output::Output;
 use crate::sink::spool::SpoolConfig;
 use crate::sink::writer::{file_buffer_size, Brake, ShardCounters, ShardWriter};
-use crate::sink::OutputSpec;
+use crate::sink::{OutputOptions, OutputSpec};
 use crate::state::journal::Reason;
 use crate::state::StateKeeper;
 use shardcap_capture::format::StreamHeader;
@@ -1012,13 +1012,17 @@ impl Dispatcher {
     fn open_raw(&mut self, header: StreamHeader) -> Result<Vec<(Box<dyn Output>, bool)>> {
         self.ctx.consumers.start(&self.ctx.signals.attention)?;
         let args = &self.ctx.args;
-        let spool = SpoolConfig {
-            segment_size: args.segment_size,
-            segment_age: args.segment_age,
-            backlog: args.spool_backlog as usize,
-        };
-        let pipe_size = args.pipe_size as usize;
         let shards = args.shards as usize;
+        let options = OutputOptions {
+            spool: SpoolConfig {
+                segment_size: args.segment_size,
+                segment_age: args.segment_age,
+                backlog: args.spool_backlog as usize,
+            },
+            pipe_size: args.pipe_size as usize,
+            file_io: args.file_io,
+            file_buffer: file_buffer_size(shards),
+        };
         let (spec, stop, state) = (&self.ctx.spec, &self.ctx.signals.stop, &self.ctx.state);
         if self.ctx.consumers.any() {
             // Each output opens (and its consumer starts) when its shard's first packet comes.
@@ -1027,16 +1031,20 @@ impl Dispatcher {
                 .ctx
                 .consumers
                 .open_outputs(shards, stop, move |k, stop| {
-                    spec.open(k, header, spool, pipe_size, stop)
+                    spec.open(k, header, &options, stop)
                 });
             return Ok(outs.into_iter().map(|o| (o, false)).collect());
         }
         let mut outs = Vec::with_capacity(shards);
         for k in 0..shards {
             outs.push(
-                match state.as_ref().map(|s| s.resume_output(k)).transpose()? {
+                match state
+                    .as_ref()
+                    .map(|s| s.resume_output(k, &options))
+                    .transpose()?
+                {
                     Some(Some(out)) => (out, true),
-                    _ => (spec.open(k, header, spool, pipe_size, stop)?, false),
+                    _ => (spec.open(k, header, &options, stop)?, false),
                 },
             );
         }

@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Result};
 use fifo::FifoOutput;
-use output::{FileOutput, Output, StdoutOutput};
+use output::{FileIo, FileOutput, Output, StdoutOutput};
 use shardcap_capture::format::StreamHeader;
 use shardcap_files::PartialFile;
 use shardcap_flow::Partition;
@@ -30,6 +30,19 @@ pub enum OutputSpec {
     Dir(String),
     /// `stdout` (one shard only)
     Stdout,
+}
+
+/// How outputs are opened, beyond where they go.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputOptions {
+    /// How a spool cuts its stream into segments.
+    pub spool: SpoolConfig,
+    /// The pipe buffer size asked for FIFOs.
+    pub pipe_size: usize,
+    /// How file outputs are written.
+    pub file_io: FileIo,
+    /// The size of a direct file output's buffer.
+    pub file_buffer: usize,
 }
 
 /// A path pattern with `{partition}` expanded; `{shard}` (the local shard) and `{global}` (its
@@ -141,15 +154,13 @@ impl OutputSpec {
         matches!(self, OutputSpec::Dir(_))
     }
 
-    /// Opens shard `k`'s output for a stream with `header`. FIFOs get a pipe of `pipe_size` bytes
-    /// and wait for their reader unless `stop` is set; a spool cuts the stream into segments as
-    /// `spool` says.
+    /// Opens shard `k`'s output for a stream with `header`, as `options` say. FIFOs wait for
+    /// their reader unless `stop` is set.
     pub fn open(
         &self,
         k: usize,
         header: StreamHeader,
-        spool: SpoolConfig,
-        pipe_size: usize,
+        options: &OutputOptions,
         stop: &AtomicBool,
     ) -> Result<Box<dyn Output>> {
         let named = |r: std::io::Result<Box<dyn Output>>, what: &str| {
@@ -159,19 +170,21 @@ impl OutputSpec {
             OutputSpec::File(_) => {
                 let p = self.path(k).unwrap();
                 named(
-                    FileOutput::create(&p).map(|o| Box::new(o) as _),
+                    FileOutput::create(&p, options.file_io, options.file_buffer)
+                        .map(|o| Box::new(o) as _),
                     &p.display().to_string(),
                 )
             }
             OutputSpec::Fifo(_) => {
                 let p = self.path(k).unwrap();
                 named(
-                    FifoOutput::open_sized(&p, stop, pipe_size).map(|o| Box::new(o) as _),
+                    FifoOutput::open_sized(&p, stop, options.pipe_size).map(|o| Box::new(o) as _),
                     &p.display().to_string(),
                 )
             }
             OutputSpec::Dir(root) => named(
-                SpoolOutput::create(Path::new(root), k, header, spool).map(|o| Box::new(o) as _),
+                SpoolOutput::create(Path::new(root), k, header, options.spool)
+                    .map(|o| Box::new(o) as _),
                 &format!("spool {root}"),
             ),
             OutputSpec::Stdout => named(StdoutOutput::open().map(|o| Box::new(o) as _), "stdout"),

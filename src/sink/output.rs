@@ -2,6 +2,7 @@
 
 use std::io::{self, IoSlice, IsTerminal, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use shardcap_capture::format::StreamHeader;
 use shardcap_files::PartialFile;
@@ -44,18 +45,44 @@ pub trait Output: Send {
     }
 }
 
+/// How a file output's bytes reach the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileIo {
+    /// Whole blocks past the page cache (`O_DIRECT`), gathered into a buffer: the kernel does
+    /// not copy the bytes, and the outputs do not fill the page cache. Written through the page
+    /// cache where the filesystem refuses it.
+    Direct,
+    /// Through the page cache, records handed to the kernel from where they were read.
+    Buffered,
+}
+
 /// A file output, written as `NAME.partial` and renamed to `NAME` when complete.
 pub struct FileOutput(PartialFile);
 
 impl FileOutput {
-    /// Creates (truncates) `NAME.partial`.
-    pub fn create(path: &Path) -> io::Result<Self> {
-        PartialFile::create(path).map(FileOutput)
+    /// Creates (truncates) `NAME.partial`; `buffer` is the size of a direct output's buffer.
+    pub fn create(path: &Path, io: FileIo, buffer: usize) -> io::Result<Self> {
+        Self::written(PartialFile::create(path)?, io, buffer)
     }
 
     /// Reopens an existing `NAME.partial` to append after its first `keep` bytes (a resumed run).
-    pub fn resume(path: &Path, keep: u64) -> io::Result<Self> {
-        PartialFile::resume(path, keep).map(FileOutput)
+    pub fn resume(path: &Path, keep: u64, io: FileIo, buffer: usize) -> io::Result<Self> {
+        Self::written(PartialFile::resume(path, keep)?, io, buffer)
+    }
+
+    fn written(mut file: PartialFile, io: FileIo, buffer: usize) -> io::Result<Self> {
+        static SAID: AtomicBool = AtomicBool::new(false);
+        if io == FileIo::Direct
+            && !file.write_direct(buffer)?
+            && !SAID.swap(true, Ordering::Relaxed)
+        {
+            log::info!(
+                "{}: written through the page cache (its filesystem keeps files in memory or \
+                 refuses direct I/O), as are the other file outputs there",
+                file.path().display()
+            );
+        }
+        Ok(FileOutput(file))
     }
 }
 

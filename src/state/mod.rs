@@ -23,7 +23,7 @@ use crate::input::FileEnd;
 use crate::merge::Merge;
 use crate::sink::output::{FileOutput, Output};
 use crate::sink::writer::ShardWriter;
-use crate::sink::OutputSpec;
+use crate::sink::{OutputOptions, OutputSpec};
 use identity::FileId;
 use journal::{
     now, Checkpoint, Contents, DoneRecord, FileRecord, InFlight, Journal, Outcome, OutputMark,
@@ -343,7 +343,11 @@ impl StateKeeper {
     /// Reopens shard `k`'s file output at its checkpointed length, dropping what was written after
     /// the checkpoint. `None` when there is nothing to resume (no checkpoint, or not a file output):
     /// the caller opens a fresh output.
-    pub fn resume_output(&self, k: usize) -> Result<Option<Box<dyn Output>>> {
+    pub fn resume_output(
+        &self,
+        k: usize,
+        options: &OutputOptions,
+    ) -> Result<Option<Box<dyn Output>>> {
         let (Some(cp), OutputSpec::File(_)) = (&self.previous, &self.spec) else {
             return Ok(None);
         };
@@ -387,7 +391,7 @@ impl StateKeeper {
                 have - mark.bytes
             );
         }
-        let out = FileOutput::resume(&path, mark.bytes)
+        let out = FileOutput::resume(&path, mark.bytes, options.file_io, options.file_buffer)
             .map_err(|e| fail(format!("{}: {e}", partial.display())))?;
         Ok(Some(Box::new(out)))
     }
@@ -583,6 +587,18 @@ mod tests {
     use journal::HeaderRecord;
     use std::fs::OpenOptions;
 
+    /// Direct file outputs, the default.
+    const OPTIONS: OutputOptions = OutputOptions {
+        spool: crate::sink::spool::SpoolConfig {
+            segment_size: 1 << 20,
+            segment_age: std::time::Duration::from_secs(1),
+            backlog: 1,
+        },
+        pipe_size: 1 << 16,
+        file_io: crate::sink::output::FileIo::Direct,
+        file_buffer: 1 << 20,
+    };
+
     fn config(hash: HashMode) -> StateConfig {
         StateConfig {
             output: "file:out-{shard}.pcap".into(),
@@ -766,8 +782,8 @@ mod tests {
         let (kept, _) = keeper.admit(vec![input.clone()]);
         assert_eq!(kept.len(), 1);
         assert_eq!(keeper.resume_offset(&input), Some(offset));
-        assert!(keeper.resume_output(0).unwrap().is_some());
-        assert!(keeper.resume_output(1).unwrap().is_some());
+        assert!(keeper.resume_output(0, &OPTIONS).unwrap().is_some());
+        assert!(keeper.resume_output(1, &OPTIONS).unwrap().is_some());
         assert_eq!(
             fs::read(PartialFile::partial_path(&out0)).unwrap(),
             written[..1000],
@@ -783,7 +799,7 @@ mod tests {
         );
         // An output shorter than its checkpoint cannot be resumed.
         fs::write(PartialFile::partial_path(&out0), &written[..999]).unwrap();
-        let e = keeper.resume_output(0).err().expect("too short");
+        let e = keeper.resume_output(0, &OPTIONS).err().expect("too short");
         assert!(e.to_string().contains("shorter than the 1000 bytes"), "{e}");
     }
 

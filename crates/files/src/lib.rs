@@ -5,6 +5,7 @@
 //! None of them is opened through a symlink: see [`nofollow`].
 
 pub mod atomic;
+pub mod direct;
 pub mod nofollow;
 pub mod partial;
 pub mod vectored;

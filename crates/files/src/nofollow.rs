@@ -47,12 +47,13 @@ pub fn create_new(path: &Path) -> io::Result<File> {
     options().write(true).create_new(true).open(path)
 }
 
-/// Opens an existing regular file for writing (`append`: at its end) without following a symlink.
+/// Opens an existing regular file for writing (`append`: at its end; else for reading as well)
+/// without following a symlink.
 pub fn open_existing(path: &Path, append: bool) -> io::Result<File> {
     let file = if append {
         options().append(true).open(path)?
     } else {
-        options().write(true).open(path)?
+        options().read(true).write(true).open(path)?
     };
     regular(file, path)
 }

@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::direct::{self, DirectAppender};
 use crate::nofollow;
 
 /// An open `NAME.partial`, to become `NAME` by [`PartialFile::finish`].
@@ -12,6 +13,8 @@ pub struct PartialFile {
     file: File,
     partial: PathBuf,
     path: PathBuf,
+    /// Set when the file is appended past the page cache.
+    direct: Option<DirectAppender>,
 }
 
 impl PartialFile {
@@ -48,7 +51,19 @@ impl PartialFile {
             file,
             partial,
             path: path.to_path_buf(),
+            direct: None,
         })
+    }
+
+    /// Appends past the page cache from now on, gathering into a buffer of `buffer` bytes (see
+    /// [`crate::direct`]), where the filesystem takes it and it saves anything; says whether.
+    pub fn write_direct(&mut self, buffer: usize) -> io::Result<bool> {
+        if !direct::worthwhile(&self.file) {
+            return Ok(false);
+        }
+        let end = self.file.seek(SeekFrom::End(0))?;
+        self.direct = Some(DirectAppender::new(&self.file, end, buffer)?);
+        Ok(true)
     }
 
     /// Reopens an existing `NAME.partial` to append after its first `keep` bytes (a resumed run).
@@ -61,6 +76,7 @@ impl PartialFile {
             file,
             partial,
             path: path.to_path_buf(),
+            direct: None,
         })
     }
 
@@ -71,21 +87,33 @@ impl PartialFile {
 
     /// Appends all of `buf`.
     pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)
+        match &mut self.direct {
+            Some(d) => d.write_all(&self.file, buf),
+            None => self.file.write_all(buf),
+        }
     }
 
     /// Appends all the bytes of `parts`, in order (see [`crate::write_all_vectored`]).
     pub fn write_parts(&mut self, parts: &mut [IoSlice]) -> io::Result<()> {
-        crate::write_all_vectored(&mut self.file, parts)
+        match &mut self.direct {
+            Some(d) => d.write_parts(&self.file, parts),
+            None => crate::write_all_vectored(&mut self.file, parts),
+        }
     }
 
     /// Makes the data written so far durable.
     pub fn sync(&mut self) -> io::Result<()> {
+        if let Some(d) = &mut self.direct {
+            d.flush(&self.file)?;
+        }
         self.file.sync_data()
     }
 
     /// Makes everything durable and gives the file its final name.
-    pub fn finish(self) -> io::Result<()> {
+    pub fn finish(mut self) -> io::Result<()> {
+        if let Some(d) = &mut self.direct {
+            d.flush(&self.file)?;
+        }
         self.file.sync_all()?;
         nofollow::rename(&self.partial, &self.path)
     }
@@ -117,6 +145,27 @@ mod tests {
         f.write_all(b"XY").unwrap();
         f.finish().unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"abXY");
+    }
+
+    #[test]
+    fn a_resumed_file_written_past_the_cache_keeps_what_it_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.pcap");
+        let head: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut f = PartialFile::create(&p).unwrap();
+        f.write_all(&head).unwrap();
+        drop(f);
+        let mut f = PartialFile::resume(&p, 5_000).unwrap();
+        f.write_direct(8192).unwrap();
+        let more = vec![7u8; 20_000];
+        f.write_all(&more).unwrap();
+        f.sync().unwrap();
+        f.write_all(&more[..3]).unwrap();
+        f.finish().unwrap();
+        assert_eq!(
+            fs::read(&p).unwrap(),
+            [&head[..5_000], &more[..], &more[..3]].concat()
+        );
     }
 
     #[test]
