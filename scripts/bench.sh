@@ -10,7 +10,8 @@
 #   scripts/bench.sh [SIZE]          SIZE like 3G (default), 500M
 #   env: BENCH_DIR (default /tmp/shardcap-bench): the generated inputs;
 #        OUT_DIR (default /dev/shm/shardcap-bench-out, tmpfs, so that file outputs measure shardcap
-#        and not the disk; set it to a disk directory to include the disk): every output;
+#        and not the disk; set it to a disk directory to include the disk, and to measure the
+#        default direct writes of file outputs, which tmpfs does not take): every output;
 #        ROUNDS (default 3), SHARDS (default 8), KEEP=1 keeps the generated inputs for a rerun,
 #        SHARDCAP_BIN=PATH measures that binary instead of building target/release/shardcap,
 #        MANY_FILES (default 2000): the many-inputs case, that many 256 KiB files from two sensors,
@@ -112,9 +113,13 @@ run_one_named()   { shardcap "$1" run -q -n 1 -o "file:$out/shard-{shard}.pcap" 
 run_files() { run_files_named run_files; }
 run_fifos() { run_fifos_named run_fifos; }
 run_one()   { run_one_named run_one; }
+# The file outputs through the page cache (direct writes are the default where the output's
+# filesystem takes them: not on tmpfs, the default OUT_DIR).
+run_files_buffered() { shardcap run_files_buffered run -q -n "$shards" --file-io buffered -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
+run_one_buffered()   { shardcap run_one_buffered run -q -n 1 --file-io buffered -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
 run_given() { shardcap run_given run -q -n "$shards" --order given -o "file:$out/shard-{shard}.pcap" "${files[@]}"; }
 
-cases=(cat_null cat_file run_files run_one run_given cat_fifo run_fifos)
+cases=(cat_null cat_file run_files run_one run_files_buffered run_one_buffered run_given cat_fifo run_fifos)
 if [ -n "${BEFORE:-}" ]; then
   before=$(realpath "$BEFORE")
   run_files_before() { measured=$before run_files_named run_files_before; }
@@ -147,6 +152,8 @@ row cat_null  "cat FILES > /dev/null"
 row cat_file  "cat FILES > file; sync file"             cat_null
 row run_files "shardcap run -n $shards -o file:"        cat_file
 row run_one   "shardcap run -n 1 -o file:"              cat_file
+row run_files_buffered "  the same, --file-io buffered"   cat_file
+row run_one_buffered   "  -n 1, --file-io buffered"       cat_file
 row run_given "shardcap run -n $shards --order given"   cat_file
 row cat_fifo  "cat FILES > fifo | cat > /dev/null"      cat_null
 row run_fifos "shardcap run -n $shards -o fifo: | cats" cat_fifo
@@ -167,6 +174,8 @@ own_row() { # CASE LABEL BASELINE
 }
 own_row run_files "shardcap run -n $shards -o file:" cat_file
 own_row run_one   "shardcap run -n 1 -o file:"       cat_file
+own_row run_files_buffered "  the same, --file-io buffered" cat_file
+own_row run_one_buffered   "  -n 1, --file-io buffered"     cat_file
 own_row run_fifos "shardcap run -n $shards -o fifo:" cat_fifo
 if [ -n "${BEFORE:-}" ]; then
   own_row run_files_before "BEFORE run -n $shards -o file:" cat_file
@@ -174,7 +183,7 @@ if [ -n "${BEFORE:-}" ]; then
   own_row run_fifos_before "BEFORE run -n $shards -o fifo:" cat_fifo
 fi
 printf '\ncontext switches of shardcap (voluntary + involuntary, median):'
-for c in run_files run_one run_given run_fifos ${BEFORE:+run_files_before run_one_before run_fifos_before}; do
+for c in run_files run_one run_files_buffered run_one_buffered run_given run_fifos ${BEFORE:+run_files_before run_one_before run_fifos_before}; do
   printf ' %s %s;' "$c" "$(median < "$dir/cs-$c")"
 done
 printf '\n'
