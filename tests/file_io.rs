@@ -30,8 +30,8 @@ fn require_direct_io(dir: &Path) {
     let fs_type = statfs(dir).unwrap().filesystem_type();
     assert!(
         fs_type != TMPFS_MAGIC,
-        "{} is on tmpfs, which keeps every file in memory: set TMPDIR to a directory on a disk \
-         filesystem to run this test",
+        "{} is on tmpfs, which keeps every file in memory: build in a target directory on a disk \
+         filesystem (CARGO_TARGET_DIR) to run this test",
         dir.display()
     );
     let probe = File::create(dir.join("probe")).unwrap();
@@ -42,14 +42,16 @@ fn require_direct_io(dir: &Path) {
             FcntlArg::F_SETFL(flags | OFlag::O_DIRECT)
         )
         .is_ok(),
-        "the filesystem of {} refuses O_DIRECT: set TMPDIR to one that takes it",
+        "the filesystem of {} refuses O_DIRECT: build in a target directory on one that takes it \
+         (CARGO_TARGET_DIR)",
         dir.display()
     );
 }
 
 #[test]
 fn direct_outputs_stay_out_of_the_page_cache_and_buffered_ones_do_not() {
-    let tmp = tempfile::tempdir().unwrap();
+    // In the target directory: on the disk with the checkout, where /tmp may be tmpfs.
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     require_direct_io(tmp.path());
     let inputs = pile(&tmp.path().join("pile"), 4 << 20, 3);
     for io in ["direct", "buffered"] {

@@ -91,6 +91,13 @@ impl Output for FileOutput {
         self.0.write_all(buf)
     }
 
+    /// The file is a valid (empty) capture from the moment its header is written, as it is
+    /// through the page cache.
+    fn write_header(&mut self, header: &StreamHeader) -> io::Result<()> {
+        self.0.write_all(&header.encode())?;
+        self.0.flush()
+    }
+
     fn write_parts(&mut self, parts: &mut [IoSlice]) -> io::Result<()> {
         self.0.write_parts(parts)
     }

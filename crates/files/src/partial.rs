@@ -101,19 +101,24 @@ impl PartialFile {
         }
     }
 
+    /// Puts the data written so far into the file (a direct file holds some back until a whole
+    /// block is there).
+    pub fn flush(&mut self) -> io::Result<()> {
+        match &mut self.direct {
+            Some(d) => d.flush(&self.file),
+            None => Ok(()),
+        }
+    }
+
     /// Makes the data written so far durable.
     pub fn sync(&mut self) -> io::Result<()> {
-        if let Some(d) = &mut self.direct {
-            d.flush(&self.file)?;
-        }
+        self.flush()?;
         self.file.sync_data()
     }
 
     /// Makes everything durable and gives the file its final name.
     pub fn finish(mut self) -> io::Result<()> {
-        if let Some(d) = &mut self.direct {
-            d.flush(&self.file)?;
-        }
+        self.flush()?;
         self.file.sync_all()?;
         nofollow::rename(&self.partial, &self.path)
     }
