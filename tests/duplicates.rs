@@ -1,6 +1,7 @@
 //! Duplicate files: a pile holding the same capture under two names streams its packets once
 //! (given on the command line, in a watched spool, from a Redis queue), names both files, and
-//! counts the duplicate; a file of the same size and first packet time but other packets is read.
+//! counts the duplicate, also when the copy is in another container (gzip, pcapng); a file of the
+//! same size and first packet time but other packets is read.
 
 mod common;
 mod redis_support;
@@ -93,6 +94,54 @@ fn a_pile_with_a_duplicated_file_streams_every_packet_once() {
     let s = stats(&stats_file);
     assert_eq!(s["files_duplicate"], 1, "{s}");
     assert_eq!(s["files_done"], 10, "{s}");
+}
+
+#[test]
+fn copies_in_other_containers_are_read_once() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, files, _dup) = pile(tmp.path());
+    // sensorB.pcap1 gzipped, and sensorA.pcap2 as pcapng (nanosecond timestamps, other blocks).
+    let gz = dir.join("spare/copy-sensorB.pcap1.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&fs::read(&files[5]).unwrap()).unwrap();
+    fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let ng = dir.join("spare/copy-sensorA.pcapng");
+    let capture = read_capture(&files[2]);
+    assert_eq!(capture.linktypes, [1], "Ethernet samples");
+    common::write_pcapng(&ng, 1, &capture.recs());
+    let out = tmp.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let stats_file = tmp.path().join("stats.json");
+    let run = common::shardcap([
+        "run",
+        "-n",
+        "3",
+        "-o",
+        &out_spec(&out),
+        "--stats-file",
+        &name(&stats_file),
+        &name(&dir),
+    ]);
+    expect_exit(&run, 0);
+    same_packets(packets_of(&files), shard_packets(&out)).unwrap();
+    for (copy, original) in [(&gz, &files[5]), (&ng, &files[2])] {
+        let line = format!(
+            "{}: the same packets as {}; read once",
+            copy.display(),
+            original.display()
+        );
+        assert!(
+            run.stderr.contains(&line),
+            "no line {line:?} in {}",
+            run.stderr
+        );
+    }
+    let s = stats(&stats_file);
+    assert_eq!(
+        s["files_duplicate"], 3,
+        "the byte copy and the two others: {s}"
+    );
 }
 
 #[test]

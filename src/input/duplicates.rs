@@ -2,10 +2,12 @@
 //! collected twice, under two names) is read once; a capture whose packets are the first packets
 //! of another (a copy taken while it was still being written) is reported by `scan`.
 //!
-//! Two files are compared only when their size and first packet time collide, which the catalog
-//! knows already: the common path stays one read of each file's head. Only such rare candidates
-//! are read to their end, and their packets hashed, by whoever runs the index's reads (the
+//! Two files are compared only when their first packet times collide, which the catalog knows
+//! already: the common path stays one read of each file's head. Only such rare candidates are
+//! read to their end, and their packets hashed, by whoever runs the index's reads (the
 //! dispatcher: on a thread of its own, see [`super::screen`]); a candidate waits for its verdict.
+//! Sizes are not compared: the same packets in another container (gzip, zstd, pcapng, another
+//! precision or byte order) are the same capture.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -101,12 +103,13 @@ struct Known {
 /// A file colliding with a known one, until its verdict.
 struct Candidate {
     entry: Entry,
-    key: (u64, u64),
+    /// Its first packet time.
+    key: u64,
     /// The number of the read of its content.
     read: u64,
 }
 
-/// The files a run has cataloged, by size and first packet time (one small record a file), and
+/// The files a run has cataloged, by first packet time (one small record a file), and
 /// the candidates waiting for their verdict. Contents are read by the caller: [`check`] asks
 /// for reads by number, [`content`] takes their results.
 ///
@@ -114,7 +117,7 @@ struct Candidate {
 /// [`content`]: DuplicateIndex::content
 #[derive(Default)]
 pub struct DuplicateIndex {
-    known: HashMap<(u64, u64), Vec<Known>>,
+    known: HashMap<u64, Vec<Known>>,
     /// In the order they came: a candidate is decided only after every earlier one of its key.
     waiting: Vec<Candidate>,
     /// Contents read, by read number (`None`: not readable to its end).
@@ -128,10 +131,9 @@ impl DuplicateIndex {
     /// ([`DuplicateIndex::verdicts`]). The files whose content must be read to decide are
     /// handed to `read` with their read number. A file without packets is nobody's duplicate.
     pub fn check(&mut self, entry: Entry, read: &mut dyn FnMut(u64, &Path)) -> Option<Entry> {
-        let Some(first_ts) = entry.first_ts else {
+        let Some(key) = entry.first_ts else {
             return Some(entry);
         };
-        let key = (entry.size, first_ts);
         let known = self.known.entry(key).or_default();
         if known.is_empty() {
             known.push(Known {
@@ -165,7 +167,7 @@ impl DuplicateIndex {
     }
 
     /// The candidates decided since the last call, in the order they came, each with the earlier
-    /// file holding exactly its packets (same size, same first and last packet time, same hash)
+    /// file holding exactly its packets (the same number, first and last packet time, and hash)
     /// or `None` (it is then remembered as known).
     pub fn verdicts(&mut self) -> Vec<(Entry, Option<PathBuf>)> {
         let mut decided = Vec::new();
@@ -314,10 +316,7 @@ mod tests {
             idx.check(entry(&a), &mut ask).is_some(),
             "nothing to collide with"
         );
-        assert!(
-            idx.check(entry(&c), &mut ask).is_none(),
-            "same size and start"
-        );
+        assert!(idx.check(entry(&c), &mut ask).is_none(), "same start");
         assert!(idx.check(entry(&b), &mut ask).is_none());
         let verdict = |idx: &mut DuplicateIndex| {
             idx.verdicts()
@@ -340,6 +339,40 @@ mod tests {
             "c has other bytes; b is a's"
         );
         assert_eq!(idx.waiting(), 0);
+    }
+
+    #[test]
+    fn a_copy_in_another_container_is_a_duplicate_and_a_prefix_is_not() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a.pcap");
+        std::fs::write(&a, pcap(100, 5)).unwrap();
+        let gz = d.path().join("b.pcap.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&pcap(100, 5)).unwrap();
+        std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+        let prefix = d.path().join("c.pcap");
+        std::fs::write(&prefix, pcap(100, 3)).unwrap();
+        let mut idx = DuplicateIndex::default();
+        let mut asked = Vec::new();
+        let mut ask = |n: u64, p: &Path| asked.push((n, p.to_path_buf()));
+        assert!(idx.check(entry(&a), &mut ask).is_some());
+        assert!(idx.check(entry(&gz), &mut ask).is_none(), "same start");
+        assert!(idx.check(entry(&prefix), &mut ask).is_none(), "same start");
+        for (n, p) in &asked {
+            let content = read_content(p, &[], &AtomicBool::new(false)).map(|(c, _)| c);
+            idx.content(*n, content);
+        }
+        let verdicts: Vec<_> = idx
+            .verdicts()
+            .into_iter()
+            .map(|(e, original)| (e.path, original))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [(gz, Some(a)), (prefix, None)],
+            "the gzip copy holds a's packets; the prefix holds fewer"
+        );
     }
 
     #[test]
