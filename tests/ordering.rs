@@ -181,9 +181,18 @@ fn shards_are_time_ordered_when_every_input_is() {
         assert_eq!(s.nanos, nanos);
         assert!(non_decreasing(&s.packets), "shard {k} goes back in time");
     }
-    let want: Vec<Rec> = captures
-        .iter()
-        .flat_map(|c| c.1.iter())
+    // A capture holding the same packets as an earlier one (the corpus has a few, in other
+    // pcapng block layouts) is read once.
+    let mut seen: Vec<&Vec<Rec>> = Vec::new();
+    for c in &captures {
+        if !seen.contains(&&c.1) {
+            seen.push(&c.1);
+        }
+    }
+    let copies = captures.len() - seen.len();
+    let want: Vec<Rec> = seen
+        .into_iter()
+        .flatten()
         .map(|r| if nanos { r.clone() } else { r.at_micros() })
         .collect();
     let got: Vec<Rec> = streams.iter().flat_map(|s| s.packets.clone()).collect();
@@ -191,6 +200,7 @@ fn shards_are_time_ordered_when_every_input_is() {
     let st = stats(&tmp.path().join("stats.json"));
     assert_eq!(st["out_of_order"], 0);
     assert_eq!(st["files_done"], captures.len() as u64);
+    assert_eq!(st["files_duplicate"], copies as u64);
 }
 
 #[test]
