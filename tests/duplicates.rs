@@ -57,13 +57,12 @@ fn out_spec(dir: &Path) -> String {
     format!("file:{}/out-{{shard}}.pcap", dir.display())
 }
 
-#[test]
-fn a_pile_with_a_duplicated_file_streams_every_packet_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (dir, files, dup) = pile(tmp.path());
-    let out = tmp.path().join("out");
+/// Runs `-n 3` over the pile `dir` in `tmp`, which must end well with every packet of `files`
+/// streamed once; returns the run and its stats.
+fn stream_once(tmp: &Path, dir: &Path, files: &[PathBuf]) -> (common::Run, serde_json::Value) {
+    let out = tmp.join("out");
     fs::create_dir_all(&out).unwrap();
-    let stats_file = tmp.path().join("stats.json");
+    let stats_file = tmp.join("stats.json");
     let run = common::shardcap([
         "run",
         "-n",
@@ -72,26 +71,38 @@ fn a_pile_with_a_duplicated_file_streams_every_packet_once() {
         &out_spec(&out),
         "--stats-file",
         &name(&stats_file),
-        &name(&dir),
+        &name(dir),
     ]);
     expect_exit(&run, 0);
-    same_packets(packets_of(&files), shard_packets(&out)).unwrap();
+    same_packets(packets_of(files), shard_packets(&out)).unwrap();
+    (run, stats(&stats_file))
+}
+
+/// The run's log names `copy` as read once, holding `original`'s packets.
+fn assert_read_once(run: &common::Run, copy: &Path, original: &Path) {
     let line = format!(
         "{}: the same packets as {}; read once",
-        dup.display(),
-        files[1].display()
+        copy.display(),
+        original.display()
     );
     assert!(
         run.stderr.contains(&line),
         "no line {line:?} in {}",
         run.stderr
     );
+}
+
+#[test]
+fn a_pile_with_a_duplicated_file_streams_every_packet_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, files, dup) = pile(tmp.path());
+    let (run, s) = stream_once(tmp.path(), &dir, &files);
+    assert_read_once(&run, &dup, &files[1]);
     assert!(
         run.stderr.contains("from 10 files") && run.stderr.contains("1 duplicate files read once"),
         "summary: {}",
         run.stderr
     );
-    let s = stats(&stats_file);
     assert_eq!(s["files_duplicate"], 1, "{s}");
     assert_eq!(s["files_done"], 10, "{s}");
 }
@@ -110,34 +121,9 @@ fn copies_in_other_containers_are_read_once() {
     let capture = read_capture(&files[2]);
     assert_eq!(capture.linktypes, [1], "Ethernet samples");
     common::write_pcapng(&ng, 1, &capture.recs());
-    let out = tmp.path().join("out");
-    fs::create_dir_all(&out).unwrap();
-    let stats_file = tmp.path().join("stats.json");
-    let run = common::shardcap([
-        "run",
-        "-n",
-        "3",
-        "-o",
-        &out_spec(&out),
-        "--stats-file",
-        &name(&stats_file),
-        &name(&dir),
-    ]);
-    expect_exit(&run, 0);
-    same_packets(packets_of(&files), shard_packets(&out)).unwrap();
-    for (copy, original) in [(&gz, &files[5]), (&ng, &files[2])] {
-        let line = format!(
-            "{}: the same packets as {}; read once",
-            copy.display(),
-            original.display()
-        );
-        assert!(
-            run.stderr.contains(&line),
-            "no line {line:?} in {}",
-            run.stderr
-        );
-    }
-    let s = stats(&stats_file);
+    let (run, s) = stream_once(tmp.path(), &dir, &files);
+    assert_read_once(&run, &gz, &files[5]);
+    assert_read_once(&run, &ng, &files[2]);
     assert_eq!(
         s["files_duplicate"], 3,
         "the byte copy and the two others: {s}"
